@@ -1,0 +1,224 @@
+/*
+ * herd.h - the one public header of libherd.
+ *
+ * herd runs Meta's Llama 3.x text models (3.1 8B/70B/405B, 3.2 1B/3B) from GGUF files and
+ * Hugging Face folders. Everything a user touches (the herd command, the server, bindings)
+ * is a client of this header alone.
+ *
+ * Conventions:
+ *  - Every fallible call returns herd_status. On failure a one-line message saying what
+ *    failed (file, tensor, field) and what was expected is kept per thread; read it with
+ *    herd_last_error().
+ *  - Objects are made with herd_x_new/herd_x_load and released with herd_x_free (NULL-safe).
+ *    On failure the out-pointer is set to NULL.
+ *  - A returned const char * is borrowed until its owner is freed; memory returned as owned
+ *    is released with herd_free().
+ *  - Enums are append-only with explicit values.
+ *  - Thread-safety: a herd_model is read-only after load and may be shared by threads; a
+ *    herd_context (KV cache + scratch) is used by one thread at a time.
+ */
+#ifndef HERD_H
+#define HERD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HERD_API
+
+/* ---------------------------------------------------------------- status and errors */
+
+typedef enum herd_status {
+    HERD_OK = 0,
+    HERD_ERR_IO = 1,          /* a file could not be opened, read or mapped */
+    HERD_ERR_FORMAT = 2,      /* a file is corrupt, truncated or not what it claims */
+    HERD_ERR_UNSUPPORTED = 3, /* valid input herd does not handle (architecture, dtype) */
+    HERD_ERR_NOMEM = 4,       /* an allocation failed */
+    HERD_ERR_INVALID = 5,     /* a caller passed a bad argument (token id, position, option) */
+    HERD_ERR_CONTEXT = 6,     /* a request does not fit the context length */
+    HERD_ERR_INTERNAL = 7,    /* a broken invariant: a bug in herd */
+    HERD_ERR_CANCELLED = 8,   /* the caller asked to stop */
+} herd_status;
+
+/* A static name for a status code ("format error", ...). */
+HERD_API const char *herd_status_str(herd_status s);
+
+/* The message left by the last failed call on this thread ("" if none). Borrowed until the
+ * next herd call on this thread. */
+HERD_API const char *herd_last_error(void);
+
+/* Releases memory that herd returned as owned. NULL-safe. */
+HERD_API void herd_free(void *p);
+
+/* ---------------------------------------------------------------- tensor types */
+
+/* Weight and cache element types. The values are GGUF's ggml_type ids so that a GGUF file's
+ * type field maps one to one. */
+typedef enum herd_dtype {
+    HERD_DTYPE_F32 = 0,
+    HERD_DTYPE_F16 = 1,
+    HERD_DTYPE_Q4_0 = 2,
+    HERD_DTYPE_Q4_1 = 3,
+    HERD_DTYPE_Q5_0 = 6,
+    HERD_DTYPE_Q5_1 = 7,
+    HERD_DTYPE_Q8_0 = 8,
+    HERD_DTYPE_Q8_1 = 9,
+    HERD_DTYPE_Q2_K = 10,
+    HERD_DTYPE_Q3_K = 11,
+    HERD_DTYPE_Q4_K = 12,
+    HERD_DTYPE_Q5_K = 13,
+    HERD_DTYPE_Q6_K = 14,
+    HERD_DTYPE_Q8_K = 15,
+    HERD_DTYPE_BF16 = 30,
+} herd_dtype;
+
+/* "f32", "q4_k", ... or NULL for an unknown value. */
+HERD_API const char *herd_dtype_name(herd_dtype t);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+typedef struct herd_tokenizer herd_tokenizer;
+
+/* Loads a tokenizer from a Hugging Face tokenizer.json or a Meta tokenizer.model (tiktoken
+ * format; Meta's 256 special tokens are added as Llama 3.1 names them). The kind is
+ * detected from the content. */
+HERD_API herd_status herd_tokenizer_load(const char *path, herd_tokenizer **out);
+HERD_API void herd_tokenizer_free(herd_tokenizer *tok);
+
+/* Number of ids (regular + special). */
+HERD_API int32_t herd_tokenizer_n_vocab(const herd_tokenizer *tok);
+
+/* Encodes len bytes of text. Special-token text is plain text unless parse_special. With
+ * add_bos, <|begin_of_text|> comes first. On success *ids is owned by the caller
+ * (herd_free) and holds *n_ids ids. */
+HERD_API herd_status herd_tokenize(const herd_tokenizer *tok, const char *text, size_t len,
+                                   bool add_bos, bool parse_special, int32_t **ids,
+                                   size_t *n_ids);
+
+/* Decodes ids to bytes (specials as their text). *text is NUL-terminated, owned by the
+ * caller (herd_free), *len excludes the NUL. */
+HERD_API herd_status herd_detokenize(const herd_tokenizer *tok, const int32_t *ids,
+                                     size_t n_ids, char **text, size_t *len);
+
+/* Bytes of one token (specials as their text); borrowed; NULL for a bad id. */
+HERD_API const char *herd_token_bytes(const herd_tokenizer *tok, int32_t id, size_t *len);
+
+/* The id of a special token by its text ("<|eot_id|>"), or -1. */
+HERD_API int32_t herd_token_special(const herd_tokenizer *tok, const char *text);
+
+/* Streaming decoder: feed ids one at a time, get only complete UTF-8 sequences out. */
+typedef struct herd_detok_stream herd_detok_stream;
+HERD_API herd_status herd_detok_stream_new(const herd_tokenizer *tok, herd_detok_stream **out);
+HERD_API void herd_detok_stream_free(herd_detok_stream *s);
+/* Appends the text that became complete with id to out (at most cap bytes incl. NUL);
+ * returns the byte count in *n. A flush (id < 0) emits what is pending, invalid bytes as
+ * U+FFFD. */
+HERD_API herd_status herd_detok_stream_push(herd_detok_stream *s, int32_t id, char *out,
+                                            size_t cap, size_t *n);
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct herd_model herd_model;
+
+typedef struct herd_model_params {
+    int32_t n_threads; /* worker threads for load-time repacking and forward; 0 = all cores */
+} herd_model_params;
+
+/* Hyper-parameters and facts of a loaded model. Names follow Meta's params.json / HF's
+ * config.json. */
+typedef struct herd_model_info {
+    const char *path;
+    const char *format;       /* "gguf" or "hf" */
+    const char *name;         /* general.name or the folder name */
+    int32_t dim;              /* hidden size */
+    int32_t n_layers;
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    int32_t hidden_dim;       /* FFN inner size */
+    int32_t n_vocab;
+    int32_t max_seq_len;      /* context the model was trained for */
+    float norm_eps;
+    float rope_theta;
+    bool rope_scaling;        /* llama3 frequency scaling on */
+    float rope_factor;
+    float rope_low_freq_factor;
+    float rope_high_freq_factor;
+    int32_t rope_original_max_pos;
+    bool tied_embeddings;
+    herd_dtype weight_dtype;  /* dtype of most layer weights */
+    int64_t n_params;
+    int64_t weight_bytes;     /* bytes of all weights as stored */
+    int32_t bos_id;           /* -1 if unknown */
+    int32_t eos_ids[8];       /* end-of-generation ids (generation_config eos_token_id) */
+    int32_t n_eos;
+    float default_temperature; /* from generation_config.json; <0 when absent */
+    float default_top_p;
+} herd_model_info;
+
+HERD_API herd_status herd_model_load(const char *path, const herd_model_params *params,
+                                     herd_model **out);
+HERD_API void herd_model_free(herd_model *m);
+HERD_API const herd_model_info *herd_model_get_info(const herd_model *m);
+/* The tokenizer that came with the model (GGUF metadata or tokenizer.json beside the HF
+ * files), or NULL when the model has none. Borrowed. */
+HERD_API const herd_tokenizer *herd_model_tokenizer(const herd_model *m);
+
+/* ---------------------------------------------------------------- context and batches */
+
+typedef struct herd_context herd_context;
+
+typedef struct herd_context_params {
+    int32_t n_ctx;     /* positions per sequence; 0 = the model's max_seq_len */
+    int32_t n_seq;     /* sequences that can be live at once (server slots); 0 = 1 */
+    int32_t n_batch;   /* most tokens per herd_decode call; 0 = 512 */
+    int32_t n_threads; /* 0 = the model's */
+    herd_dtype kv_type; /* KV cache element type: F16 (default), F32 or Q8_0 */
+} herd_context_params;
+
+/* Defaults: n_ctx 0 (the model's), n_seq 1, n_batch 512, kv F16. Start from these. */
+HERD_API herd_context_params herd_context_default_params(void);
+
+HERD_API herd_status herd_context_new(const herd_model *m, const herd_context_params *p,
+                                      herd_context **out);
+HERD_API void herd_context_free(herd_context *c);
+HERD_API int32_t herd_context_n_ctx(const herd_context *c);
+HERD_API int64_t herd_context_kv_bytes(const herd_context *c);
+
+/* A batch: n_tokens tokens, token i belongs to sequence seq[i] at position pos[i] and
+ * wants its logits when logits[i] != 0. Tokens of one sequence must come in increasing
+ * position order and directly follow what that sequence holds in the cache. */
+typedef struct herd_batch {
+    int32_t n_tokens;
+    const int32_t *tokens;
+    const int32_t *pos;
+    const int32_t *seq;
+    const int8_t *logits;
+} herd_batch;
+
+/* Runs the model over the batch, appending to each sequence's KV cache. Writes one row of
+ * n_vocab floats to out for every token with logits[i] != 0, in batch order. */
+HERD_API herd_status herd_decode(herd_context *c, const herd_batch *b, float *out);
+
+/* Forgets positions >= from of sequence seq (from = 0 clears it). */
+HERD_API herd_status herd_seq_truncate(herd_context *c, int32_t seq, int32_t from);
+/* Copies the first n positions of the cache of src into dst (prefix reuse). */
+HERD_API herd_status herd_seq_copy(herd_context *c, int32_t dst, int32_t src, int32_t n);
+/* Positions held for seq. */
+HERD_API int32_t herd_seq_len(const herd_context *c, int32_t seq);
+
+/* ---------------------------------------------------------------- CPU kernels */
+
+/* Name of the CPU kernel variant in use ("ref", "avx2", "avx512", "neon"). HERD_CPU_ISA in
+ * the environment forces one. */
+HERD_API const char *herd_cpu_isa(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HERD_H */

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test herd: the compiler tool
+# chain and the Debian libraries herd links (PCRE2, cJSON, libmicrohttpd, libedit, OpenMPI),
+# plus the Python packages the tests use as independent references (numpy, gguf, ...).
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+apt_pkgs="build-essential cmake pkg-config clang python3 python3-pip python3-venv
+  libpcre2-dev libcjson-dev libmicrohttpd-dev libedit-dev libopenmpi-dev openmpi-bin
+  tmux curl"
+missing=""
+for p in $apt_pkgs; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: apt-get install$missing" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
+# Python test references. pip may refuse the system Python on Debian (PEP 668), so fall
+# back to --break-system-packages there; a virtual environment works as well.
+py_pkgs="numpy gguf tiktoken tokenizers jinja2 openai"
+if ! python3 -c "import numpy, gguf, tiktoken, tokenizers, jinja2, openai" 2>/dev/null; then
+  echo "install-deps: pip install $py_pkgs" >&2
+  python3 -m pip install -q $py_pkgs 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages $py_pkgs
+fi

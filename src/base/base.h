@@ -1,0 +1,127 @@
+/*
+ * base.h - the bottom layer every module stands on: error recording, the allocation seam,
+ * read-only file mapping, half-precision conversion, a growable text buffer, a thread pool
+ * and CPU feature detection. Nothing here knows about models or files' meaning.
+ *
+ * Error convention: a failing function calls herd_fail(status, fmt, ...) once, at the
+ * place that knows what went wrong, and returns its result; callers pass the status up
+ * unchanged (they may prefix context with herd_fail_prefix).
+ */
+#ifndef HERD_BASE_H
+#define HERD_BASE_H
+
+#include "herd.h"
+
+#include <stdarg.h>  /* va_list for herd_vfail */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- errors (status.c) */
+
+/* Records a printf-style message for herd_last_error() and returns s. */
+herd_status herd_fail(herd_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+herd_status herd_vfail(herd_status s, const char *fmt, va_list ap);
+/* Puts "prefix: " before the current message (e.g. the file name) and returns s. */
+herd_status herd_fail_prefix(herd_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void herd_clear_error(void);
+
+/* ---- logging (log.c): to stderr; level from HERD_LOG (error|warn|info|debug), default warn */
+
+enum herd_log_level { HERD_LOG_ERROR = 0, HERD_LOG_WARN = 1, HERD_LOG_INFO = 2, HERD_LOG_DEBUG = 3 };
+void herd_log(enum herd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void herd_log_set_level(enum herd_log_level level);
+
+/* ---- allocation (alloc.c). Every allocation in libherd goes through these so that tests
+ * can make the Nth one fail (herd_alloc_fail_after). Sizes are checked for overflow. */
+
+void *herd_malloc(size_t n);
+void *herd_calloc(size_t count, size_t size);
+void *herd_realloc(void *p, size_t n);
+void *herd_malloc_aligned(size_t n, size_t align); /* free with herd_free_aligned */
+void herd_free_aligned(void *p);
+char *herd_strdup(const char *s);
+char *herd_strndup(const char *s, size_t n);
+/* Test hook: the (n+1)th allocation from now fails; n < 0 disables. */
+void herd_alloc_fail_after(long n);
+
+/* Allocates count*size bytes with an overflow check; records HERD_ERR_NOMEM on failure. */
+herd_status herd_alloc_array(void **out, size_t count, size_t size, const char *what);
+
+/* ---- files (mmap.c) */
+
+struct herd_map {
+    const uint8_t *data;
+    size_t size;
+};
+/* Maps a whole file read-only. An empty file maps to data == NULL, size 0. */
+herd_status herd_map_file(const char *path, struct herd_map *m);
+void herd_unmap(struct herd_map *m);
+/* Reads a whole (small) file into a NUL-terminated owned buffer. */
+herd_status herd_read_file(const char *path, char **out, size_t *len);
+/* Whether path names a directory / an existing file. */
+int herd_is_dir(const char *path);
+int herd_file_exists(const char *path);
+/* dir + "/" + name into an owned string. */
+char *herd_path_join(const char *dir, const char *name);
+
+/* ---- growable text (buf.c): capped, never a fixed array */
+
+struct herd_buf {
+    char *data; /* NUL-terminated when len > 0 or after any append */
+    size_t len;
+    size_t cap;
+    size_t max; /* 0 = no cap; appends past it fail with HERD_ERR_INVALID */
+    herd_status err; /* sticky: the first failure, so callers may check once at the end */
+};
+void buf_init(struct herd_buf *b, size_t max);
+void buf_free(struct herd_buf *b);
+herd_status buf_append(struct herd_buf *b, const void *data, size_t n);
+herd_status buf_puts(struct herd_buf *b, const char *s);
+herd_status buf_printf(struct herd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hands the bytes over (caller frees with herd_free) and resets b. */
+char *buf_take(struct herd_buf *b, size_t *len);
+
+/* ---- half precision (fp.c). IEEE binary16 and bfloat16, round-to-nearest-even. */
+
+float fp16_to_f32(uint16_t h);
+uint16_t f32_to_fp16(float f);
+static inline float bf16_to_f32(uint16_t h)
+{
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)h << 16;
+    return v.f;
+}
+uint16_t f32_to_bf16(float f);
+
+/* ---- threads (threads.c): a fixed pool; workers sleep on a condition variable between
+ * jobs, so an idle pool burns no core. */
+
+struct herd_pool;
+/* fn(arg, ith, nth) runs on nth threads (the caller is thread 0). */
+typedef void (*herd_pool_fn)(void *arg, int ith, int nth);
+herd_status herd_pool_new(int n_threads, struct herd_pool **out);
+void herd_pool_free(struct herd_pool *p);
+int herd_pool_size(const struct herd_pool *p);
+void herd_pool_run(struct herd_pool *p, herd_pool_fn fn, void *arg);
+/* Splits [0, n) evenly: thread ith gets [*lo, *hi). */
+static inline void herd_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
+{
+    int64_t per = n / nth, rem = n % nth;
+    *lo = ith * per + (ith < rem ? ith : rem);
+    *hi = *lo + per + (ith < rem ? 1 : 0);
+}
+int herd_n_cores(void);
+
+/* ---- cpu features (cpu.c) */
+
+struct herd_cpu_features {
+    int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16, avxvnni, neon;
+};
+const struct herd_cpu_features *herd_cpu_features(void);
+
+/* ---- time */
+double herd_time_s(void); /* monotonic seconds */
+
+#endif /* HERD_BASE_H */

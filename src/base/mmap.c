@@ -1,0 +1,93 @@
+/*
+ * mmap.c - read-only mapping of weight files (weights are never copied unless a kernel
+ * needs a repacked layout) and small whole-file reads for JSON and text files.
+ */
+#include "base.h"
+
+#include <errno.h>    /* errno for messages */
+#include <fcntl.h>    /* open */
+#include <stdio.h>    /* snprintf */
+#include <sys/mman.h> /* mmap */
+#include <sys/stat.h> /* fstat */
+#include <unistd.h>   /* close, read */
+
+herd_status herd_map_file(const char *path, struct herd_map *m)
+{
+    m->data = NULL;
+    m->size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return herd_fail(HERD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return herd_fail(HERD_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return HERD_OK;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return herd_fail(HERD_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    m->data = p;
+    m->size = (size_t)st.st_size;
+    return HERD_OK;
+}
+
+void herd_unmap(struct herd_map *m)
+{
+    if (m->data)
+        munmap((void *)m->data, m->size);
+    m->data = NULL;
+    m->size = 0;
+}
+
+herd_status herd_read_file(const char *path, char **out, size_t *len)
+{
+    *out = NULL;
+    if (len)
+        *len = 0;
+    struct herd_map m;
+    herd_status s = herd_map_file(path, &m);
+    if (s != HERD_OK)
+        return s;
+    char *d = herd_malloc(m.size + 1);
+    if (!d) {
+        herd_unmap(&m);
+        return herd_fail(HERD_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, m.size);
+    }
+    if (m.size)
+        memcpy(d, m.data, m.size);
+    d[m.size] = '\0';
+    if (len)
+        *len = m.size;
+    herd_unmap(&m);
+    *out = d;
+    return HERD_OK;
+}
+
+int herd_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int herd_file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *herd_path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = herd_malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}

@@ -1,0 +1,157 @@
+/*
+ * threads.c - a fixed thread pool for data-parallel kernels. The caller runs as thread 0;
+ * workers wait on a condition variable between jobs (an idle pool uses no CPU) and a
+ * generation counter tells them a new job is posted. Jobs are short (one matmul), so a
+ * brief spin before sleeping keeps per-token latency low without burning a core idle.
+ */
+#include "base.h"
+
+#include <pthread.h>   /* pthread_* */
+#include <stdatomic.h> /* job counters */
+#include <time.h>      /* clock_gettime */
+#include <unistd.h>    /* sysconf */
+
+struct herd_pool {
+    int n;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_cond_t done_cv;
+    atomic_uint gen;       /* bumped once per posted job */
+    atomic_int remaining;  /* workers still running the current job */
+    herd_pool_fn fn;
+    void *arg;
+    int stop;
+    struct worker_arg *args; /* (n) one per worker; [0] unused */
+};
+
+struct worker_arg {
+    struct herd_pool *p;
+    int ith;
+};
+
+static void *worker(void *v)
+{
+    struct herd_pool *p = ((struct worker_arg *)v)->p;
+    int ith = ((struct worker_arg *)v)->ith;
+    unsigned seen = 0;
+    for (;;) {
+        /* Spin briefly: between the matmuls of one token the next job comes within
+         * microseconds, and a futex wake costs more than that. */
+        for (int spin = 0; spin < 20000 && atomic_load(&p->gen) == seen; spin++)
+            __asm__ __volatile__("" ::: "memory");
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->gen) == seen && !p->stop)
+            pthread_cond_wait(&p->wake, &p->mu);
+        if (p->stop) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = atomic_load(&p->gen);
+        herd_pool_fn fn = p->fn;
+        void *arg = p->arg;
+        pthread_mutex_unlock(&p->mu);
+        fn(arg, ith, p->n);
+        if (atomic_fetch_sub(&p->remaining, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
+herd_status herd_pool_new(int n_threads, struct herd_pool **out)
+{
+    *out = NULL;
+    if (n_threads <= 0)
+        n_threads = herd_n_cores();
+    struct herd_pool *p = herd_calloc(1, sizeof *p);
+    if (!p)
+        return herd_fail(HERD_ERR_NOMEM, "thread pool");
+    p->n = n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->remaining, 0);
+    if (n_threads > 1) {
+        p->threads = herd_calloc((size_t)n_threads, sizeof *p->threads);
+        p->args = herd_calloc((size_t)n_threads, sizeof *p->args);
+        if (!p->threads || !p->args) {
+            herd_free(p->args);
+            herd_free(p->threads);
+            herd_free(p);
+            return herd_fail(HERD_ERR_NOMEM, "thread pool");
+        }
+        for (int i = 1; i < n_threads; i++) {
+            p->args[i].p = p;
+            p->args[i].ith = i;
+            if (pthread_create(&p->threads[i], NULL, worker, &p->args[i]) != 0) {
+                p->n = i; /* the ones started are joined by free */
+                herd_pool_free(p);
+                return herd_fail(HERD_ERR_INTERNAL, "cannot start thread %d", i);
+            }
+        }
+    }
+    *out = p;
+    return HERD_OK;
+}
+
+void herd_pool_free(struct herd_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
+    herd_free(p->args);
+    herd_free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done_cv);
+    herd_free(p);
+}
+
+int herd_pool_size(const struct herd_pool *p)
+{
+    return p ? p->n : 1;
+}
+
+void herd_pool_run(struct herd_pool *p, herd_pool_fn fn, void *arg)
+{
+    if (!p || p->n == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    atomic_store(&p->remaining, p->n - 1);
+    atomic_fetch_add(&p->gen, 1);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    fn(arg, 0, p->n);
+    /* Spin first for the same reason as the workers, then sleep. */
+    for (int spin = 0; spin < 200000 && atomic_load(&p->remaining) > 0; spin++)
+        __asm__ __volatile__("" ::: "memory");
+    pthread_mutex_lock(&p->mu);
+    while (atomic_load(&p->remaining) > 0)
+        pthread_cond_wait(&p->done_cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int herd_n_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+double herd_time_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

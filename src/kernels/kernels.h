@@ -1,0 +1,67 @@
+/*
+ * kernels.h - the CPU kernel interface: a table of function pointers filled at start-up with
+ * the scalar references (cpu/ref/) and then overridden per entry by the best variant the CPU
+ * and OS support (cpu/avx2, cpu/avx512, cpu/neon). HERD_CPU_ISA=ref|avx2|avx512|neon forces
+ * a variant. Kernels take (out, in..., sizes..., ith, nth) or a row range; the thread pool
+ * lives outside.
+ *
+ * Matrix products: y[b][r] = sum_c W[r][c] * x[b][c], W stored row-major as (n_rows rows of
+ * n_cols elements) in its block layout. Activations are first converted to the weight
+ * type's partner format (f32 for float weights, Q8_0 for Q4_0/Q4_1/Q8_0, Q8_K for K-quants)
+ * once per call, then threads split the rows.
+ */
+#ifndef HERD_KERNELS_H
+#define HERD_KERNELS_H
+
+#include "base/base.h"
+
+/* Converts one activation row of n floats into the partner format of a weight type. */
+typedef void (*act_convert_fn)(void *dst, const float *x, int64_t n);
+
+/* Rows [r0, r1) of y = W x for n_b activation rows. y is (n_b, ldy) f32; w points at row 0;
+ * xa is (n_b) rows of xa_row_bytes each in the partner format. */
+typedef void (*matmul_fn)(float *y, int64_t ldy, const void *w, const void *xa,
+                          size_t xa_row_bytes, int64_t n_cols, int64_t n_b, int64_t r0,
+                          int64_t r1);
+
+struct matmul_kernel {
+    herd_dtype act_type;   /* partner format (HERD_DTYPE_F32 = plain floats) */
+    act_convert_fn convert; /* NULL when act_type is F32 */
+    matmul_fn matmul;      /* NULL: weight type not supported */
+};
+
+#define HERD_N_DTYPES 40 /* above the largest herd_dtype value */
+
+struct herd_cpu_kernels {
+    const char *isa; /* "ref", "avx2", "avx512", "neon" */
+    struct matmul_kernel mm[HERD_N_DTYPES];
+    /* out = x * w / sqrt(mean(x^2) + eps) */
+    void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
+    /* dot of two f32 vectors (attention scores) */
+    float (*dot_f32)(const float *a, const float *b, int64_t n);
+    /* y += a * x */
+    void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
+    /* f32 <-> KV cache element rows */
+    void (*f32_to_f16_row)(uint16_t *dst, const float *src, int64_t n);
+    void (*f16_to_f32_row)(float *dst, const uint16_t *src, int64_t n);
+    /* dot of a f32 query with a f16 key row */
+    float (*dot_f32_f16)(const float *a, const uint16_t *b, int64_t n);
+    /* y += a * x, x f16 */
+    void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);
+    /* out[i] = silu(gate[i]) * up[i] */
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+};
+
+/* The table for this CPU (or for HERD_CPU_ISA); never NULL. */
+const struct herd_cpu_kernels *kernels_get(void);
+/* The table of a named variant, or NULL if this build or CPU lacks it (tests use this to
+ * check every variant against ref). */
+const struct herd_cpu_kernels *kernels_get_isa(const char *isa);
+
+/* Fill functions, one per variant; each overrides only what it implements. */
+void kernels_fill_ref(struct herd_cpu_kernels *k);
+void kernels_fill_avx2(struct herd_cpu_kernels *k);
+void kernels_fill_avx512(struct herd_cpu_kernels *k);
+void kernels_fill_neon(struct herd_cpu_kernels *k);
+
+#endif /* HERD_KERNELS_H */

@@ -1,0 +1,87 @@
+/*
+ * quant.h - the block layouts of GGUF's quantized types, one definition each, shared by
+ * the loader, the quantizer and the kernels. Layouts are byte-identical to ggml's
+ * (ggml-common.h): a row of n weights is n / block_size blocks stored back to back.
+ *
+ * Every layout has a reference dequantizer (exact: what the format means) and a reference
+ * quantizer (what herd quantize writes). SIMD kernels never change these meanings.
+ */
+#ifndef HERD_QUANT_H
+#define HERD_QUANT_H
+
+#include "base/base.h"
+
+#define QK4_0 32
+#define QK4_1 32
+#define QK8_0 32
+#define QK_K 256 /* super-block of the K-quants */
+#define K_SCALE_SIZE 12
+
+/* Q4_0: w = d * (q - 8), q in 0..15; low nibbles are elements 0..15, high 16..31. */
+struct block_q4_0 {
+    uint16_t d; /* fp16 scale */
+    uint8_t qs[QK4_0 / 2];
+};
+
+/* Q4_1: w = d * q + m. */
+struct block_q4_1 {
+    uint16_t d, m; /* fp16 */
+    uint8_t qs[QK4_1 / 2];
+};
+
+/* Q8_0: w = d * q, q int8. */
+struct block_q8_0 {
+    uint16_t d; /* fp16 */
+    int8_t qs[QK8_0];
+};
+
+/* Q4_K: 8 sub-blocks of 32; w = d * sc[j] * q - dmin * m[j]; 6-bit sc/m packed in scales. */
+struct block_q4_k {
+    uint16_t d, dmin; /* fp16 */
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qs[QK_K / 2];
+};
+
+/* Q5_K: as Q4_K with a fifth bit per weight in qh. */
+struct block_q5_k {
+    uint16_t d, dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+
+/* Q6_K: 16 sub-blocks of 16; w = d * scales[j] * (q - 32), q 6 bits (4 in ql, 2 in qh). */
+struct block_q6_k {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d; /* fp16 */
+};
+
+/* Q8_K: activations for K-quant dot products; d is f32, bsums are sums of 16 qs. */
+struct block_q8_k {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+};
+
+_Static_assert(sizeof(struct block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(struct block_q4_1) == 20, "q4_1 layout");
+_Static_assert(sizeof(struct block_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(struct block_q4_k) == 144, "q4_k layout");
+_Static_assert(sizeof(struct block_q5_k) == 176, "q5_k layout");
+_Static_assert(sizeof(struct block_q6_k) == 210, "q6_k layout");
+_Static_assert(sizeof(struct block_q8_k) == 292, "q8_k layout");
+
+/* Elements per block and bytes per block of t; 0 for an unknown type. */
+int64_t dtype_block_size(herd_dtype t);
+size_t dtype_block_bytes(herd_dtype t);
+/* Whether herd can read (dequantize) tensors of type t. */
+int dtype_supported(herd_dtype t);
+
+/* Reference dequantization of one row of n elements (n a multiple of the block size). */
+herd_status dequantize_row(herd_dtype t, float *out, const void *in, int64_t n);
+/* Reference quantization of one row; imatrix-free, as llama.cpp's default. */
+herd_status quantize_row(herd_dtype t, void *out, const float *in, int64_t n);
+
+#endif /* HERD_QUANT_H */

@@ -1,0 +1,41 @@
+/*
+ * check.h - the tiny test helper every unit test uses: CHECK(cond) records a failure with
+ * file:line and the condition, and check_done() prints "N passed, N failed" and returns
+ * the exit code.
+ */
+#ifndef HERD_CHECK_H
+#define HERD_CHECK_H
+
+#include <stdio.h> /* printf */
+
+static int check_pass, check_fail;
+
+#define CHECK(cond)                                                                       \
+    do {                                                                                  \
+        if (cond) {                                                                       \
+            check_pass++;                                                                 \
+        } else {                                                                          \
+            check_fail++;                                                                 \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                        \
+        }                                                                                 \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                              \
+    do {                                                                                  \
+        if (cond) {                                                                       \
+            check_pass++;                                                                 \
+        } else {                                                                          \
+            check_fail++;                                                                 \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            printf(__VA_ARGS__);                                                          \
+            printf("\n");                                                                 \
+        }                                                                                 \
+    } while (0)
+
+static inline int check_done(void)
+{
+    printf("%d passed, %d failed\n", check_pass, check_fail);
+    return check_fail ? 1 : 0;
+}
+
+#endif /* HERD_CHECK_H */

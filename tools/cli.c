@@ -1,0 +1,106 @@
+/*
+ * cli.c - shared helpers of the herd sub-commands (see cli.h).
+ */
+#include "cli.h"
+
+#include <errno.h>  /* strtol range errors */
+#include <math.h>   /* isfinite */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("herd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_fail_status(herd_status s)
+{
+    const char *msg = herd_last_error();
+    return cli_fail("%s", msg && *msg ? msg : herd_status_str(s));
+}
+
+int cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_int(const char *s, int lo, int hi, int *out)
+{
+    int64_t v;
+    if (cli_parse_i64(s, lo, hi, &v))
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse_float(const char *s, double lo, double hi, double *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_ids(const char *s, int32_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v)
+        return -1;
+    size_t k = 0;
+    const char *p = s;
+    while (*p) {
+        char *end = NULL;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            free(v);
+            return -1;
+        }
+        v[k++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (k == 0) {
+        free(v);
+        return -1;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+int cli_value(int argc, char **argv, int *i, const char **val)
+{
+    if (*i + 1 >= argc) {
+        cli_fail("option %s needs a value", argv[*i]);
+        return -1;
+    }
+    *i += 1;
+    *val = argv[*i];
+    return 0;
+}

@@ -1,0 +1,51 @@
+/*
+ * herd.c - the herd command: dispatches to one sub-command (tools/cmd_*.c). The contract of
+ * each sub-command is in design.md; logs go to stderr, results to stdout, exit 0 on success
+ * and non-zero with a one-line reason on failure.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"info", cmd_info, "MODEL: architecture, sizes, dtypes, context, vocab"},
+    {"generate", cmd_generate, "-m MODEL (-p TEXT | --tokens IDS): raw completion"},
+    {"logits", cmd_logits, "-m MODEL (-p TEXT | --tokens IDS) -o FILE: float32 logits"},
+    {"tokenize", cmd_tokenize, "(-m MODEL | --tokenizer FILE): JSON strings to id arrays"},
+    {"detokenize", cmd_detokenize, "(-m MODEL | --tokenizer FILE): id arrays to JSON strings"},
+    {"render", cmd_render, "[-m MODEL]: OpenAI chat request on stdin to Llama 3.1 prompt"},
+    {"run", cmd_run, "-m MODEL [-p TEXT] [--system TEXT]: chat"},
+    {"serve", cmd_serve, "-m MODEL [--host H] [--port P]: OpenAI-compatible server"},
+    {"bench", cmd_bench, "-m MODEL [-p 512] [-n 128] [-t N]: prefill and decode tokens/s"},
+    {"quantize", cmd_quantize, "IN OUT --type TYPE: write a quantized GGUF"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: herd COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    cli_fail("unknown command '%s' (try herd --help)", argv[1]);
+    return 2;
+}
