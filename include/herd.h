@@ -211,6 +211,31 @@ HERD_API herd_status herd_seq_copy(herd_context *c, int32_t dst, int32_t src, in
 /* Positions held for seq. */
 HERD_API int32_t herd_seq_len(const herd_context *c, int32_t seq);
 
+/* ---------------------------------------------------------------- server */
+
+/* Options of the OpenAI-compatible HTTP server (herd serve). Start from
+ * herd_server_default_options(). */
+typedef struct herd_server_options {
+    const char *host;       /* address to bind; default "127.0.0.1" */
+    int32_t port;           /* default 8080; 0 = any free port (printed on stderr) */
+    int32_t n_parallel;     /* sequences decoded together (slots); default 4 */
+    int32_t n_ctx;          /* positions per slot; 0 = min(model max_seq_len, 8192) */
+    int32_t n_batch;        /* most tokens per forward step; 0 = 512 */
+    int32_t n_threads;      /* 0 = the model's */
+    const char *api_key;    /* when set, every endpoint but /health wants "Bearer <key>" */
+    const char *model_name; /* id shown by /v1/models; NULL = the model's name */
+    int32_t max_queue;      /* requests waiting for a slot before 503; default 256 */
+    int64_t max_body;       /* request body limit in bytes; default 8 MiB */
+    int32_t max_conns;      /* concurrent HTTP connections; default 512 */
+} herd_server_options;
+
+HERD_API herd_server_options herd_server_default_options(void);
+
+/* Serves m over HTTP until SIGINT or SIGTERM arrives (both are blocked in the calling
+ * thread and waited for), then drains and returns HERD_OK. Fails when the address cannot
+ * be bound or the context cannot be made. The model stays owned by the caller. */
+HERD_API herd_status herd_server_run(const herd_model *m, const herd_server_options *o);
+
 /* ---------------------------------------------------------------- CPU kernels */
 
 /* Name of the CPU kernel variant in use ("ref", "avx2", "avx512", "neon"). HERD_CPU_ISA in
