@@ -78,6 +78,12 @@ herd_status gguf_get_str(const struct gguf_file *f, const char *key, struct gguf
 /* Array of strings: element i of kv (arr_type GGUF_STRING). Walks from the start, so
  * callers that need all of them use gguf_str_array_all. */
 herd_status gguf_str_array_all(const struct gguf_kv *kv, struct gguf_str **out);
+/* Element i of an integer (any width, bool) or float (f32/f64) array, widened;
+ * HERD_ERR_FORMAT naming the key if kv is not such an array or i is out of range. */
+herd_status gguf_arr_get_int(const struct gguf_kv *kv, uint64_t i, int64_t *v);
+herd_status gguf_arr_get_float(const struct gguf_kv *kv, uint64_t i, double *v);
+/* The tensor called name, or NULL. */
+const struct tensor_info *gguf_find_tensor(const struct gguf_file *f, const char *name);
 
 /* GGUF writer: collects key/values and tensors, then writes the file in one pass. */
 struct gguf_writer;
@@ -107,8 +113,12 @@ struct st_file {
     size_t n_tensors;
     struct tensor_info *tensors; /* (n_tensors) */
 };
+/* Tensors of dtype F32, F16 and BF16; any other dtype is HERD_ERR_UNSUPPORTED naming the
+ * tensor. "__metadata__" is skipped. */
 herd_status st_open(const char *path, struct st_file **out);
 void st_close(struct st_file *f);
+/* The tensor called name, or NULL. */
+const struct tensor_info *st_find_tensor(const struct st_file *f, const char *name);
 
 /* ---- Hugging Face config.json / generation_config.json */
 

@@ -13,6 +13,8 @@
 
 #define QK4_0 32
 #define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
 #define QK8_0 32
 #define QK_K 256 /* super-block of the K-quants */
 #define K_SCALE_SIZE 12
@@ -27,6 +29,21 @@ struct block_q4_0 {
 struct block_q4_1 {
     uint16_t d, m; /* fp16 */
     uint8_t qs[QK4_1 / 2];
+};
+
+/* Q5_0: w = d * (q - 16), q 5 bits: low 4 in qs as Q4_0, bit 4 of element j in bit j of qh
+ * (a little-endian uint32). */
+struct block_q5_0 {
+    uint16_t d; /* fp16 */
+    uint8_t qh[4];
+    uint8_t qs[QK5_0 / 2];
+};
+
+/* Q5_1: w = d * q + m, q 5 bits packed as Q5_0. */
+struct block_q5_1 {
+    uint16_t d, m; /* fp16 */
+    uint8_t qh[4];
+    uint8_t qs[QK5_1 / 2];
 };
 
 /* Q8_0: w = d * q, q int8. */
@@ -67,17 +84,26 @@ struct block_q8_k {
 
 _Static_assert(sizeof(struct block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(struct block_q4_1) == 20, "q4_1 layout");
+_Static_assert(sizeof(struct block_q5_0) == 22, "q5_0 layout");
+_Static_assert(sizeof(struct block_q5_1) == 24, "q5_1 layout");
 _Static_assert(sizeof(struct block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(struct block_q4_k) == 144, "q4_k layout");
 _Static_assert(sizeof(struct block_q5_k) == 176, "q5_k layout");
 _Static_assert(sizeof(struct block_q6_k) == 210, "q6_k layout");
 _Static_assert(sizeof(struct block_q8_k) == 292, "q8_k layout");
 
-/* Elements per block and bytes per block of t; 0 for an unknown type. */
+/* Elements per block and bytes per block of t; 0 for an unknown type. Types herd cannot
+ * dequantize (Q2_K, Q3_K, Q8_1) still have sizes, so a file holding them can be opened and
+ * the tensor named in the error. */
 int64_t dtype_block_size(herd_dtype t);
 size_t dtype_block_bytes(herd_dtype t);
 /* Whether herd can read (dequantize) tensors of type t. */
 int dtype_supported(herd_dtype t);
+/* Whether quantize_row implements t. */
+int dtype_can_quantize(herd_dtype t);
+/* Bytes of a row of n elements; 0 if n is not a whole number of blocks or t is unknown
+ * (also declared in format/format.h). */
+size_t dtype_row_bytes(herd_dtype t, int64_t n);
 
 /* Reference dequantization of one row of n elements (n a multiple of the block size). */
 herd_status dequantize_row(herd_dtype t, float *out, const void *in, int64_t n);
