@@ -173,14 +173,15 @@ HERD_API const herd_tokenizer *herd_model_tokenizer(const herd_model *m);
 typedef struct herd_context herd_context;
 
 typedef struct herd_context_params {
-    int32_t n_ctx;     /* positions per sequence; 0 = the model's max_seq_len */
+    int32_t n_ctx;     /* positions per sequence; 0 = min(model's max_seq_len, 4096); more
+                          than the model's maximum is an error, never silently reduced */
     int32_t n_seq;     /* sequences that can be live at once (server slots); 0 = 1 */
-    int32_t n_batch;   /* most tokens per herd_decode call; 0 = 512 */
+    int32_t n_batch;   /* tokens per forward chunk (longer batches are cut); 0 = 512 */
     int32_t n_threads; /* 0 = the model's */
     herd_dtype kv_type; /* KV cache element type: F16 (default), F32 or Q8_0 */
 } herd_context_params;
 
-/* Defaults: n_ctx 0 (the model's), n_seq 1, n_batch 512, kv F16. Start from these. */
+/* Defaults: n_ctx 0, n_seq 1, n_batch 512, kv F16. Start from these. */
 HERD_API herd_context_params herd_context_default_params(void);
 
 HERD_API herd_status herd_context_new(const herd_model *m, const herd_context_params *p,
@@ -235,6 +236,150 @@ HERD_API herd_server_options herd_server_default_options(void);
  * thread and waited for), then drains and returns HERD_OK. Fails when the address cannot
  * be bound or the context cannot be made. The model stays owned by the caller. */
 HERD_API herd_status herd_server_run(const herd_model *m, const herd_server_options *o);
+
+/* ---------------------------------------------------------------- chat */
+
+/* The official Llama Instruct chat templates herd renders natively (no Jinja engine). */
+typedef enum herd_chat_template {
+    HERD_CHAT_LLAMA31 = 0, /* Llama 3.1 Instruct: built-in tools, <|python_tag|>, <|eom_id|> */
+    HERD_CHAT_LLAMA32 = 1, /* Llama 3.2 Instruct: today's date by default, no built-in tools */
+} herd_chat_template;
+
+typedef struct herd_chat_options {
+    herd_chat_template tmpl;
+    /* The "Today Date" when the request's chat_template_kwargs has no date_string; NULL =
+     * the template's default ("26 Jul 2024" for 3.1, today's date for 3.2). */
+    const char *date_string;
+    bool today; /* 3.1 without any date_string: today's date ("%d %b %Y", local time) */
+    /* Only for herd_chat_render_messages; a JSON request carries its own
+     * "add_generation_prompt" (default true). */
+    bool add_generation_prompt;
+} herd_chat_options;
+
+/* Defaults: Llama 3.1, the template's date, add_generation_prompt true. */
+HERD_API herd_chat_options herd_chat_default_options(void);
+
+/* The template for a model: 3.2 when its name says 3.2 or it has the 1B/3B shape (dim 2048
+ * or 3072 with 16 or 28 layers), else 3.1. */
+HERD_API herd_chat_template herd_chat_template_for(const herd_model_info *info);
+
+/* Renders an OpenAI chat request (JSON text: "messages", "tools", "add_generation_prompt",
+ * "chat_template_kwargs": {date_string, builtin_tools, tools_in_user_message, custom_tools};
+ * other fields are ignored) into the exact prompt text of the official template as Hugging
+ * Face transformers' apply_chat_template renders it, starting with <|begin_of_text|>.
+ * Before rendering, as OpenAI-compatible servers do: tool-call "arguments" given as a JSON
+ * string are parsed into their value, and content given as a list of {"type": "text"}
+ * parts is joined with "\n". A conversation the template refuses (two tool calls in one
+ * message, tools without a user message, ...) fails with HERD_ERR_INVALID and the template's
+ * reason. *prompt is owned by the caller (herd_free), NUL-terminated, *len bytes. */
+HERD_API herd_status herd_chat_render(const char *request_json, size_t request_len,
+                                      const herd_chat_options *opt, char **prompt,
+                                      size_t *len);
+
+/* The same prompt as token ids, built as the engine feeds it: template special tokens by
+ * id, all other text (message content included) tokenized as plain text, so text a user
+ * types can never become a control token. *ids is owned by the caller (herd_free). */
+HERD_API herd_status herd_chat_render_tokens(const herd_tokenizer *tok,
+                                             const char *request_json, size_t request_len,
+                                             const herd_chat_options *opt, int32_t **ids,
+                                             size_t *n_ids);
+
+/* A plain conversation (no tools) without JSON, for interactive chat. */
+typedef struct herd_chat_message {
+    const char *role;    /* "system", "user", "assistant", "ipython" */
+    const char *content; /* UTF-8 text */
+} herd_chat_message;
+
+HERD_API herd_status herd_chat_render_messages(const herd_chat_message *msgs, size_t n_msgs,
+                                               const herd_chat_options *opt, char **prompt,
+                                               size_t *len);
+HERD_API herd_status herd_chat_render_messages_tokens(const herd_tokenizer *tok,
+                                                      const herd_chat_message *msgs,
+                                                      size_t n_msgs,
+                                                      const herd_chat_options *opt,
+                                                      int32_t **ids, size_t *n_ids);
+
+/* Why generation stops at a token. */
+typedef enum herd_chat_stop {
+    HERD_CHAT_STOP_NONE = 0, /* not a stop token */
+    HERD_CHAT_STOP_EOT = 1,  /* <|eot_id|>: the turn is over */
+    HERD_CHAT_STOP_EOM = 2,  /* <|eom_id|>: a tool call waits for its result */
+    HERD_CHAT_STOP_EOS = 3,  /* <|end_of_text|> */
+} herd_chat_stop;
+
+HERD_API herd_chat_stop herd_chat_stop_kind(const herd_tokenizer *tok, int32_t id);
+
+/* One tool call found in model output. */
+typedef struct herd_tool_call {
+    char *name;      /* function name */
+    char *arguments; /* a JSON object, json.dumps style: {"a": 1, "b": "x"} */
+    bool builtin;    /* a <|python_tag|> built-in call (brave_search, wolfram_alpha,
+                        code_interpreter) */
+} herd_tool_call;
+
+typedef struct herd_chat_output {
+    char *content;          /* the text that is not a tool call ("" when all are calls) */
+    herd_tool_call *calls;  /* n_calls calls in order */
+    size_t n_calls;
+} herd_chat_output;
+
+/* Splits generated text (decoded with special tokens as text; anything from a stop token on
+ * is ignored) into content and tool calls. Recognised: {"name": ..., "parameters"|
+ * "arguments": {...}} (several may be separated by ';'), <|python_tag|> followed by such
+ * JSON or by name.call(k="v", ...) (built-in tools) or by code (code_interpreter), and Llama
+ * 3.2's pythonic list [f(a=1), g(b="x")]. Text that is not a well-formed call stays content.
+ * *out is owned by the caller (herd_chat_output_free). */
+HERD_API herd_status herd_chat_parse_output(const char *text, size_t len,
+                                            herd_chat_output **out);
+HERD_API void herd_chat_output_free(herd_chat_output *o);
+
+/* ---------------------------------------------------------------- sampler */
+
+typedef struct herd_sampler herd_sampler;
+
+typedef struct herd_logit_bias {
+    int32_t token;
+    float bias; /* added to the token's logit; -INFINITY bans it */
+} herd_logit_bias;
+
+/* The chain, in this order: logit bias; penalties over the last penalty_last_n accepted
+ * tokens (repetition: a seen token's logit l becomes l/r if l > 0 else l*r; then
+ * l -= presence + count*frequency, as OpenAI defines them); temperature <= 0: argmax
+ * (lowest id on ties); else l/T; top-k; softmax; top-p (the smallest set of most probable
+ * tokens whose probability reaches top_p); min-p (keep p >= min_p * p_max); draw from the
+ * renormalised rest with a seeded generator. */
+typedef struct herd_sampler_params {
+    float temperature;       /* 0 = greedy */
+    int32_t top_k;           /* 0 = off */
+    float top_p;             /* 1 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off */
+    float presence_penalty;  /* 0 = off */
+    float frequency_penalty; /* 0 = off */
+    int32_t penalty_last_n;  /* window of accepted tokens the penalties see; -1 = all */
+    uint64_t seed;
+    const herd_logit_bias *logit_bias; /* copied by herd_sampler_new */
+    size_t n_logit_bias;
+} herd_sampler_params;
+
+/* Defaults: temperature 0.6, top_p 0.9 (Llama 3.x Instruct generation_config.json), top_k 0,
+ * min_p 0, no penalties, window 64, seed 0. */
+HERD_API herd_sampler_params herd_sampler_default_params(void);
+/* Takes temperature and top_p from the model's generation_config where it has them. */
+HERD_API void herd_sampler_params_from_model(herd_sampler_params *p,
+                                             const herd_model_info *info);
+
+/* Scratch for n_vocab candidates is allocated here; sampling never allocates. */
+HERD_API herd_status herd_sampler_new(const herd_sampler_params *p, int32_t n_vocab,
+                                      herd_sampler **out);
+HERD_API void herd_sampler_free(herd_sampler *s);
+/* Picks a token from one row of logits (not modified). Does not accept it. */
+HERD_API herd_status herd_sampler_sample(herd_sampler *s, const float *logits,
+                                         int32_t n_vocab, int32_t *token);
+/* Records a token (prompt or generated) in the penalty window. */
+HERD_API void herd_sampler_accept(herd_sampler *s, int32_t token);
+/* Forgets the accepted tokens and restarts the generator from the seed. */
+HERD_API void herd_sampler_reset(herd_sampler *s);
 
 /* ---------------------------------------------------------------- CPU kernels */
 

@@ -1,0 +1,185 @@
+/*
+ * context.c - a herd_context: the KV cache of n_seq sequences of n_ctx positions each, the
+ * scratch arena the forward pass works in (sized once here, so forward never allocates),
+ * and the thread pool. Sequence operations (truncate, copy) serve slot reuse and prefix
+ * caching in the server.
+ */
+#include "context.h"
+
+herd_context_params herd_context_default_params(void)
+{
+    herd_context_params p = {0};
+    p.n_ctx = 0;
+    p.n_seq = 1;
+    p.n_batch = 512;
+    p.n_threads = 0;
+    p.kv_type = HERD_DTYPE_F16;
+    return p;
+}
+
+static herd_status alloc_f32(float **p, size_t n, const char *what)
+{
+    void *v = NULL;
+    herd_status s = herd_alloc_array(&v, n ? n : 1, sizeof(float), what);
+    *p = v;
+    return s;
+}
+
+herd_status herd_context_new(const herd_model *m, const herd_context_params *params,
+                             herd_context **out)
+{
+    *out = NULL;
+    herd_clear_error();
+    herd_context_params p = params ? *params : herd_context_default_params();
+    const herd_model_info *in = &m->info;
+    if (p.n_ctx < 0 || p.n_seq < 0 || p.n_batch < 0 || p.n_threads < 0)
+        return herd_fail(HERD_ERR_INVALID, "context sizes must not be negative");
+    if (p.n_ctx == 0)
+        p.n_ctx = in->max_seq_len < 4096 ? in->max_seq_len : 4096;
+    if (p.n_ctx > in->max_seq_len)
+        return herd_fail(HERD_ERR_CONTEXT, "context of %d positions exceeds the model's maximum "
+                         "of %d", p.n_ctx, in->max_seq_len);
+    if (p.n_seq == 0)
+        p.n_seq = 1;
+    if (p.n_batch == 0)
+        p.n_batch = 512;
+    if (p.n_threads == 0)
+        p.n_threads = m->n_threads;
+    if (p.kv_type != HERD_DTYPE_F16 && p.kv_type != HERD_DTYPE_F32)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "KV cache type %s: use f16 or f32",
+                         herd_dtype_name(p.kv_type) ? herd_dtype_name(p.kv_type) : "?");
+
+    herd_context *c = herd_calloc(1, sizeof *c);
+    if (!c)
+        return herd_fail(HERD_ERR_NOMEM, "context");
+    c->m = m;
+    c->k = kernels_get();
+    c->n_ctx = p.n_ctx;
+    c->n_seq = p.n_seq;
+    c->n_batch = p.n_batch;
+    c->kv_type = p.kv_type;
+    c->kv_dim = (int64_t)in->n_kv_heads * in->head_dim;
+    c->kv_elem = p.kv_type == HERD_DTYPE_F16 ? 2 : 4;
+    int64_t q_dim = (int64_t)in->n_heads * in->head_dim;
+    int64_t max_cols = in->dim;
+    if (q_dim > max_cols)
+        max_cols = q_dim;
+    if (in->hidden_dim > max_cols)
+        max_cols = in->hidden_dim;
+
+    herd_status s = herd_pool_new(p.n_threads, &c->pool);
+    if (s != HERD_OK)
+        goto fail;
+    size_t per_layer = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)c->kv_dim;
+    size_t kv_elems = per_layer * (size_t)in->n_layers;
+    void *kc = NULL, *vc = NULL, *len = NULL;
+    if ((s = herd_alloc_array(&kc, kv_elems, c->kv_elem, "KV cache (keys)")) ||
+        (s = herd_alloc_array(&vc, kv_elems, c->kv_elem, "KV cache (values)")) ||
+        (s = herd_alloc_array(&len, (size_t)c->n_seq, sizeof(int32_t), "sequence lengths"))) {
+        herd_free(kc);
+        herd_free(vc);
+        goto fail;
+    }
+    c->k_cache = kc;
+    c->v_cache = vc;
+    c->seq_len = len;
+    memset(c->seq_len, 0, (size_t)c->n_seq * sizeof(int32_t));
+    size_t B = (size_t)c->n_batch;
+    int nth = herd_pool_size(c->pool);
+    if ((s = alloc_f32(&c->x, B * in->dim, "activations")) ||
+        (s = alloc_f32(&c->xb, B * max_cols, "activations")) ||
+        (s = alloc_f32(&c->q, B * q_dim, "queries")) ||
+        (s = alloc_f32(&c->kv, B * c->kv_dim * 2, "keys/values")) ||
+        (s = alloc_f32(&c->att, B * q_dim, "attention output")) ||
+        (s = alloc_f32(&c->hb, B * in->hidden_dim, "FFN activations")) ||
+        (s = alloc_f32(&c->hb2, B * in->hidden_dim, "FFN activations")) ||
+        (s = alloc_f32(&c->rope, B * in->head_dim, "RoPE table")) ||
+        (s = alloc_f32(&c->scores, (size_t)nth * c->n_ctx, "attention scores")))
+        goto fail;
+    /* Quantized activations are never larger than the f32 rows they come from. */
+    c->act = herd_malloc_aligned(B * (size_t)max_cols * sizeof(float) + 64, 64);
+    if (!c->act) {
+        s = herd_fail(HERD_ERR_NOMEM, "activation buffer");
+        goto fail;
+    }
+    herd_log(HERD_LOG_INFO, "context: %d positions x %d sequences, KV cache %s %.1f MiB",
+             c->n_ctx, c->n_seq, herd_dtype_name(c->kv_type),
+             (double)herd_context_kv_bytes(c) / (1024.0 * 1024.0));
+    *out = c;
+    return HERD_OK;
+fail:
+    herd_context_free(c);
+    return s;
+}
+
+void herd_context_free(herd_context *c)
+{
+    if (!c)
+        return;
+    herd_pool_free(c->pool);
+    herd_free(c->k_cache);
+    herd_free(c->v_cache);
+    herd_free(c->seq_len);
+    float *bufs[] = {c->x, c->xb, c->q, c->kv, c->att, c->hb, c->hb2, c->rope, c->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        herd_free(bufs[i]);
+    herd_free_aligned(c->act);
+    herd_free(c);
+}
+
+int32_t herd_context_n_ctx(const herd_context *c)
+{
+    return c->n_ctx;
+}
+
+int64_t herd_context_kv_bytes(const herd_context *c)
+{
+    return 2 * (int64_t)c->m->info.n_layers * c->n_seq * c->n_ctx * c->kv_dim * c->kv_elem;
+}
+
+static herd_status check_seq(const herd_context *c, int32_t seq)
+{
+    if (seq < 0 || seq >= c->n_seq)
+        return herd_fail(HERD_ERR_INVALID, "sequence %d out of range [0, %d)", seq, c->n_seq);
+    return HERD_OK;
+}
+
+herd_status herd_seq_truncate(herd_context *c, int32_t seq, int32_t from)
+{
+    herd_status s = check_seq(c, seq);
+    if (s != HERD_OK)
+        return s;
+    if (from < 0)
+        return herd_fail(HERD_ERR_INVALID, "truncate position %d is negative", from);
+    if (from < c->seq_len[seq])
+        c->seq_len[seq] = from;
+    return HERD_OK;
+}
+
+herd_status herd_seq_copy(herd_context *c, int32_t dst, int32_t src, int32_t n)
+{
+    herd_status s;
+    if ((s = check_seq(c, dst)) || (s = check_seq(c, src)))
+        return s;
+    if (n < 0 || n > c->seq_len[src])
+        return herd_fail(HERD_ERR_INVALID, "cannot copy %d positions: sequence %d holds %d", n,
+                         src, c->seq_len[src]);
+    if (dst == src) {
+        c->seq_len[dst] = n;
+        return HERD_OK;
+    }
+    size_t row = (size_t)c->kv_dim * c->kv_elem;
+    for (int l = 0; l < c->m->info.n_layers; l++) {
+        memcpy(kv_row(c, c->k_cache, l, dst, 0), kv_row(c, c->k_cache, l, src, 0), row * n);
+        memcpy(kv_row(c, c->v_cache, l, dst, 0), kv_row(c, c->v_cache, l, src, 0), row * n);
+    }
+    c->seq_len[dst] = n;
+    return HERD_OK;
+}
+
+int32_t herd_seq_len(const herd_context *c, int32_t seq)
+{
+    if (seq < 0 || seq >= c->n_seq)
+        return -1;
+    return c->seq_len[seq];
+}

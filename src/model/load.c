@@ -1,0 +1,228 @@
+/*
+ * load.c - herd_model_load: picks the binder by what the path is (a folder is a Hugging
+ * Face checkpoint, a file a GGUF), then checks the hyper-parameters and precomputes the RoPE
+ * frequencies. Shared binding helpers live here too.
+ */
+#include "model.h"
+#include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
+
+#include <math.h>   /* powf, M_PI */
+#include <stdlib.h>
+
+herd_status weight_bind(struct weight *w, const struct tensor_info *t, int64_t n_rows,
+                        int64_t n_cols)
+{
+    if (!dtype_supported(t->type))
+        return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: unsupported dtype %d (%s)", t->name,
+                         (int)t->type, herd_dtype_name(t->type) ? herd_dtype_name(t->type) : "?");
+    if (t->n_dims != 2 || t->ne[0] != n_cols || t->ne[1] != n_rows)
+        return herd_fail(HERD_ERR_FORMAT,
+                         "tensor %s: shape [%lld, %lld] (rows, cols), expected [%lld, %lld]",
+                         t->name, (long long)(t->n_dims == 2 ? t->ne[1] : t->ne[0]),
+                         (long long)(t->n_dims == 2 ? t->ne[0] : 1), (long long)n_rows,
+                         (long long)n_cols);
+    size_t rb = dtype_row_bytes(t->type, n_cols);
+    if (rb == 0)
+        return herd_fail(HERD_ERR_FORMAT, "tensor %s: %lld columns is not a whole number of "
+                         "%s blocks", t->name, (long long)n_cols, herd_dtype_name(t->type));
+    if (t->nbytes < rb * (size_t)n_rows)
+        return herd_fail(HERD_ERR_FORMAT, "tensor %s: %zu bytes of data, expected %zu", t->name,
+                         t->nbytes, rb * (size_t)n_rows);
+    w->data = t->data;
+    w->type = t->type;
+    w->n_rows = n_rows;
+    w->n_cols = n_cols;
+    w->row_bytes = rb;
+    return HERD_OK;
+}
+
+herd_status weight_row_f32(const struct weight *w, int64_t r, float *out)
+{
+    return dequantize_row(w->type, out, (const uint8_t *)w->data + (size_t)r * w->row_bytes,
+                          w->n_cols);
+}
+
+herd_status norm_load(float **out, const struct tensor_info *t, int64_t n)
+{
+    *out = NULL;
+    if (t->n_dims != 1 || t->ne[0] != n)
+        return herd_fail(HERD_ERR_FORMAT, "tensor %s: expected a vector of %lld elements",
+                         t->name, (long long)n);
+    if (t->type != HERD_DTYPE_F32 && t->type != HERD_DTYPE_F16 && t->type != HERD_DTYPE_BF16)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: norm weights must be f32, f16 or "
+                         "bf16", t->name);
+    if (t->nbytes < dtype_row_bytes(t->type, n))
+        return herd_fail(HERD_ERR_FORMAT, "tensor %s: data too short", t->name);
+    float *v = herd_malloc((size_t)n * sizeof *v);
+    if (!v)
+        return herd_fail(HERD_ERR_NOMEM, "tensor %s: cannot allocate", t->name);
+    herd_status s = dequantize_row(t->type, v, t->data, n);
+    if (s != HERD_OK) {
+        herd_free(v);
+        return s;
+    }
+    *out = v;
+    return HERD_OK;
+}
+
+/* Llama 3 frequency scaling (Meta's apply_scaling, as transformers computes it in float32):
+ * wavelengths shorter than original_max/high_freq_factor keep their frequency, longer than
+ * original_max/low_freq_factor are divided by factor, and those between blend smoothly. */
+static float llama3_scale(float freq, const herd_model_info *in)
+{
+    const float two_pi = 2.0f * (float)M_PI;
+    float old_len = (float)in->rope_original_max_pos;
+    float low_wavelen = old_len / in->rope_low_freq_factor;
+    float high_wavelen = old_len / in->rope_high_freq_factor;
+    float wavelen = two_pi / freq;
+    if (wavelen < high_wavelen)
+        return freq;
+    if (wavelen > low_wavelen)
+        return freq / in->rope_factor;
+    float smooth = (old_len / wavelen - in->rope_low_freq_factor) /
+                   (in->rope_high_freq_factor - in->rope_low_freq_factor);
+    return (1.0f - smooth) * freq / in->rope_factor + smooth * freq;
+}
+
+herd_status model_finish_hparams(herd_model *m, const float *rope_factors)
+{
+    herd_model_info *in = &m->info;
+    const char *bad = NULL;
+    if (in->dim <= 0)
+        bad = "dim (hidden size) must be > 0";
+    else if (in->n_layers <= 0)
+        bad = "n_layers must be > 0";
+    else if (in->n_heads <= 0 || in->n_kv_heads <= 0 || in->n_heads % in->n_kv_heads != 0)
+        bad = "n_heads must be a positive multiple of n_kv_heads";
+    else if (in->head_dim <= 0 || in->head_dim % 2 != 0)
+        bad = "head_dim must be positive and even";
+    else if (in->hidden_dim <= 0)
+        bad = "hidden_dim (FFN size) must be > 0";
+    else if (in->n_vocab <= 0)
+        bad = "n_vocab must be > 0";
+    else if (!(in->norm_eps > 0.0f) || !(in->rope_theta > 0.0f))
+        bad = "rms_norm_eps and rope_theta must be > 0";
+    else if (in->rope_scaling && !(in->rope_factor > 0.0f && in->rope_original_max_pos > 0 &&
+                                   in->rope_high_freq_factor > in->rope_low_freq_factor &&
+                                   in->rope_low_freq_factor > 0.0f))
+        bad = "rope_scaling needs factor > 0, original_max_position_embeddings > 0 and "
+              "high_freq_factor > low_freq_factor > 0";
+    if (bad)
+        return herd_fail(HERD_ERR_FORMAT, "%s: bad hyper-parameters: %s", in->path, bad);
+    if (in->max_seq_len <= 0)
+        in->max_seq_len = 8192;
+
+    int half = in->head_dim / 2;
+    m->inv_freq = herd_malloc((size_t)half * sizeof *m->inv_freq);
+    if (!m->inv_freq)
+        return herd_fail(HERD_ERR_NOMEM, "rope frequencies");
+    for (int i = 0; i < half; i++) {
+        /* float32 as the references compute it: 1 / theta^(2i / head_dim) */
+        float f = 1.0f / powf(in->rope_theta, (float)(2 * i) / (float)in->head_dim);
+        if (rope_factors)
+            f = f / rope_factors[i];
+        else if (in->rope_scaling)
+            f = llama3_scale(f, in);
+        m->inv_freq[i] = f;
+    }
+    return HERD_OK;
+}
+
+static void count_params(herd_model *m)
+{
+    herd_model_info *in = &m->info;
+    int64_t n = 0, bytes = 0;
+    const struct weight *ws[] = {&m->tok_embd, &m->output};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && in->tied_embeddings)
+            break;
+        n += ws[i]->n_rows * ws[i]->n_cols;
+        bytes += (int64_t)ws[i]->row_bytes * ws[i]->n_rows;
+    }
+    for (int l = 0; l < in->n_layers; l++) {
+        const struct layer *L = &m->layers[l];
+        const struct weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
+                                     &L->w_down};
+        for (int i = 0; i < 7; i++) {
+            n += lw[i]->n_rows * lw[i]->n_cols;
+            bytes += (int64_t)lw[i]->row_bytes * lw[i]->n_rows;
+        }
+        n += 2 * in->dim;
+        bytes += 2 * in->dim * 4;
+    }
+    n += in->dim;
+    in->n_params = n;
+    in->weight_bytes = bytes;
+    in->weight_dtype = m->layers[0].wq.type;
+}
+
+herd_status herd_model_load(const char *path, const herd_model_params *params,
+                            herd_model **out)
+{
+    *out = NULL;
+    herd_clear_error();
+    if (!path || !*path)
+        return herd_fail(HERD_ERR_INVALID, "no model path given");
+    herd_model *m = herd_calloc(1, sizeof *m);
+    if (!m)
+        return herd_fail(HERD_ERR_NOMEM, "model");
+    m->info.bos_id = -1;
+    m->info.default_temperature = -1.0f;
+    m->info.default_top_p = -1.0f;
+    m->n_threads = params && params->n_threads > 0 ? params->n_threads : herd_n_cores();
+    m->path = herd_strdup(path);
+    herd_status s = HERD_OK;
+    if (!m->path) {
+        s = herd_fail(HERD_ERR_NOMEM, "model");
+        goto fail;
+    }
+    m->info.path = m->path;
+    if (herd_is_dir(path))
+        s = model_bind_hf(m, path);
+    else if (herd_file_exists(path))
+        s = model_bind_gguf(m, path);
+    else
+        s = herd_fail(HERD_ERR_IO, "%s: no such file or folder", path);
+    if (s != HERD_OK)
+        goto fail;
+    count_params(m);
+    *out = m;
+    return HERD_OK;
+fail:
+    herd_model_free(m);
+    return s;
+}
+
+void herd_model_free(herd_model *m)
+{
+    if (!m)
+        return;
+    if (m->layers) {
+        for (int l = 0; l < m->info.n_layers; l++) {
+            herd_free(m->layers[l].attn_norm);
+            herd_free(m->layers[l].ffn_norm);
+        }
+    }
+    herd_free(m->layers);
+    herd_free(m->out_norm);
+    herd_free(m->inv_freq);
+    herd_tokenizer_free(m->tok);
+    gguf_close(m->gguf);
+    for (int i = 0; i < m->n_st; i++)
+        st_close(m->st[i]);
+    herd_free(m->st);
+    herd_free(m->name);
+    herd_free(m->path);
+    herd_free(m);
+}
+
+const herd_model_info *herd_model_get_info(const herd_model *m)
+{
+    return &m->info;
+}
+
+const herd_tokenizer *herd_model_tokenizer(const herd_model *m)
+{
+    return m->tok;
+}
