@@ -58,8 +58,19 @@ const struct herd_cpu_kernels *kernels_get(void);
  * check every variant against ref). */
 const struct herd_cpu_kernels *kernels_get_isa(const char *isa);
 
+/* Bytes of one activation row of n elements in format t (F32, BF16, Q8_0, Q8_K). */
+size_t kernels_act_row_bytes(herd_dtype t, int64_t n);
+
 /* Fill functions, one per variant; each overrides only what it implements. */
 void kernels_fill_ref(struct herd_cpu_kernels *k);
+void kernels_fill_matmul_ref(struct herd_cpu_kernels *k);
+
+/* Shared by the variants (cpu/ref/matmul_ref.c): the activation quantizers, exactly as
+ * ggml's quantize_row_q8_0/q8_K references, and the K-quant field decoders. */
+void act_quantize_q8_0_ref(void *dst, const float *x, int64_t n);
+void act_quantize_q8_k_ref(void *dst, const float *x, int64_t n);
+void act_convert_bf16_ref(void *dst, const float *x, int64_t n);
+void q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 void kernels_fill_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_neon(struct herd_cpu_kernels *k);

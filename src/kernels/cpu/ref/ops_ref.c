@@ -1,0 +1,79 @@
+/*
+ * ops_ref.c - scalar references of the vector kernels: RMSNorm, dot and axpy (attention),
+ * f16 KV-row conversions and SwiGLU. Plain left-to-right sums: SIMD variants are tested
+ * against these and differ only by reassociation rounding.
+ */
+#include "kernels/kernels.h"
+
+#include <math.h> /* sqrtf, expf */
+
+static void rmsnorm_ref(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * scale * w[i];
+}
+
+static float dot_f32_ref(const float *a, const float *b, int64_t n)
+{
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_f32_ref(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void f32_to_f16_row_ref(uint16_t *dst, const float *src, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = f32_to_fp16(src[i]);
+}
+
+static void f16_to_f32_row_ref(float *dst, const uint16_t *src, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = fp16_to_f32(src[i]);
+}
+
+static float dot_f32_f16_ref(const float *a, const uint16_t *b, int64_t n)
+{
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * fp16_to_f32(b[i]);
+    return s;
+}
+
+static void axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * fp16_to_f32(x[i]);
+}
+
+/* silu(g) = g / (1 + exp(-g)); exp overflows to inf for very negative g, giving -0. */
+static void swiglu_ref(float *out, const float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+void kernels_fill_ref(struct herd_cpu_kernels *k)
+{
+    k->isa = "ref";
+    kernels_fill_matmul_ref(k);
+    k->rmsnorm = rmsnorm_ref;
+    k->dot_f32 = dot_f32_ref;
+    k->axpy_f32 = axpy_f32_ref;
+    k->f32_to_f16_row = f32_to_f16_row_ref;
+    k->f16_to_f32_row = f16_to_f32_row_ref;
+    k->dot_f32_f16 = dot_f32_f16_ref;
+    k->axpy_f16 = axpy_f16_ref;
+    k->swiglu = swiglu_ref;
+}

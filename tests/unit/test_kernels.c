@@ -1,0 +1,411 @@
+/*
+ * test_kernels.c - every CPU kernel variant this machine can run (avx2, avx512, neon)
+ * against the scalar reference: matrix products of every weight type on random shapes
+ * (odd row counts, n_b = 1, 3, 17 and a prefill-sized batch, a row sub-range, ldy > rows,
+ * unaligned pointers), and the vector kernels on odd lengths. Float paths use
+ * abs + |ref| * eps; quantized paths (and any variant whose activation format differs from
+ * ref's, e.g. bf16 activations) use the normalised mean squared error.
+ * It also checks the ref matrix products themselves against plain float dot products of
+ * independently decoded weights, so a wrong reference cannot hide.
+ */
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+static float rndf(void) /* uniform in [-1, 1) */
+{
+    return (float)(rnd() & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+static int64_t block_elems(herd_dtype t)
+{
+    switch (t) {
+    case HERD_DTYPE_F32:
+    case HERD_DTYPE_F16:
+    case HERD_DTYPE_BF16:
+        return 1;
+    case HERD_DTYPE_Q4_K:
+    case HERD_DTYPE_Q5_K:
+    case HERD_DTYPE_Q6_K:
+        return QK_K;
+    default:
+        return 32;
+    }
+}
+
+static size_t block_size_bytes(herd_dtype t)
+{
+    switch (t) {
+    case HERD_DTYPE_F32: return 4;
+    case HERD_DTYPE_F16:
+    case HERD_DTYPE_BF16: return 2;
+    case HERD_DTYPE_Q8_0: return sizeof(struct block_q8_0);
+    case HERD_DTYPE_Q4_0: return sizeof(struct block_q4_0);
+    case HERD_DTYPE_Q4_1: return sizeof(struct block_q4_1);
+    case HERD_DTYPE_Q4_K: return sizeof(struct block_q4_k);
+    case HERD_DTYPE_Q5_K: return sizeof(struct block_q5_k);
+    case HERD_DTYPE_Q6_K: return sizeof(struct block_q6_k);
+    default: return 0;
+    }
+}
+
+/* Random weights: random quant bytes everywhere, then sane scales (small positive fp16). */
+static void fill_weights(herd_dtype t, uint8_t *w, size_t n_blocks)
+{
+    size_t bs = block_size_bytes(t);
+    for (size_t i = 0; i < n_blocks * bs; i++)
+        w[i] = (uint8_t)rnd();
+    for (size_t b = 0; b < n_blocks; b++) {
+        uint8_t *blk = w + b * bs;
+        uint16_t d = f32_to_fp16(0.002f + 0.01f * fabsf(rndf()));
+        uint16_t m = f32_to_fp16(0.01f * rndf());
+        switch (t) {
+        case HERD_DTYPE_F32: {
+            float f = rndf();
+            memcpy(blk, &f, 4);
+            break;
+        }
+        case HERD_DTYPE_F16: {
+            uint16_t h = f32_to_fp16(rndf());
+            memcpy(blk, &h, 2);
+            break;
+        }
+        case HERD_DTYPE_BF16: {
+            uint16_t h = f32_to_bf16(rndf());
+            memcpy(blk, &h, 2);
+            break;
+        }
+        case HERD_DTYPE_Q4_1:
+        case HERD_DTYPE_Q4_K:
+        case HERD_DTYPE_Q5_K:
+            memcpy(blk, &d, 2);
+            memcpy(blk + 2, &m, 2);
+            break;
+        case HERD_DTYPE_Q6_K:
+            memcpy(blk + offsetof(struct block_q6_k, d), &d, 2);
+            break;
+        default:
+            memcpy(blk, &d, 2);
+            break;
+        }
+    }
+}
+
+/* Independent decoding of weight j of a row (straight from the layout comments in
+ * quant.h / ggml-common.h), used to check the reference products. */
+static float weight_at(herd_dtype t, const uint8_t *row, int64_t j)
+{
+    uint16_t h;
+    switch (t) {
+    case HERD_DTYPE_F32: {
+        float f;
+        memcpy(&f, row + 4 * j, 4);
+        return f;
+    }
+    case HERD_DTYPE_F16:
+        memcpy(&h, row + 2 * j, 2);
+        return fp16_to_f32(h);
+    case HERD_DTYPE_BF16:
+        memcpy(&h, row + 2 * j, 2);
+        return bf16_to_f32(h);
+    case HERD_DTYPE_Q8_0: {
+        const struct block_q8_0 *b = (const struct block_q8_0 *)row + j / 32;
+        return fp16_to_f32(b->d) * b->qs[j % 32];
+    }
+    case HERD_DTYPE_Q4_0: {
+        const struct block_q4_0 *b = (const struct block_q4_0 *)row + j / 32;
+        int l = j % 32;
+        int q = l < 16 ? b->qs[l] & 15 : b->qs[l - 16] >> 4;
+        return fp16_to_f32(b->d) * (q - 8);
+    }
+    case HERD_DTYPE_Q4_1: {
+        const struct block_q4_1 *b = (const struct block_q4_1 *)row + j / 32;
+        int l = j % 32;
+        int q = l < 16 ? b->qs[l] & 15 : b->qs[l - 16] >> 4;
+        return fp16_to_f32(b->d) * q + fp16_to_f32(b->m);
+    }
+    case HERD_DTYPE_Q4_K:
+    case HERD_DTYPE_Q5_K: {
+        int l = j % 256, sub = l / 32, chunk = l / 64;
+        const uint8_t *qs, *scales, *qh = NULL;
+        uint16_t dd, dm;
+        if (t == HERD_DTYPE_Q4_K) {
+            const struct block_q4_k *b = (const struct block_q4_k *)row + j / 256;
+            qs = b->qs, scales = b->scales, dd = b->d, dm = b->dmin;
+        } else {
+            const struct block_q5_k *b = (const struct block_q5_k *)row + j / 256;
+            qs = b->qs, scales = b->scales, dd = b->d, dm = b->dmin, qh = b->qh;
+        }
+        uint8_t sc, m;
+        q4k_scale_min(sub, scales, &sc, &m);
+        int q = (sub % 2) ? qs[chunk * 32 + l % 32] >> 4 : qs[chunk * 32 + l % 32] & 15;
+        if (qh && (qh[l % 32] & (1 << sub)))
+            q += 16;
+        return fp16_to_f32(dd) * sc * q - fp16_to_f32(dm) * m;
+    }
+    case HERD_DTYPE_Q6_K: {
+        const struct block_q6_k *b = (const struct block_q6_k *)row + j / 256;
+        int l = j % 256, half = l / 128, i = l % 128;
+        int lo = i < 64 ? b->ql[64 * half + i % 64] & 15 : b->ql[64 * half + i % 64] >> 4;
+        int hi = (b->qh[32 * half + i % 32] >> (2 * (i / 32))) & 3;
+        return fp16_to_f32(b->d) * b->scales[l / 16] * ((lo | (hi << 4)) - 32);
+    }
+    default:
+        return 0.0f;
+    }
+}
+
+struct mm_case {
+    herd_dtype t;
+    int64_t n_cols; /* multiple of the block size */
+};
+
+static const struct mm_case mm_cases[] = {
+    {HERD_DTYPE_F32, 37},   {HERD_DTYPE_F32, 256},  {HERD_DTYPE_F16, 77},
+    {HERD_DTYPE_F16, 512},  {HERD_DTYPE_BF16, 45},  {HERD_DTYPE_BF16, 384},
+    {HERD_DTYPE_Q8_0, 32},  {HERD_DTYPE_Q8_0, 416}, {HERD_DTYPE_Q4_0, 96},
+    {HERD_DTYPE_Q4_0, 544}, {HERD_DTYPE_Q4_1, 160}, {HERD_DTYPE_Q4_K, 256},
+    {HERD_DTYPE_Q4_K, 768}, {HERD_DTYPE_Q5_K, 512}, {HERD_DTYPE_Q6_K, 256},
+    {HERD_DTYPE_Q6_K, 1280},
+};
+
+static const char *type_name(herd_dtype t)
+{
+    switch (t) {
+    case HERD_DTYPE_F32: return "f32";
+    case HERD_DTYPE_F16: return "f16";
+    case HERD_DTYPE_BF16: return "bf16";
+    case HERD_DTYPE_Q8_0: return "q8_0";
+    case HERD_DTYPE_Q4_0: return "q4_0";
+    case HERD_DTYPE_Q4_1: return "q4_1";
+    case HERD_DTYPE_Q4_K: return "q4_K";
+    case HERD_DTYPE_Q5_K: return "q5_K";
+    case HERD_DTYPE_Q6_K: return "q6_K";
+    default: return "?";
+    }
+}
+
+static double nmse(const float *a, const float *ref, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* y (n_b, ldy) for rows [r0, r1) with kernel k; x (n_b, n_cols) f32. Pointers are shifted
+ * by one byte/element from any alignment the allocator gives. */
+static void run_mm(const struct herd_cpu_kernels *k, herd_dtype t, const uint8_t *w,
+                   const float *x, int64_t n_cols, int64_t n_b, int64_t r0, int64_t r1,
+                   float *y, int64_t ldy)
+{
+    const struct matmul_kernel *mk = &k->mm[t];
+    size_t xrb = kernels_act_row_bytes(mk->act_type, n_cols);
+    uint8_t *xa_buf = malloc(xrb * (size_t)n_b + 64);
+    uint8_t *xa = xa_buf + 3;
+    if (mk->convert) {
+        for (int64_t b = 0; b < n_b; b++)
+            mk->convert(xa + (size_t)b * xrb, x + b * n_cols, n_cols);
+    } else {
+        memcpy(xa, x, xrb * (size_t)n_b);
+    }
+    mk->matmul(y, ldy, w, xa, xrb, n_cols, n_b, r0, r1);
+    free(xa_buf);
+}
+
+/* The reference itself against plain float dots of decoded weights and original x. */
+static void check_ref_semantics(const struct mm_case *c)
+{
+    const struct herd_cpu_kernels *ref = kernels_get_isa("ref");
+    const int64_t n_rows = 5, n_b = 3, n = c->n_cols;
+    size_t rb = (size_t)(n / block_elems(c->t)) * block_size_bytes(c->t);
+    uint8_t *w = malloc(rb * n_rows);
+    float *x = malloc(sizeof(float) * n * n_b);
+    float *y = calloc(n_rows * n_b, sizeof(float)), *yf = calloc(n_rows * n_b, sizeof(float));
+    fill_weights(c->t, w, (size_t)(n / block_elems(c->t)) * n_rows);
+    for (int64_t i = 0; i < n * n_b; i++)
+        x[i] = rndf();
+    run_mm(ref, c->t, w, x, n, n_b, 0, n_rows, y, n_rows);
+    for (int64_t b = 0; b < n_b; b++) {
+        for (int64_t r = 0; r < n_rows; r++) {
+            double s = 0;
+            for (int64_t j = 0; j < n; j++)
+                s += (double)weight_at(c->t, w + r * rb, j) * x[b * n + j];
+            yf[b * n_rows + r] = (float)s;
+        }
+    }
+    /* Q8 activations carry ~0.4% relative noise per element: NMSE ~1e-5. */
+    double e = nmse(y, yf, n_rows * n_b);
+    double tol = block_elems(c->t) == 1 ? 1e-10 : 1e-3;
+    CHECK_MSG(e < tol, "ref %s n=%lld: nmse %g vs float", type_name(c->t),
+              (long long)n, e);
+    free(w), free(x), free(y), free(yf);
+}
+
+static void check_mm_variant(const struct herd_cpu_kernels *k, const struct mm_case *c,
+                             int64_t n_rows, int64_t n_b)
+{
+    const struct herd_cpu_kernels *ref = kernels_get_isa("ref");
+    if (!k->mm[c->t].matmul)
+        return;
+    const int64_t n = c->n_cols, ldy = n_rows + 3;
+    const int64_t r0 = n_rows > 4 ? 1 : 0, r1 = n_rows > 6 ? n_rows - 1 : n_rows;
+    size_t rb = (size_t)(n / block_elems(c->t)) * block_size_bytes(c->t);
+    uint8_t *w_buf = malloc(rb * n_rows + 64);
+    uint8_t *w = w_buf + 1; /* unaligned on purpose (quant blocks are, in files) */
+    float *x = malloc(sizeof(float) * n * n_b);
+    float *y_buf = malloc(sizeof(float) * (ldy * n_b + 1));
+    float *y = y_buf + 1, *yr = malloc(sizeof(float) * ldy * n_b);
+    fill_weights(c->t, w, (size_t)(n / block_elems(c->t)) * n_rows);
+    for (int64_t i = 0; i < n * n_b; i++)
+        x[i] = rndf();
+    for (int64_t i = 0; i < ldy * n_b; i++)
+        y[i] = yr[i] = 12345.0f; /* rows outside [r0, r1) must stay untouched */
+    run_mm(ref, c->t, w, x, n, n_b, r0, r1, yr, ldy);
+    run_mm(k, c->t, w, x, n, n_b, r0, r1, y, ldy);
+    int same_act = k->mm[c->t].act_type == ref->mm[c->t].act_type;
+    int bad = 0;
+    double rms = 0;
+    for (int64_t i = 0; i < ldy * n_b; i++)
+        rms += yr[i] != 12345.0f ? (double)yr[i] * yr[i] : 0;
+    rms = sqrt(rms / (double)(n_b * (r1 - r0)));
+    for (int64_t b = 0; b < n_b; b++) {
+        for (int64_t r = 0; r < ldy; r++) {
+            float a = y[b * ldy + r], e = yr[b * ldy + r];
+            if (r < r0 || r >= r1) {
+                bad += a != 12345.0f;
+                continue;
+            }
+            if (!isfinite(e))
+                continue;
+            if (block_elems(c->t) == 1 && same_act)
+                bad += !(fabsf(a - e) <= 1e-5f * (float)rms * sqrtf((float)n) / 4 +
+                                             1e-5f * fabsf(e));
+        }
+    }
+    double err = nmse(y, yr, ldy * n_b);
+    double tol = same_act ? 1e-9 : 1e-4;
+    CHECK_MSG(bad == 0 && err < tol, "%s %s n=%lld rows=%lld n_b=%lld: %d bad, nmse %g",
+              k->isa, type_name(c->t), (long long)n, (long long)n_rows, (long long)n_b,
+              bad, err);
+    free(w_buf), free(x), free(y_buf), free(yr);
+}
+
+static void check_ops(const struct herd_cpu_kernels *k)
+{
+    const struct herd_cpu_kernels *ref = kernels_get_isa("ref");
+    static const int64_t lens[] = {1, 7, 16, 33, 100, 4097};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        int64_t n = lens[li];
+        float *a = malloc(sizeof(float) * (n + 1)), *b = malloc(sizeof(float) * (n + 1));
+        float *o1 = malloc(sizeof(float) * (n + 1)), *o2 = malloc(sizeof(float) * (n + 1));
+        uint16_t *h1 = malloc(2 * (n + 1)), *h2 = malloc(2 * (n + 1));
+        float *x = a + 1, *w = b + 1, *out = o1 + 1; /* unaligned */
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = 4 * rndf();
+            w[i] = rndf();
+        }
+        int bad = 0;
+        k->rmsnorm(out, x, w, n, 1e-5f);
+        ref->rmsnorm(o2, x, w, n, 1e-5f);
+        for (int64_t i = 0; i < n; i++)
+            bad += !(fabsf(out[i] - o2[i]) <= 1e-5f + 1e-5f * fabsf(o2[i]));
+        CHECK_MSG(bad == 0, "%s rmsnorm n=%lld", k->isa, (long long)n);
+
+        float d1 = k->dot_f32(x, w, n), d2 = ref->dot_f32(x, w, n);
+        CHECK_MSG(fabsf(d1 - d2) <= 1e-5f * (float)n + 1e-5f * fabsf(d2), "%s dot n=%lld",
+                  k->isa, (long long)n);
+
+        memcpy(out, x, sizeof(float) * n);
+        memcpy(o2, x, sizeof(float) * n);
+        k->axpy_f32(out, 0.37f, w, n);
+        ref->axpy_f32(o2, 0.37f, w, n);
+        bad = 0;
+        for (int64_t i = 0; i < n; i++)
+            bad += !(fabsf(out[i] - o2[i]) <= 1e-6f + 1e-6f * fabsf(o2[i]));
+        CHECK_MSG(bad == 0, "%s axpy_f32 n=%lld", k->isa, (long long)n);
+
+        k->f32_to_f16_row(h1 + 1, x, n);
+        ref->f32_to_f16_row(h2, x, n);
+        CHECK_MSG(memcmp(h1 + 1, h2, 2 * n) == 0, "%s f32_to_f16 n=%lld", k->isa,
+                  (long long)n);
+        k->f16_to_f32_row(out, h2, n);
+        ref->f16_to_f32_row(o2, h2, n);
+        CHECK_MSG(memcmp(out, o2, 4 * n) == 0, "%s f16_to_f32 n=%lld", k->isa, (long long)n);
+
+        d1 = k->dot_f32_f16(w, h1 + 1, n);
+        d2 = ref->dot_f32_f16(w, h2, n);
+        CHECK_MSG(fabsf(d1 - d2) <= 1e-5f * (float)n + 1e-5f * fabsf(d2),
+                  "%s dot_f32_f16 n=%lld", k->isa, (long long)n);
+
+        memcpy(out, w, sizeof(float) * n);
+        memcpy(o2, w, sizeof(float) * n);
+        k->axpy_f16(out, -1.25f, h1 + 1, n);
+        ref->axpy_f16(o2, -1.25f, h2, n);
+        bad = 0;
+        for (int64_t i = 0; i < n; i++)
+            bad += !(fabsf(out[i] - o2[i]) <= 1e-5f + 1e-6f * fabsf(o2[i]));
+        CHECK_MSG(bad == 0, "%s axpy_f16 n=%lld", k->isa, (long long)n);
+
+        for (int64_t i = 0; i < n; i++)
+            x[i] = 30 * rndf(); /* reaches exp's saturation in both directions */
+        k->swiglu(out, x, w, n);
+        ref->swiglu(o2, x, w, n);
+        bad = 0;
+        for (int64_t i = 0; i < n; i++)
+            bad += !(fabsf(out[i] - o2[i]) <= 1e-6f + 1e-5f * fabsf(o2[i]));
+        CHECK_MSG(bad == 0, "%s swiglu n=%lld", k->isa, (long long)n);
+        free(a), free(b), free(o1), free(o2), free(h1), free(h2);
+    }
+}
+
+static void check_dispatch(void)
+{
+    const struct herd_cpu_kernels *k = kernels_get();
+    CHECK(k != NULL);
+    CHECK(kernels_get_isa("ref") != NULL);
+    CHECK(kernels_get_isa("no-such-isa") == NULL);
+    CHECK(strcmp(herd_cpu_isa(), k->isa) == 0);
+    const char *want = getenv("HERD_CPU_ISA");
+    if (want && kernels_get_isa(want))
+        CHECK_MSG(strcmp(k->isa, want) == 0, "HERD_CPU_ISA=%s gave %s", want, k->isa);
+    printf("kernel variant in use: %s\n", k->isa);
+}
+
+int main(void)
+{
+    static const char *const isas[] = {"avx2", "avx512", "neon"};
+    static const int64_t rows[] = {1, 7, 33, 67};
+    static const int64_t nbs[] = {1, 3, 17, 64};
+    check_dispatch();
+    for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++)
+        check_ref_semantics(&mm_cases[c]);
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        const struct herd_cpu_kernels *k = kernels_get_isa(isas[i]);
+        if (!k) {
+            printf("variant %s: not available here, skipped\n", isas[i]);
+            continue;
+        }
+        for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++)
+            for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+                for (size_t b = 0; b < sizeof nbs / sizeof nbs[0]; b++)
+                    check_mm_variant(k, &mm_cases[c], rows[r], nbs[b]);
+        check_ops(k);
+    }
+    return check_done();
+}
