@@ -110,4 +110,26 @@ herd_status dequantize_row(herd_dtype t, float *out, const void *in, int64_t n);
 /* Reference quantization of one row; imatrix-free, as llama.cpp's default. */
 herd_status quantize_row(herd_dtype t, void *out, const float *in, int64_t n);
 
+/* Per-type reference functions behind dequantize_row / quantize_row (n a multiple of the
+ * block size; blocks aligned as their struct). SIMD kernels are tested against these. */
+void dequantize_row_q4_0_ref(float *y, const struct block_q4_0 *x, int64_t n);
+void dequantize_row_q4_1_ref(float *y, const struct block_q4_1 *x, int64_t n);
+void dequantize_row_q5_0_ref(float *y, const struct block_q5_0 *x, int64_t n);
+void dequantize_row_q5_1_ref(float *y, const struct block_q5_1 *x, int64_t n);
+void dequantize_row_q8_0_ref(float *y, const struct block_q8_0 *x, int64_t n);
+void dequantize_row_q4_k_ref(float *y, const struct block_q4_k *x, int64_t n);
+void dequantize_row_q5_k_ref(float *y, const struct block_q5_k *x, int64_t n);
+void dequantize_row_q6_k_ref(float *y, const struct block_q6_k *x, int64_t n);
+void dequantize_row_q8_k_ref(float *y, const struct block_q8_k *x, int64_t n);
+void quantize_row_q4_0_ref(struct block_q4_0 *y, const float *x, int64_t n);
+void quantize_row_q4_1_ref(struct block_q4_1 *y, const float *x, int64_t n);
+void quantize_row_q5_0_ref(struct block_q5_0 *y, const float *x, int64_t n);
+void quantize_row_q5_1_ref(struct block_q5_1 *y, const float *x, int64_t n);
+void quantize_row_q8_0_ref(struct block_q8_0 *y, const float *x, int64_t n);
+void quantize_row_q4_k_ref(struct block_q4_k *y, const float *x, int64_t n);
+void quantize_row_q5_k_ref(struct block_q5_k *y, const float *x, int64_t n);
+void quantize_row_q6_k_ref(struct block_q6_k *y, const float *x, int64_t n);
+/* Q8_K for activations: d = max/-127 style scale, bsums filled (zero block: all zero). */
+void quantize_row_q8_k_ref(struct block_q8_k *y, const float *x, int64_t n);
+
 #endif /* HERD_QUANT_H */
