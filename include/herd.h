@@ -83,9 +83,10 @@ HERD_API const char *herd_dtype_name(herd_dtype t);
 
 typedef struct herd_tokenizer herd_tokenizer;
 
-/* Loads a tokenizer from a Hugging Face tokenizer.json or a Meta tokenizer.model (tiktoken
- * format; Meta's 256 special tokens are added as Llama 3.1 names them). The kind is
- * detected from the content. */
+/* Loads a tokenizer from a Hugging Face tokenizer.json, a Meta tokenizer.model (tiktoken
+ * format; Meta's 256 special tokens are added as Llama 3.1 names them), a GGUF file's
+ * tokenizer.ggml.* metadata, or a folder holding tokenizer.json. The kind is detected from
+ * the content. A loaded tokenizer is read-only: share it between threads freely. */
 HERD_API herd_status herd_tokenizer_load(const char *path, herd_tokenizer **out);
 HERD_API void herd_tokenizer_free(herd_tokenizer *tok);
 
@@ -94,7 +95,8 @@ HERD_API int32_t herd_tokenizer_n_vocab(const herd_tokenizer *tok);
 
 /* Encodes len bytes of text. Special-token text is plain text unless parse_special. With
  * add_bos, <|begin_of_text|> comes first. On success *ids is owned by the caller
- * (herd_free) and holds *n_ids ids. */
+ * (herd_free) and holds *n_ids ids. Text need not be valid UTF-8: each byte outside a valid
+ * sequence becomes its own single-byte token, so decoding gives back the same bytes. */
 HERD_API herd_status herd_tokenize(const herd_tokenizer *tok, const char *text, size_t len,
                                    bool add_bos, bool parse_special, int32_t **ids,
                                    size_t *n_ids);
@@ -107,16 +109,18 @@ HERD_API herd_status herd_detokenize(const herd_tokenizer *tok, const int32_t *i
 /* Bytes of one token (specials as their text); borrowed; NULL for a bad id. */
 HERD_API const char *herd_token_bytes(const herd_tokenizer *tok, int32_t id, size_t *len);
 
-/* The id of a special token by its text ("<|eot_id|>"), or -1. */
+/* The id of a special token by its text ("<|eot_id|>"), or -1. Llama 3.1's names
+ * <|finetune_right_pad_id|>, <|eom_id|>, <|python_tag|> are found even when a Llama 3.0
+ * tokenizer.json names those ids <|reserved_special_token_N|>. */
 HERD_API int32_t herd_token_special(const herd_tokenizer *tok, const char *text);
 
 /* Streaming decoder: feed ids one at a time, get only complete UTF-8 sequences out. */
 typedef struct herd_detok_stream herd_detok_stream;
 HERD_API herd_status herd_detok_stream_new(const herd_tokenizer *tok, herd_detok_stream **out);
 HERD_API void herd_detok_stream_free(herd_detok_stream *s);
-/* Appends the text that became complete with id to out (at most cap bytes incl. NUL);
- * returns the byte count in *n. A flush (id < 0) emits what is pending, invalid bytes as
- * U+FFFD. */
+/* Writes the text that became complete with id to out (at most cap bytes incl. NUL;
+ * 4096 is always enough for Llama 3) and its byte count to *n. Bytes that can never form
+ * valid UTF-8 come out as U+FFFD; a flush (id < 0) emits what is pending the same way. */
 HERD_API herd_status herd_detok_stream_push(herd_detok_stream *s, int32_t id, char *out,
                                             size_t cap, size_t *n);
 
@@ -386,6 +390,47 @@ HERD_API void herd_sampler_reset(herd_sampler *s);
 /* Name of the CPU kernel variant in use ("ref", "avx2", "avx512", "neon"). HERD_CPU_ISA in
  * the environment forces one. */
 HERD_API const char *herd_cpu_isa(void);
+
+/* ---------------------------------------------------------------- quantize */
+
+/* What a whole file is converted to. Values are llama.cpp's llama_ftype (general.file_type),
+ * so a file's general.file_type names its mix. Layer norms and rope_freqs stay F32. */
+typedef enum herd_ftype {
+    HERD_FTYPE_F32 = 0,
+    HERD_FTYPE_F16 = 1,
+    HERD_FTYPE_Q4_0 = 2,
+    HERD_FTYPE_Q8_0 = 7,
+    HERD_FTYPE_Q4_K_M = 15, /* Q4_K, with Q6_K where llama.cpp's Q4_K_M puts it */
+    HERD_FTYPE_Q6_K = 18,
+    HERD_FTYPE_BF16 = 32,
+} herd_ftype;
+
+/* "q4_k_m", ... or NULL for an unknown value. */
+HERD_API const char *herd_ftype_name(herd_ftype f);
+/* Parses "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q6_k" (any case). */
+HERD_API herd_status herd_ftype_parse(const char *name, herd_ftype *out);
+
+/* Called after each tensor is written into the output image; return false to cancel
+ * (herd_quantize then returns HERD_ERR_CANCELLED and leaves no output file). */
+typedef bool (*herd_quantize_progress)(void *user, const char *tensor, herd_dtype type,
+                                       int64_t done_bytes, int64_t total_bytes);
+
+typedef struct herd_quantize_params {
+    herd_ftype ftype;
+    int32_t n_threads;               /* 0 = all cores */
+    herd_quantize_progress progress; /* optional */
+    void *progress_user;
+} herd_quantize_params;
+
+/* Converts a model (a GGUF file, or a Hugging Face folder of BF16/F16/F32 safetensors with
+ * config.json and tokenizer.json) to a GGUF file at out that herd and llama.cpp both load:
+ * llama.* hyper-parameters, tokenizer.ggml.* (copied from a GGUF, or built from
+ * tokenizer.json), q/k rows in Meta's interleaved RoPE order, rope_freqs for llama3 scaling,
+ * and per-tensor types chosen as llama.cpp's quantizer chooses them for the same ftype.
+ * The output is written to a temporary name and renamed when complete. Not thread-safe
+ * with respect to the same out path. */
+HERD_API herd_status herd_quantize(const char *in, const char *out,
+                                   const herd_quantize_params *params);
 
 #ifdef __cplusplus
 }

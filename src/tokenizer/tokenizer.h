@@ -1,0 +1,101 @@
+/*
+ * tokenizer.h - internals of the Llama 3 byte-level BPE tokenizer (include/herd.h has the
+ * public API).
+ *
+ * A tokenizer is a table of n_vocab tokens, each a byte string. Regular tokens take part in
+ * BPE; their id is their merge rank (tiktoken semantics: two adjacent parts merge when their
+ * concatenation is a token, lowest id first, leftmost on ties). Special tokens
+ * (<|eot_id|>, ...) never come out of BPE; they are matched as text only when the caller
+ * asks for it (parse_special).
+ *
+ * Sources (one loader each, all ending in tok_finish):
+ *   load_tiktoken.c  Meta's tokenizer.model: "base64 rank" lines + Meta's 256 specials.
+ *   load_json.c      Hugging Face tokenizer.json: model.vocab (byte-level strings) and
+ *                    added_tokens. merges are not read: for vocabularies converted from
+ *                    tiktoken (Llama 3) the merge order is the id order (checked by
+ *                    scripts/golden_tokenizer.py and the tests).
+ *   load_gguf.c      GGUF tokenizer.ggml.{model=gpt2,pre=llama-bpe,tokens,token_type}.
+ *
+ * Invariants after tok_finish: every single byte is a regular token (byte_id), the rank map
+ * holds every regular token, the pre-tokenizer regex is compiled (with JIT when available).
+ * A finished tokenizer is read-only and may be shared by threads (match data is per call).
+ */
+#ifndef HERD_TOKENIZER_H
+#define HERD_TOKENIZER_H
+
+#include "base/base.h"
+#include "format/format.h" /* struct gguf_file for tokenizer_from_gguf */
+
+#include <stdint.h>
+
+/* One special token name: its text and id. Aliases (Llama 3.1 names for ids a Llama 3.0
+ * tokenizer.json calls reserved) are extra entries with the same id. */
+struct tok_special {
+    char *text;
+    size_t len;
+    int32_t id;
+};
+
+struct herd_tokenizer {
+    int32_t n_vocab;
+    uint32_t *off;       /* (n_vocab + 1) token i is bytes[off[i] .. off[i+1]) */
+    uint8_t *bytes;      /* all token bytes, back to back */
+    size_t bytes_len, bytes_cap;
+    uint8_t *is_special; /* (n_vocab) */
+    uint8_t *is_set;     /* (n_vocab) loaders set each id once */
+    uint32_t *tmp_len;   /* (n_vocab) token lengths while loading; NULL after tok_finish */
+    /* rank map: open addressing over regular tokens; slot = (hash32 << 32) | (id + 1),
+     * 0 = empty. Power-of-two size, load <= 1/2. */
+    uint64_t *slots;
+    uint64_t mask;
+    int32_t byte_id[256];
+    struct tok_special *specials; /* (n_specials) names, aliases included */
+    size_t n_specials;
+    size_t special_max_len;
+    uint8_t special_first[256];   /* first bytes of special texts, for parse_special scans */
+    int32_t bos_id;          /* <|begin_of_text|> or -1 */
+    size_t max_token_len;    /* longest token in bytes (sizes the streaming decoder) */
+    void *re;                /* pcre2_code * of the pre-tokenizer */
+    int re_jit;              /* JIT compiled */
+};
+
+/* ---- building (vocab.c) */
+
+/* Empty tokenizer of n_vocab ids, none set yet. */
+herd_status tok_new(int32_t n_vocab, herd_tokenizer **out);
+/* Sets id's bytes. Each id once; special ids are matched by text only. */
+herd_status tok_set(herd_tokenizer *t, int32_t id, const void *bytes, size_t len, int special);
+/* Checks every id is set and every byte has a token, builds the rank map, the special
+ * list (plus the Llama 3.1 aliases) and the pre-tokenizer. */
+herd_status tok_finish(herd_tokenizer *t);
+
+/* Llama 3's pre-tokenizer regex as Meta and tokenizer.json write it. */
+extern const char tok_llama3_pattern_text[];
+
+/* Rank (= id) of a regular token with these bytes, or -1. */
+int32_t tok_rank(const herd_tokenizer *t, const uint8_t *p, size_t n);
+
+/* GPT-2 byte-level alphabet: a code point of a tokenizer.json / GGUF token string to the
+ * byte it stands for, or -1. */
+int bytelevel_byte(uint32_t cp);
+/* Decodes a byte-level token string (UTF-8 of mapped code points) into raw bytes; out must
+ * hold n bytes. Returns the byte count or -1 if a code point is not in the alphabet. */
+long bytelevel_decode(const char *s, size_t n, uint8_t *out);
+
+/* ---- UTF-8 (detok.c): one step of a decoder following the Unicode "maximal subpart"
+ * rule (as WHATWG and Python's errors="replace"). At s[0..n): returns k > 0 when a whole
+ * valid sequence of k bytes starts there; -k when the first k bytes are an invalid maximal
+ * subpart (one U+FFFD); 0 when the bytes are a valid but incomplete prefix (need more). */
+int utf8_step(const uint8_t *s, size_t n);
+
+/* ---- loaders */
+
+herd_status tok_load_tiktoken(const uint8_t *data, size_t len, herd_tokenizer **out);
+herd_status tok_load_json(const uint8_t *data, size_t len, herd_tokenizer **out);
+/* From an open GGUF file (the model loader's); the tokenizer copies what it needs. */
+herd_status tokenizer_from_gguf(const struct gguf_file *f, herd_tokenizer **out);
+
+/* Meta's special token names for Llama 3.1, id n_regular + i for i < 256. */
+void tok_meta_special_name(int i, char *buf, size_t cap);
+
+#endif /* HERD_TOKENIZER_H */
