@@ -9,10 +9,15 @@ Writes tests/golden/quant/gguf_py.bin:
                          of it (quantize must reproduce them byte for byte)
             [f32 input[n]] | u8 blocks[row bytes] | f32 dequant[n] (gguf-py's dequantize)
 For types gguf-py cannot quantize (the K-quants) the blocks are random bytes with sane fp16
-scales, so dequantization is still checked exactly. Deterministic: fixed seeds.
+scales, so dequantization is still checked exactly. With --ggml-harness BIN, K-quant
+records with flag bit 0 are added too, their blocks made by ggml's own C reference
+quantizers (quantize_row_q4_K_ref, ...) through scripts/ggml_quant_harness.c built against
+a ggml checkout outside this repository (see that file). Deterministic: fixed seeds.
 
-Usage: python3 scripts/golden_quant.py [OUT]
+Usage: python3 scripts/golden_quant.py [--ggml-harness BIN] [OUT]
 """
+import subprocess
+import tempfile
 import struct
 import sys
 
@@ -72,8 +77,21 @@ def random_blocks(rng, qtype, n):
     return raw.reshape(-1)
 
 
+def ggml_quantize(harness, qtype, x):
+    with tempfile.TemporaryDirectory() as d:
+        x.astype("<f4").tofile(f"{d}/x.bin")
+        subprocess.run([harness, str(int(qtype)), str(len(x)), f"{d}/x.bin", f"{d}/q.bin"],
+                       check=True)
+        return np.fromfile(f"{d}/q.bin", dtype=np.uint8)
+
+
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "tests/golden/quant/gguf_py.bin"
+    args = sys.argv[1:]
+    harness = None
+    if len(args) >= 2 and args[0] == "--ggml-harness":
+        harness = args[1]
+        args = args[2:]
+    out = args[0] if args else "tests/golden/quant/gguf_py.bin"
     rng = np.random.default_rng(20240917)
     records = []
     for qtype, can_quant in TYPES:
@@ -88,6 +106,11 @@ def main():
                 break
             deq = quants.dequantize(blocks, qtype).reshape(-1).astype(np.float32)
             records.append((int(qtype), 0, None, blocks, deq))
+        if harness and not can_quant:
+            for x in inputs(rng):
+                blocks = ggml_quantize(harness, qtype, x)
+                deq = quants.dequantize(blocks, qtype).reshape(-1).astype(np.float32)
+                records.append((int(qtype), 1, x, blocks, deq))
     with open(out, "wb") as f:
         f.write(MAGIC + struct.pack("<II", VERSION, len(records)))
         for qtype, flags, x, blocks, deq in records:

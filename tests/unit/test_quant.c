@@ -1,8 +1,9 @@
 /*
- * test_quant.c - the quant/ layer: the dtype table, golden vectors from the gguf Python
- * package (scripts/golden_quant.py: dequantize bit-exact, quantize byte-exact where gguf-py
- * implements ggml's reference quantizer), round-trip error bounds for every type, and
- * argument errors.
+ * test_quant.c - the quant/ layer: the dtype table, golden vectors (scripts/golden_quant.py:
+ * dequantize bit-exact against the gguf Python package; quantize byte-exact against
+ * gguf-py's quantizers for BF16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and against ggml's C reference
+ * quantizers for Q4_K/Q5_K/Q6_K), round-trip error bounds for every type, and argument
+ * errors.
  */
 #include "check.h"
 #include "quant/quant.h"
@@ -118,7 +119,8 @@ static void test_golden(void)
         free(mine);
     }
     CHECK(p == end);
-    CHECK(n_quant_checked >= 15);
+    /* 18 from gguf-py's quantizers, 9 K-quant rows from ggml's C reference */
+    CHECK(n_quant_checked >= 27);
     herd_unmap(&m);
 }
 
