@@ -1,9 +1,174 @@
-/* cmd_render.c - placeholder until its issue lands. */
+/*
+ * cmd_render.c - herd render: an OpenAI chat request on stdin, the exact prompt text of the
+ * official Llama Instruct chat template on stdout (as transformers' apply_chat_template
+ * renders it). The request may carry "tools", "add_generation_prompt" (default true) and
+ * "chat_template_kwargs" (date_string, builtin_tools, tools_in_user_message).
+ *
+ *   herd render [-m MODEL | --template 3.1|3.2] [--date "26 Jul 2024" | --today] [--ids]
+ *
+ * The template is 3.1 unless --template says otherwise or -m names a Llama 3.2 model (its
+ * name, or the 1B/3B shape); the choice is reported on stderr. --ids prints the prompt as
+ * the engine feeds it (one JSON array of token ids; needs -m or --tokenizer).
+ */
 #include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Requests are small; this only stops a runaway pipe from eating memory. */
+#define RENDER_MAX_REQUEST (64u << 20)
+
+static int read_stdin(char **out, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return cli_fail("out of memory");
+    for (;;) {
+        if (n == cap) {
+            if (cap >= RENDER_MAX_REQUEST) {
+                free(buf);
+                return cli_fail("render: the request is larger than %u bytes",
+                                RENDER_MAX_REQUEST);
+            }
+            char *p = realloc(buf, cap * 2);
+            if (!p) {
+                free(buf);
+                return cli_fail("out of memory");
+            }
+            buf = p;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return cli_fail("render: cannot read stdin");
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int print_ids(const herd_tokenizer *tok, const char *req, size_t len,
+                     const herd_chat_options *opt)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    herd_status s = herd_chat_render_tokens(tok, req, len, opt, &ids, &n);
+    if (s != HERD_OK)
+        return cli_fail_status(s);
+    printf("[");
+    for (size_t i = 0; i < n; i++)
+        printf("%s%d", i ? ", " : "", ids[i]);
+    printf("]\n");
+    herd_free(ids);
+    return 0;
+}
 
 int cmd_render(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_fail("'render' is not built yet");
+    const char *model = NULL, *tmpl = NULL, *tokenizer = NULL;
+    herd_chat_options opt = herd_chat_default_options();
+    int want_ids = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
+            if (cli_value(argc, argv, &i, &model))
+                return 1;
+        } else if (strcmp(a, "--template") == 0) {
+            if (cli_value(argc, argv, &i, &tmpl))
+                return 1;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            if (cli_value(argc, argv, &i, &tokenizer))
+                return 1;
+        } else if (strcmp(a, "--date") == 0) {
+            if (cli_value(argc, argv, &i, &opt.date_string))
+                return 1;
+        } else if (strcmp(a, "--today") == 0) {
+            opt.today = true;
+        } else if (strcmp(a, "--ids") == 0) {
+            want_ids = 1;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            printf("usage: herd render [-m MODEL | --template 3.1|3.2] [--date D | --today] "
+                   "[--ids [--tokenizer FILE]] < request.json\n");
+            return 0;
+        } else {
+            return cli_fail("render: unknown option '%s'", a);
+        }
+    }
+    if (tmpl) {
+        if (strcmp(tmpl, "3.1") == 0)
+            opt.tmpl = HERD_CHAT_LLAMA31;
+        else if (strcmp(tmpl, "3.2") == 0)
+            opt.tmpl = HERD_CHAT_LLAMA32;
+        else
+            return cli_fail("--template: expected 3.1 or 3.2, got '%s'", tmpl);
+    }
+    if (want_ids && !model && !tokenizer)
+        return cli_fail("render: --ids needs -m MODEL or --tokenizer FILE");
+
+    herd_model *m = NULL;
+    herd_tokenizer *own_tok = NULL;
+    const herd_tokenizer *tok = NULL;
+    char *req = NULL, *prompt = NULL;
+    size_t req_len = 0, prompt_len = 0;
+    int rc = 1;
+    herd_status s;
+    if (model) {
+        herd_model_params mp = {0};
+        s = herd_model_load(model, &mp, &m);
+        if (s != HERD_OK) {
+            cli_fail_status(s);
+            goto done;
+        }
+        tok = herd_model_tokenizer(m);
+        if (!tmpl) {
+            const herd_model_info *in = herd_model_get_info(m);
+            opt.tmpl = herd_chat_template_for(in);
+            fprintf(stderr, "herd: render: %s template for %s (%s)\n",
+                    opt.tmpl == HERD_CHAT_LLAMA32 ? "Llama 3.2" : "Llama 3.1",
+                    in->name ? in->name : model,
+                    opt.tmpl == HERD_CHAT_LLAMA32 ? "3.2 name or 1B/3B shape"
+                                                  : "not a 3.2 name or shape");
+        }
+    }
+    if (tokenizer) {
+        s = herd_tokenizer_load(tokenizer, &own_tok);
+        if (s != HERD_OK) {
+            cli_fail_status(s);
+            goto done;
+        }
+        tok = own_tok;
+    }
+    if (read_stdin(&req, &req_len))
+        goto done;
+    if (want_ids) {
+        if (!tok) {
+            cli_fail("render: %s has no tokenizer", model);
+            goto done;
+        }
+        rc = print_ids(tok, req, req_len, &opt);
+        goto done;
+    }
+    s = herd_chat_render(req, req_len, &opt, &prompt, &prompt_len);
+    if (s != HERD_OK) {
+        cli_fail_status(s);
+        goto done;
+    }
+    if (fwrite(prompt, 1, prompt_len, stdout) != prompt_len || fflush(stdout) != 0) {
+        cli_fail("render: cannot write stdout");
+        goto done;
+    }
+    rc = 0;
+done:
+    herd_free(prompt);
+    free(req);
+    herd_tokenizer_free(own_tok);
+    herd_model_free(m);
+    return rc;
 }

@@ -1,0 +1,37 @@
+/*
+ * chat.h - chat/'s insides shared by its files: the prompt emitter that lets one renderer
+ * produce either text or token ids, and the renderer over a parsed request.
+ *
+ * The renderer (render.c) walks the official Llama 3.1 / 3.2 Instruct templates by hand and
+ * calls emit_text for ordinary text and e->special for a template control token. In text
+ * mode a special is just its text; in token mode (chat_tokens.c) pending text is tokenized
+ * as plain text and the special's id follows, which is what makes user text unable to
+ * smuggle in control tokens. Keeping the token mode in its own file means programs that
+ * only render text do not link the tokenizer.
+ */
+#ifndef HERD_CHAT_CHAT_H
+#define HERD_CHAT_CHAT_H
+
+#include "pyjson.h" /* struct pj_value, base.h */
+
+struct chat_emitter {
+    struct herd_buf text; /* the prompt (text mode) or the text since the last special */
+    herd_status (*special)(struct chat_emitter *e, const char *name);
+    void *ctx; /* token mode's state */
+};
+
+/* Text mode: specials are appended as text. */
+void chat_emitter_init_text(struct chat_emitter *e);
+
+/* Parses a request and applies the OpenAI-server conventions of herd_chat_render
+ * (string tool-call arguments parsed, text-part lists joined). */
+herd_status chat_request_parse(const char *json, size_t len, struct pj_value *req);
+/* Builds the same tree from a plain message list. */
+herd_status chat_request_from_messages(const herd_chat_message *msgs, size_t n_msgs,
+                                       const herd_chat_options *opt, struct pj_value *req);
+
+/* Renders a prepared request through e. */
+herd_status chat_render(struct chat_emitter *e, const struct pj_value *req,
+                        const herd_chat_options *opt);
+
+#endif /* HERD_CHAT_CHAT_H */
