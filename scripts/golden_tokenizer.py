@@ -190,14 +190,76 @@ def write_gguf(data, path):
     w.close()
 
 
+def check_cli(herd, data, gguf_path, golden_dir):
+    """End-to-end: `herd tokenize` / `herd detokenize` over the golden corpus with each of the
+    three tokenizer sources. Exit 0 on success, 1 on a mismatch, 77 (skip) without data."""
+    import subprocess
+    if not os.path.exists(os.path.join(data, "tokenizer.json")):
+        print("SKIP: %s/tokenizer.json absent (see ../shared/data/README.md)" % data)
+        return 77
+    cases = [json.loads(l) for l in open(os.path.join(golden_dir, "llama3.golden"),
+                                         encoding="utf-8").read().splitlines()[1:]]
+    plain = [c for c in cases if not c.get("parse_special")]
+    special = [c for c in cases if c.get("parse_special")]
+    bad = 0
+
+    def run(args, lines):
+        r = subprocess.run([herd] + args, input="".join(l + "\n" for l in lines).encode(),
+                           capture_output=True)
+        return r.returncode, r.stdout.decode("utf-8").split("\n")[:-1], r.stderr.decode()
+
+    sources = [os.path.join(data, "tokenizer.json"), os.path.join(data, "tokenizer.model")]
+    if gguf_path:
+        sources.append(gguf_path)
+    for src in sources:
+        for group, extra in ((plain, []), (special, ["--parse-special"])):
+            rc, out, err = run(["tokenize", "--tokenizer", src] + extra,
+                               [json.dumps(c["text"]) for c in group])
+            got = [json.loads(l) for l in out] if rc == 0 else []
+            want = [c["ids"] for c in group]
+            n_ok = sum(1 for g, w in zip(got, want) if g == w)
+            print("%s tokenize %s: %d/%d" % (os.path.basename(src), " ".join(extra), n_ok,
+                                              len(want)))
+            bad += n_ok != len(want) or rc != 0
+        rc, out, err = run(["detokenize", "--tokenizer", src], [json.dumps(c["ids"]) for c in plain])
+        got = [json.loads(l) for l in out] if rc == 0 else []
+        n_ok = sum(1 for g, c in zip(got, plain) if g == c["text"])
+        print("%s detokenize: %d/%d" % (os.path.basename(src), n_ok, len(plain)))
+        bad += n_ok != len(plain) or rc != 0
+    src = sources[0]
+    rc, out, _ = run(["tokenize", "--tokenizer", src, "--bos"], ['"Hello"'])
+    bad += rc != 0 or json.loads(out[0])[0] != 128000
+    rc, out, _ = run(["tokenize", "--tokenizer", src], ['"<|eot_id|>"'])
+    bad += rc != 0 or 128009 in json.loads(out[0])
+    # a lone lead byte (0xE2 is "\u00e2" in the byte-level alphabet) decodes to U+FFFD
+    e2 = json.load(open(src, encoding="utf-8"))["model"]["vocab"]["\u00e2"]
+    rc, out, _ = run(["detokenize", "--tokenizer", src], ["[%d]" % e2, "[]"])
+    bad += rc != 0 or [json.loads(l) for l in out] != ["\ufffd", ""]
+    rc, out, _ = run(["tokenize", "--tokenizer", src], ["not json"])
+    bad += rc == 0
+    rc, out, _ = run(["detokenize", "--tokenizer", src], ["[999999]"])
+    bad += rc == 0
+    rc, out, _ = run(["tokenize", "--tokenizer", "/nonexistent/tokenizer.json"], ['"x"'])
+    bad += rc == 0
+    print("cli checks: %s" % ("FAILED" if bad else "ok"))
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--data", default=os.path.join(root, "..", "shared", "data", "llama3"))
     ap.add_argument("--out", default=os.path.join(root, "tests", "golden", "tokenizer"))
     ap.add_argument("--write-gguf", metavar="PATH", help="only write a tokenizer GGUF")
+    ap.add_argument("--check-cli", metavar="HERD", help="run the herd CLI over the corpus")
+    ap.add_argument("--gguf", help="with --check-cli: the GGUF written by --write-gguf")
     a = ap.parse_args()
+    if a.check_cli:
+        sys.exit(check_cli(a.check_cli, a.data, a.gguf, a.out))
     if a.write_gguf:
+        if not os.path.exists(os.path.join(a.data, "tokenizer.json")):
+            print("SKIP: %s/tokenizer.json absent; no GGUF written" % a.data)
+            return
         write_gguf(a.data, a.write_gguf)
         return
     from tokenizers import Tokenizer

@@ -44,12 +44,13 @@ static int parse_opts(int argc, char **argv, int allow_encode_flags, struct tok_
     return 0;
 }
 
-/* A whole stdin line (without the newline) into *line; returns its length or -1 at EOF. */
+/* A whole stdin line (without the newline, NUL-terminated) into *line; returns its length
+ * or -1 at EOF. */
 static long read_line(char **line, size_t *cap)
 {
     size_t n = 0;
     int c;
-    while ((c = getchar()) != EOF && c != '\n') {
+    for (;;) {
         if (n + 1 >= *cap) {
             size_t nc = *cap ? *cap * 2 : 4096;
             char *nl = realloc(*line, nc);
@@ -58,12 +59,16 @@ static long read_line(char **line, size_t *cap)
             *line = nl;
             *cap = nc;
         }
+        c = getchar();
+        if (c == EOF || c == '\n')
+            break;
         (*line)[n++] = (char)c;
     }
     if (c == EOF && n == 0)
         return -1;
     if (n && (*line)[n - 1] == '\r')
         n--;
+    (*line)[n] = '\0';
     return (long)n;
 }
 
