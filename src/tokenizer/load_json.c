@@ -34,18 +34,24 @@ static int js_eat(struct js *j, uint8_t c)
     return 0;
 }
 
-/* At '"': moves past the closing quote. 0 on success. */
+/* At '"': moves past the closing quote (memchr to the next quote, then counts the
+ * backslashes before it: an odd count escapes it). 0 on success. */
 static int js_skip_string(struct js *j)
 {
-    j->p++;
-    while (j->p < j->end) {
-        uint8_t c = *j->p++;
-        if (c == '"')
+    const uint8_t *p = j->p + 1;
+    for (;;) {
+        const uint8_t *q = memchr(p, '"', (size_t)(j->end - p));
+        if (!q)
+            return -1;
+        const uint8_t *b = q;
+        while (b > p && b[-1] == '\\')
+            b--;
+        p = q + 1;
+        if (((q - b) & 1) == 0) {
+            j->p = p;
             return 0;
-        if (c == '\\')
-            j->p++;
+        }
     }
-    return -1;
 }
 
 static int js_skip_value(struct js *j)
@@ -201,7 +207,8 @@ struct vocab_entry {
 };
 
 struct json_ctx {
-    struct span model, vocab, added, pre, normalizer, type;
+    struct span model; /* n = 1 once seen */
+    struct span vocab, added, pre, normalizer, type;
     /* model.vocab decoded */
     struct vocab_entry *ve;
     size_t n_ve, cap_ve;
@@ -220,12 +227,16 @@ static herd_status take_span(struct js *j, struct span *sp)
     return HERD_OK;
 }
 
+static herd_status model_member(void *vctx, const char *key, struct js *j);
+
 static herd_status top_member(void *vctx, const char *key, struct js *j)
 {
     struct json_ctx *c = vctx;
     struct span dummy;
-    if (strcmp(key, "model") == 0)
-        return take_span(j, &c->model);
+    if (strcmp(key, "model") == 0) {
+        c->model.n = 1;
+        return js_object(j, model_member, c, "model");
+    }
     if (strcmp(key, "added_tokens") == 0)
         return take_span(j, &c->added);
     if (strcmp(key, "pre_tokenizer") == 0)
@@ -372,10 +383,6 @@ herd_status tok_load_json(const uint8_t *data, size_t len, herd_tokenizer **out)
                       "pre_tokenizer");
         goto done;
     }
-    struct js jm = {c.model.p, c.model.p + c.model.n};
-    s = js_object(&jm, model_member, &c, "model");
-    if (s)
-        goto done;
     s = check_pre(&c);
     if (s)
         goto done;

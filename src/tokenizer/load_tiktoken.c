@@ -8,19 +8,23 @@
 
 #define N_META_SPECIAL 256 /* Meta's num_reserved_special_tokens */
 
-static int b64_value(uint8_t c)
+/* Base64 digit values, -1 for other bytes (filled once; racing threads write the same). */
+static int8_t b64_table[256];
+static int b64_ready;
+
+static void b64_init(void)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
+    static const char digits[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    memset(b64_table, -1, sizeof(b64_table));
+    for (int i = 0; i < 64; i++)
+        b64_table[(uint8_t)digits[i]] = (int8_t)i;
+    b64_ready = 1;
+}
+
+static inline int b64_value(uint8_t c)
+{
+    return b64_table[c];
 }
 
 /* Decodes standard base64 (with '=' padding) into out; returns the byte count or -1. */
@@ -51,9 +55,11 @@ static long b64_decode(const uint8_t *s, size_t n, uint8_t *out)
 herd_status tok_load_tiktoken(const uint8_t *d, size_t len, herd_tokenizer **out)
 {
     *out = NULL;
+    if (!b64_ready)
+        b64_init();
     size_t lines = 0;
-    for (size_t i = 0; i < len; i++)
-        lines += d[i] == '\n';
+    for (const uint8_t *q = d; (q = memchr(q, '\n', (size_t)(d + len - q))) != NULL; q++)
+        lines++;
     if (len && d[len - 1] != '\n')
         lines++;
     if (lines < 256 || lines > (1u << 23))

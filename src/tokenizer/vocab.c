@@ -159,13 +159,16 @@ static herd_status build_rank_map(herd_tokenizer *t)
             continue;
         const uint8_t *p = t->bytes + t->off[id];
         size_t len = t->off[id + 1] - t->off[id];
-        if (tok_rank(t, p, len) >= 0)
-            return herd_fail(HERD_ERR_FORMAT, "tokenizer: id %d repeats the bytes of id %d",
-                             id, tok_rank(t, p, len));
         uint64_t h = hash_bytes(p, len);
         uint64_t i = h & t->mask;
-        while (t->slots[i])
-            i = (i + 1) & t->mask;
+        for (; t->slots[i]; i = (i + 1) & t->mask) {
+            uint64_t sl = t->slots[i];
+            int32_t other = (int32_t)(uint32_t)sl - 1;
+            if ((sl >> 32) == (h >> 32) && t->off[other + 1] - t->off[other] == len &&
+                memcmp(t->bytes + t->off[other], p, len) == 0)
+                return herd_fail(HERD_ERR_FORMAT, "tokenizer: id %d repeats the bytes of id %d",
+                                 id, other);
+        }
         t->slots[i] = ((h >> 32) << 32) | (uint64_t)(uint32_t)(id + 1);
     }
     for (int b = 0; b < 256; b++) {
