@@ -460,13 +460,14 @@ static herd_status parse(struct reader *r, struct gguf_file *f)
                    (unsigned long long)n, left);
     s = herd_alloc_array((void **)&f->tensors, n ? (size_t)n : 1, sizeof *f->tensors,
                          "gguf tensors");
-    if (s == HERD_OK)
+    if (s == HERD_OK) {
+        memset(f->tensors, 0, (size_t)n * sizeof *f->tensors); /* gguf_close frees names */
         s = herd_alloc_array((void **)&offs, n ? (size_t)n : 1, sizeof *offs, "gguf offsets");
+    }
     if (s != HERD_OK) {
         s = herd_fail_prefix(s, "%s", r->path);
         goto done;
     }
-    memset(f->tensors, 0, (size_t)n * sizeof *f->tensors);
     for (uint64_t i = 0; i < n; i++) {
         s = read_tensor_info(r, i, &f->tensors[i], &offs[i]);
         if (s != HERD_OK)
