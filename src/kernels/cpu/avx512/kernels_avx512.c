@@ -1,9 +1,11 @@
 /*
- * kernels_avx512.c - AVX-512 (F/BW/VL + VNNI, BF16 where present) variants.
+ * kernels_avx512.c - the AVX-512 table (F/BW/VL/DQ + VNNI; BF16 dot where the CPU has it):
+ * quantized products in matmul_q_avx512.c, float ones in matmul_f_avx512.c, vector ops in
+ * ops_avx512.c. Entries not set here keep the avx2 (or ref) function.
  */
 #include "kernels/kernels.h"
 
 void kernels_fill_avx512(struct herd_cpu_kernels *k)
 {
-    (void)k;
+    kernels_fill_matmul_q_avx512(k);
 }

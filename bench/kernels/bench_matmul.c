@@ -1,0 +1,120 @@
+/*
+ * bench_matmul.c - matrix-product speed per weight type and kernel variant: decode
+ * (n_b = 1, reported as GB/s of weights streamed, the matrix much larger than the caches)
+ * and prefill (n_b = 512, reported as GOP/s, 2 ops per multiply-add). Threads split the
+ * rows evenly over herd's pool, as the model does.
+ * Usage: bench_matmul [threads=2] [isa=best] [rows=4096] [cols=4096] [types=all]
+ */
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+struct job {
+    const struct matmul_kernel *k;
+    float *y;
+    const void *w;
+    const void *xa;
+    size_t xrb;
+    int64_t rows, cols, n_b;
+};
+
+static void run(void *arg, int ith, int nth)
+{
+    struct job *j = arg;
+    int64_t lo, hi;
+    herd_split(j->rows / 16, ith, nth, &lo, &hi); /* 16-row panels, as the model should */
+    hi = ith == nth - 1 ? j->rows : hi * 16;
+    j->k->matmul(j->y, j->rows, j->w, j->xa, j->xrb, j->cols, j->n_b, lo * 16, hi);
+}
+
+static size_t wrow_bytes(herd_dtype t, int64_t n)
+{
+    switch (t) {
+    case HERD_DTYPE_F32: return (size_t)n * 4;
+    case HERD_DTYPE_F16:
+    case HERD_DTYPE_BF16: return (size_t)n * 2;
+    case HERD_DTYPE_Q8_0: return (size_t)n / 32 * 34;
+    case HERD_DTYPE_Q4_0: return (size_t)n / 32 * 18;
+    case HERD_DTYPE_Q4_1: return (size_t)n / 32 * 20;
+    case HERD_DTYPE_Q4_K: return (size_t)n / 256 * 144;
+    case HERD_DTYPE_Q5_K: return (size_t)n / 256 * 176;
+    default: return (size_t)n / 256 * 210;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int nt = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 2;
+    const struct herd_cpu_kernels *k = argc > 2 ? kernels_get_isa(argv[2]) : kernels_get();
+    int64_t rows = argc > 3 ? strtol(argv[3], NULL, 10) : 4096;
+    int64_t cols = argc > 4 ? strtol(argv[4], NULL, 10) : 4096;
+    const char *only = argc > 5 ? argv[5] : NULL;
+    if (!k)
+        return 1;
+    static const struct { herd_dtype t; const char *name; } types[] = {
+        {HERD_DTYPE_Q4_0, "q4_0"}, {HERD_DTYPE_Q4_1, "q4_1"}, {HERD_DTYPE_Q8_0, "q8_0"},
+        {HERD_DTYPE_Q4_K, "q4_K"}, {HERD_DTYPE_Q5_K, "q5_K"}, {HERD_DTYPE_Q6_K, "q6_K"},
+        {HERD_DTYPE_F16, "f16"},   {HERD_DTYPE_BF16, "bf16"}, {HERD_DTYPE_F32, "f32"},
+    };
+    struct herd_pool *pool;
+    if (herd_pool_new(nt, &pool) != HERD_OK)
+        return 1;
+    const int64_t nb_pp = 512;
+    float *x = malloc(sizeof(float) * cols * nb_pp);
+    float *y = malloc(sizeof(float) * rows * nb_pp);
+    for (int64_t i = 0; i < cols * nb_pp; i++)
+        x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+    printf("isa=%s threads=%d rows=%lld cols=%lld\n", k->isa, nt, (long long)rows,
+           (long long)cols);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const struct matmul_kernel *mk = &k->mm[types[ti].t];
+        if (!mk->matmul || (only && !strstr(only, types[ti].name)))
+            continue;
+        /* several copies so decode streams from DRAM, not from the 300 MB L3 */
+        size_t wb = wrow_bytes(types[ti].t, cols) * (size_t)rows;
+        int copies = (int)(1536ull * 1024 * 1024 / wb) + 1;
+        uint8_t *w = malloc(wb * (size_t)copies);
+        for (size_t i = 0; i < wb * (size_t)copies; i++)
+            w[i] = (uint8_t)(i * 2654435761u >> 13);
+        /* sane small scales: overwrite every 2-byte word that could be a scale is costly;
+         * random bytes are fine for speed, NaN/inf scales only change values */
+        size_t xrb = kernels_act_row_bytes(mk->act_type, cols);
+        uint8_t *xa = malloc(xrb * nb_pp);
+        for (int64_t b = 0; b < nb_pp; b++) {
+            if (mk->convert)
+                mk->convert(xa + b * xrb, x + b * cols, cols);
+            else
+                memcpy(xa + b * xrb, x + b * cols, xrb);
+        }
+        struct job j = {mk, y, w, xa, xrb, rows, cols, 1};
+        double best = 1e30;
+        for (int rep = 0; rep < 3 * copies; rep++) {
+            j.w = w + wb * (size_t)(rep % copies);
+            double t0 = herd_time_s();
+            herd_pool_run(pool, run, &j);
+            double dt = herd_time_s() - t0;
+            best = dt < best ? dt : best;
+        }
+        double gbs = (double)wb / best / 1e9;
+        j.n_b = nb_pp;
+        j.w = w;
+        double bestp = 1e30;
+        for (int rep = 0; rep < 2; rep++) {
+            double t0 = herd_time_s();
+            herd_pool_run(pool, run, &j);
+            double dt = herd_time_s() - t0;
+            bestp = dt < bestp ? dt : bestp;
+        }
+        double gops = 2.0 * (double)rows * (double)cols * (double)nb_pp / bestp / 1e9;
+        printf("%-5s decode n_b=1: %7.1f GB/s (%6.3f ms)   prefill n_b=%lld: %7.1f GOP/s\n",
+               types[ti].name, gbs, best * 1e3, (long long)nb_pp, gops);
+        free(w);
+        free(xa);
+    }
+    herd_pool_free(pool);
+    free(x);
+    free(y);
+    return 0;
+}

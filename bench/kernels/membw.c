@@ -1,0 +1,113 @@
+/*
+ * membw.c - the machine's limits that herd's kernels are measured against: read bandwidth
+ * (STREAM-like sum over a buffer much larger than the caches, AVX-512 loads, 1..N threads)
+ * and peak arithmetic of one core and of N cores (fp32 FMA, bf16 dot vdpbf16ps, int8 VNNI
+ * vpdpbusd, 512-bit, many independent accumulators).
+ * Usage: membw [MiB=1024] [threads=2]
+ */
+#include "base/base.h"
+
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct job {
+    const float *buf;
+    size_t n;
+    int kind; /* 0 read, 1 fma, 2 bf16, 3 vnni */
+    double sink[64];
+};
+
+__attribute__((target("avx512f"))) static float read_sum(const float *p, size_t n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i + 64 <= n; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
+        a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+#define ITERS 20000000L
+#define NACC 12 /* independent chains: enough to cover latency 4-5 x 2 ports */
+
+__attribute__((target("avx512f,avx512bf16,avx512vnni,avx512bw"))) static double peak(int kind)
+{
+    __m512 f[NACC];
+    __m512i q[NACC];
+    for (int i = 0; i < NACC; i++) {
+        f[i] = _mm512_set1_ps(1e-9f * (float)i);
+        q[i] = _mm512_set1_epi32(i);
+    }
+    const __m512 x = _mm512_set1_ps(0.999f), z = _mm512_set1_ps(1e-9f);
+    const __m512i b = _mm512_set1_epi8(1), c = _mm512_set1_epi8(2);
+    const __m512bh h = (__m512bh)_mm512_set1_epi16(0x3f80);
+    for (long it = 0; it < ITERS; it++) {
+        for (int i = 0; i < NACC; i++) {
+            if (kind == 1)
+                f[i] = _mm512_fmadd_ps(f[i], x, z);
+            else if (kind == 2)
+                f[i] = _mm512_dpbf16_ps(f[i], h, h);
+            else
+                q[i] = _mm512_dpbusd_epi32(q[i], b, c);
+        }
+        __asm__ __volatile__("" : "+v"(f[0]), "+v"(q[0]));
+    }
+    float s = 0;
+    for (int i = 0; i < NACC; i++)
+        s += _mm512_reduce_add_ps(f[i]) + (float)_mm512_reduce_add_epi32(q[i]);
+    return s;
+}
+
+static void run(void *arg, int ith, int nth)
+{
+    struct job *j = arg;
+    if (j->kind == 0) {
+        int64_t lo, hi;
+        herd_split((int64_t)(j->n / 64), ith, nth, &lo, &hi);
+        j->sink[ith] = read_sum(j->buf + lo * 64, (size_t)(hi - lo) * 64);
+    } else {
+        j->sink[ith] = peak(j->kind);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 1024;
+    int max_t = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 2;
+    size_t n = mib * 1024 * 1024 / sizeof(float);
+    float *buf = herd_malloc_aligned(n * sizeof(float), 64);
+    if (!buf)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (float)(i & 1023);
+    static const char *const names[] = {"read", "fp32 fma", "bf16 dot", "int8 vnni"};
+    /* per instruction, per 512-bit vector: FMA 16 x 2 flop, dpbf16 32 x 2, dpbusd 64 x 2 */
+    static const double ops[] = {0, 32, 64, 128};
+    for (int t = 1; t <= max_t; t++) {
+        struct herd_pool *pool;
+        if (herd_pool_new(t, &pool) != HERD_OK)
+            return 1;
+        for (int kind = 0; kind < 4; kind++) {
+            struct job j = {buf, n, kind, {0}};
+            double best = 1e30;
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = herd_time_s();
+                herd_pool_run(pool, run, &j);
+                double dt = herd_time_s() - t0;
+                best = dt < best ? dt : best;
+            }
+            if (kind == 0)
+                printf("%-10s threads=%d  %7.1f GB/s\n", names[kind], t,
+                       (double)(n * sizeof(float)) / best / 1e9);
+            else
+                printf("%-10s threads=%d  %7.1f G(FL)OP/s\n", names[kind], t,
+                       ops[kind] * NACC * (double)ITERS * t / best / 1e9);
+        }
+        herd_pool_free(pool);
+    }
+    herd_free_aligned(buf);
+    return 0;
+}

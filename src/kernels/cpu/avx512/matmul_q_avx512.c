@@ -1,0 +1,480 @@
+/*
+ * matmul_q_avx512.c - integer-dot matrix products for the quantized weight types with
+ * AVX-512 VNNI (vpdpbusd: unsigned 8-bit weights x signed 8-bit activations).
+ *
+ * One generic structure, one small decoder per type. A decoder turns a 512-weight chunk of
+ * one row into eight 64-byte vectors of UNSIGNED codes u plus, per group of G weights
+ * (G = 32, or 16 for Q6_K), a scale s and an offset term m, so that
+ *     w = s * u + m            (Q4_0: s = d, m = -8d; Q8_0: u = q + 128, m = -128d;
+ *                               Q4_1: m = min; K-quants: s = d * sc, m = -dmin * mn)
+ * With activations a = da * q (per group), the product over one group is
+ *     s * da * sum(u * q) + m * da * sum(q)
+ * so the activation side needs, per group, da and DS = da * sum(q), prepared once per call.
+ *
+ * Two paths share the decoders:
+ *  - gemv (n_b < 4, decode): each row is streamed once, decoded and dotted with each
+ *    activation row; threads own contiguous row ranges, so the weights stream at memory
+ *    bandwidth.
+ *  - gemm (n_b >= 4, prefill): for each chunk of K and each panel of 16 rows, the decoded
+ *    codes are repacked so one 64-byte vector holds 4 consecutive codes of 16 rows; the
+ *    micro-kernel then does vpdpbusd(panel quad, broadcast of 4 activation bytes) for up to
+ *    8 activation rows at once, so each decoded weight is reused by every activation row
+ *    from L1 (a 16 x 8 register tile).
+ */
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+#include <immintrin.h>
+
+#define CHUNK 512 /* weights per decoder call: eight 64-byte vectors */
+
+/* What the types differ in: block geometry and the activation format they pair with. */
+enum qtype { QT_Q8_0, QT_Q4_0, QT_Q4_1, QT_Q4_K, QT_Q5_K, QT_Q6_K };
+
+struct chunk {
+    __m512i u[8];  /* codes, 64 per vector, weight order */
+    __m512 s[2];   /* per-group scales: groups 0..15 in s[0], 16..31 in s[1] (G = 16) */
+    __m512 m[2];   /* per-group offsets, same layout */
+};
+
+static inline int group_size(enum qtype t)
+{
+    return t == QT_Q6_K ? 16 : 32;
+}
+
+static inline int k_act(enum qtype t) /* activations are Q8_K rows (else Q8_0) */
+{
+    return t >= QT_Q4_K;
+}
+
+static inline size_t row_bytes(enum qtype t, int64_t n)
+{
+    switch (t) {
+    case QT_Q8_0: return (size_t)(n / 32) * sizeof(struct block_q8_0);
+    case QT_Q4_0: return (size_t)(n / 32) * sizeof(struct block_q4_0);
+    case QT_Q4_1: return (size_t)(n / 32) * sizeof(struct block_q4_1);
+    case QT_Q4_K: return (size_t)(n / 256) * sizeof(struct block_q4_k);
+    case QT_Q5_K: return (size_t)(n / 256) * sizeof(struct block_q5_k);
+    default: return (size_t)(n / 256) * sizeof(struct block_q6_k);
+    }
+}
+
+/* 16 fp16 values at p, p + stride, ... as floats (the scales of 16 consecutive blocks). */
+static inline __m512 gather_f16(const uint8_t *p, int stride)
+{
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(stride));
+    __m512i v = _mm512_i32gather_epi32(idx, (const void *)p, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+}
+
+/* Nibbles of 16 bytes q0 (block 2i) and q1 (block 2i+1) in weight order: for each block,
+ * the low nibbles are its elements 0..15 and the high nibbles 16..31. */
+static inline __m512i nibbles_2x16(__m128i q0, __m128i q1)
+{
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(q0)),
+                                   _mm256_broadcastsi128_si256(q1), 1);
+    z = _mm512_mask_blend_epi8(0xFFFF0000FFFF0000ull, z, _mm512_srli_epi16(z, 4));
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+/* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block as 16 bytes [sc0..7, m0..7]
+ * (layout in cpu/ref/matmul_ref.c q4k_scale_min), done on 32-bit words. */
+static inline __m128i k_scales(const uint8_t *q)
+{
+    uint32_t w0, w1, w2;
+    memcpy(&w0, q, 4);
+    memcpy(&w1, q + 4, 4);
+    memcpy(&w2, q + 8, 4);
+    uint32_t sc_lo = w0 & 0x3f3f3f3fu, m_lo = w1 & 0x3f3f3f3fu;
+    uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+    uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
+}
+
+/* Scales [d*sc0..7, -dmin*m0..7] of one K super-block. */
+static inline __m512 k_scale_vec(const uint8_t *blk)
+{
+    uint16_t d, dmin;
+    memcpy(&d, blk, 2);
+    memcpy(&dmin, blk + 2, 2);
+    __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(k_scales(blk + 4)));
+    __m512 f = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(_cvtsh_ss(d)),
+                                    _mm512_set1_ps(-_cvtsh_ss(dmin)));
+    return _mm512_mul_ps(v, f);
+}
+
+static inline __attribute__((always_inline)) void decode(enum qtype t, const uint8_t *row,
+                                                         int64_t c, struct chunk *o)
+{
+    if (t == QT_Q8_0) {
+        const uint8_t *b = row + c * 16 * 34;
+        for (int i = 0; i < 8; i++) {
+            __m256i lo = _mm256_loadu_si256((const void *)(b + 2 * i * 34 + 2));
+            __m256i hi = _mm256_loadu_si256((const void *)(b + (2 * i + 1) * 34 + 2));
+            o->u[i] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
+                                       _mm512_set1_epi8((char)0x80));
+        }
+        o->s[0] = gather_f16(b, 34);
+        o->m[0] = _mm512_mul_ps(o->s[0], _mm512_set1_ps(-128.0f));
+    } else if (t == QT_Q4_0 || t == QT_Q4_1) {
+        const int bb = t == QT_Q4_0 ? 18 : 20, qo = t == QT_Q4_0 ? 2 : 4;
+        const uint8_t *b = row + c * 16 * bb;
+        for (int i = 0; i < 8; i++)
+            o->u[i] = nibbles_2x16(_mm_loadu_si128((const void *)(b + 2 * i * bb + qo)),
+                                   _mm_loadu_si128((const void *)(b + (2 * i + 1) * bb + qo)));
+        o->s[0] = gather_f16(b, bb);
+        o->m[0] = t == QT_Q4_0 ? _mm512_mul_ps(o->s[0], _mm512_set1_ps(-8.0f))
+                               : gather_f16(b + 2, bb);
+    } else if (t == QT_Q4_K || t == QT_Q5_K) {
+        const int bb = t == QT_Q4_K ? 144 : 176, qo = t == QT_Q4_K ? 16 : 48;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *b = row + (c * 2 + h) * bb;
+            __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const void *)(b + 16)));
+            for (int i = 0; i < 4; i++) {
+                __m512i z = _mm512_broadcast_i64x4(
+                    _mm256_loadu_si256((const void *)(b + qo + 32 * i)));
+                z = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, z, _mm512_srli_epi16(z, 4));
+                z = _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+                if (t == QT_Q5_K) {
+                    /* fifth bit of sub-block j is bit j of qh[l] */
+                    __m512i bits = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull,
+                                                          _mm512_set1_epi8((char)(1 << (2 * i))),
+                                                          _mm512_set1_epi8((char)(2 << (2 * i))));
+                    __mmask64 hb = _mm512_test_epi8_mask(qh, bits);
+                    z = _mm512_mask_add_epi8(z, hb, z, _mm512_set1_epi8(16));
+                }
+                o->u[4 * h + i] = z;
+            }
+        }
+        __m512 v0 = k_scale_vec(row + c * 2 * bb), v1 = k_scale_vec(row + (c * 2 + 1) * bb);
+        o->s[0] = _mm512_shuffle_f32x4(v0, v1, 0x44);
+        o->m[0] = _mm512_shuffle_f32x4(v0, v1, 0xEE);
+    } else { /* Q6_K */
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *b = row + (c * 2 + h) * 210;
+            for (int half = 0; half < 2; half++) {
+                __m512i ql = _mm512_loadu_si512((const void *)(b + 64 * half));
+                __m512i qh = _mm512_broadcast_i64x4(
+                    _mm256_loadu_si256((const void *)(b + 128 + 32 * half)));
+                for (int k = 0; k < 2; k++) {
+                    __m512i lo = k ? _mm512_srli_epi16(ql, 4) : ql;
+                    lo = _mm512_and_si512(lo, _mm512_set1_epi8(0x0f));
+                    /* elements 0..31 take qh bits 4k..4k+1, 32..63 bits 4k+2..4k+3 */
+                    __m512i hi = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull,
+                                                        _mm512_srli_epi16(qh, 4 * k),
+                                                        _mm512_srli_epi16(qh, 4 * k + 2));
+                    hi = _mm512_slli_epi16(_mm512_and_si512(hi, _mm512_set1_epi8(3)), 4);
+                    o->u[4 * h + 2 * half + k] = _mm512_or_si512(lo, hi);
+                }
+            }
+            uint16_t d;
+            memcpy(&d, b + 208, 2);
+            __m512 s = _mm512_mul_ps(
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const void *)(b + 192)))),
+                _mm512_set1_ps(_cvtsh_ss(d)));
+            o->s[h] = s;
+            o->m[h] = _mm512_mul_ps(s, _mm512_set1_ps(-32.0f));
+        }
+    }
+}
+
+/* ---- activation side: per group da and DS = da * sum(q); the int8 codes stay in xa */
+
+static inline const int8_t *act_codes(enum qtype t, const uint8_t *xa, int64_t k)
+{
+    if (k_act(t))
+        return (const int8_t *)(xa + (k / QK_K) * sizeof(struct block_q8_k) + 4 + k % QK_K);
+    return (const int8_t *)(xa + (k / 32) * 34 + 2 + k % 32);
+}
+
+static void act_prepare(enum qtype t, const uint8_t *xa, int64_t g0, int64_t ng, float *da,
+                        float *ds)
+{
+    const int G = group_size(t);
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t k = (g0 + g) * G;
+        float d;
+        int s = 0;
+        if (k_act(t)) {
+            const struct block_q8_k *b = (const void *)(xa + (k / QK_K) * sizeof *b);
+            memcpy(&d, &b->d, 4);
+            int j = (int)(k % QK_K) / 16;
+            int16_t bs[2] = {0, 0};
+            memcpy(bs, (const uint8_t *)b + offsetof(struct block_q8_k, bsums) + 2 * j,
+                   (size_t)(G / 8)); /* one int16 per 16 weights */
+            s = bs[0] + bs[1];
+        } else {
+            const struct block_q8_0 *b = (const void *)(xa + (k / 32) * 34);
+            uint16_t h;
+            memcpy(&h, &b->d, 2);
+            d = _cvtsh_ss(h);
+            for (int l = 0; l < 32; l++)
+                s += b->qs[l];
+        }
+        da[g] = d;
+        ds[g] = d * (float)s;
+    }
+}
+
+/* 64 activation codes for vector i of chunk c. */
+static inline __m512i act_vec(enum qtype t, const uint8_t *xa, int64_t c, int i)
+{
+    const int8_t *p = act_codes(t, xa, c * CHUNK + 64 * i);
+    if (k_act(t))
+        return _mm512_loadu_si512((const void *)p);
+    __m256i lo = _mm256_loadu_si256((const void *)p);
+    __m256i hi = _mm256_loadu_si256((const void *)(p + 34));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* ---- gemv: one row at a time, streamed */
+
+static inline __attribute__((always_inline)) float row_dot(enum qtype t, const uint8_t *row,
+                                                           const uint8_t *xa, const float *da,
+                                                           const float *ds, int64_t n)
+{
+    const int G = group_size(t), gpc = CHUNK / G; /* groups per chunk */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+    const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    for (int64_t c = 0; c < n / CHUNK; c++) {
+        struct chunk ch;
+        decode(t, row, c, &ch);
+        __m512 sv[2];
+        for (int h = 0; h < gpc / 16; h++) {
+            sv[h] = _mm512_mul_ps(ch.s[h], _mm512_loadu_ps(da + c * gpc + 16 * h));
+            accm = _mm512_fmadd_ps(ch.m[h], _mm512_loadu_ps(ds + c * gpc + 16 * h), accm);
+        }
+        for (int i = 0; i < 8; i++) {
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ch.u[i],
+                                              act_vec(t, xa, c, i));
+            __m512 scale;
+            if (G == 32)
+                scale = _mm512_permutexvar_ps(_mm512_add_epi32(half, _mm512_set1_epi32(2 * i)),
+                                              sv[0]);
+            else
+                scale = _mm512_permutexvar_ps(
+                    _mm512_add_epi32(quarter, _mm512_set1_epi32(4 * (i % 4))), sv[i / 4]);
+            if (i % 2)
+                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc1);
+            else
+                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc0);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), accm));
+}
+
+/* Activation groups per pass of act_prepare on the stack: up to 64 Ki weights per row. */
+#define MAX_GROUPS 4096
+
+static inline __attribute__((always_inline)) void gemv(enum qtype t, float *y, int64_t ldy,
+                                                       const uint8_t *w, const uint8_t *xa,
+                                                       size_t xrb, int64_t n, int64_t n_b,
+                                                       int64_t r0, int64_t r1)
+{
+    float da[MAX_GROUPS], ds[MAX_GROUPS];
+    const size_t rb = row_bytes(t, n);
+    for (int64_t b = 0; b < n_b; b++) {
+        const uint8_t *x = xa + (size_t)b * xrb;
+        act_prepare(t, x, 0, n / group_size(t), da, ds);
+        for (int64_t r = r0; r < r1; r++) {
+            _mm_prefetch((const char *)(w + (size_t)(r + 2) * rb), _MM_HINT_T0);
+            y[b * ldy + r] = row_dot(t, w + (size_t)r * rb, x, da, ds, n);
+        }
+    }
+}
+
+/* ---- gemm: repacked 16-row panels, 16 x NR register tiles */
+
+#define KC 512 /* weights of K per repacked panel (one chunk) */
+#define NB_MAX 256 /* activation rows per pass (stack for their group factors) */
+#define NR 8 /* activation rows per register tile */
+
+struct panel {
+    uint8_t q[KC / 4][16][4]; /* quad k/4 of rows 0..15: 64 bytes */
+    float s[32][16];          /* per group, per row */
+    float m[32][16];
+};
+
+static inline __attribute__((always_inline)) void repack(enum qtype t, struct panel *p,
+                                                         const uint8_t *w, size_t rb,
+                                                         int64_t r, int64_t nr, int64_t c)
+{
+    uint8_t codes[16][KC];
+    float s[16][32], m[16][32];
+    const int gpc = CHUNK / group_size(t);
+    for (int i = 0; i < 16; i++) {
+        struct chunk ch;
+        decode(t, w + (size_t)(r + (i < nr ? i : nr - 1)) * rb, c, &ch);
+        for (int v = 0; v < 8; v++)
+            _mm512_storeu_si512((void *)&codes[i][64 * v], ch.u[v]);
+        for (int h = 0; h < gpc / 16; h++) {
+            _mm512_storeu_ps(&s[i][16 * h], ch.s[h]);
+            _mm512_storeu_ps(&m[i][16 * h], ch.m[h]);
+        }
+    }
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(KC));
+    for (int q = 0; q < KC / 4; q++)
+        _mm512_storeu_si512((void *)p->q[q],
+                            _mm512_i32gather_epi32(idx, (const void *)&codes[0][4 * q], 1));
+    const __m512i gidx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(32));
+    for (int g = 0; g < gpc; g++) {
+        _mm512_storeu_ps(p->s[g], _mm512_i32gather_ps(gidx, &s[0][g], 4));
+        _mm512_storeu_ps(p->m[g], _mm512_i32gather_ps(gidx, &m[0][g], 4));
+    }
+}
+
+/* y[b][r..r+16) (+)= panel . activation rows b0..b0+nb; nb <= NR, known at compile time. */
+static inline __attribute__((always_inline)) void
+tile(enum qtype t, int nb, const struct panel *p, const uint8_t *xa, size_t xrb, int64_t c,
+     const float *da, const float *ds, int gpc, float *y, int64_t ldy, __mmask16 rmask,
+     int first)
+{
+    const int G = group_size(t);
+    __m512 acc[NR];
+    for (int j = 0; j < nb; j++)
+        acc[j] = _mm512_setzero_ps();
+    for (int g = 0; g < gpc; g++) {
+        __m512i it[NR];
+        for (int j = 0; j < nb; j++)
+            it[j] = _mm512_setzero_si512();
+        for (int q = 0; q < G / 4; q++) {
+            __m512i wq = _mm512_loadu_si512((const void *)p->q[g * G / 4 + q]);
+            for (int j = 0; j < nb; j++) {
+                int32_t a4;
+                memcpy(&a4, act_codes(t, xa + (size_t)j * xrb, c * KC + g * G + 4 * q), 4);
+                it[j] = _mm512_dpbusd_epi32(it[j], wq, _mm512_set1_epi32(a4));
+            }
+        }
+        __m512 s = _mm512_loadu_ps(p->s[g]), m = _mm512_loadu_ps(p->m[g]);
+        for (int j = 0; j < nb; j++) {
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(it[j]),
+                                     _mm512_set1_ps(da[j * gpc + g]));
+            acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
+            acc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(ds[j * gpc + g]), acc[j]);
+        }
+    }
+    for (int j = 0; j < nb; j++) {
+        float *yj = y + j * ldy;
+        __m512 v = first ? acc[j] : _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(rmask, yj));
+        _mm512_mask_storeu_ps(yj, rmask, v);
+    }
+}
+
+static inline __attribute__((always_inline)) void
+gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
+     int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    struct panel p;
+    float da[NB_MAX * 32], ds[NB_MAX * 32];
+    const int gpc = CHUNK / group_size(t);
+    const size_t rb = row_bytes(t, n);
+    for (int64_t b0 = 0; b0 < n_b; b0 += NB_MAX) {
+        const int64_t nbp = n_b - b0 < NB_MAX ? n_b - b0 : NB_MAX;
+        for (int64_t c = 0; c < n / KC; c++) {
+            for (int64_t j = 0; j < nbp; j++)
+                act_prepare(t, xa + (size_t)(b0 + j) * xrb, c * gpc, gpc, da + j * gpc,
+                            ds + j * gpc);
+            for (int64_t r = r0; r < r1; r += 16) {
+                const int64_t nr = r1 - r < 16 ? r1 - r : 16;
+                const __mmask16 rmask = (__mmask16)((1u << nr) - 1);
+                repack(t, &p, w, rb, r, nr, c);
+                for (int64_t j = 0; j < nbp; j += NR) {
+                    const int64_t b = b0 + j;
+                    const uint8_t *x = xa + (size_t)b * xrb;
+                    float *yb = y + b * ldy + r;
+                    const float *daj = da + j * gpc, *dsj = ds + j * gpc;
+                    switch (nbp - j < NR ? nbp - j : NR) {
+                    case 1: tile(t, 1, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    case 2: tile(t, 2, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    case 3: tile(t, 3, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    case 4: tile(t, 4, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    case 5: tile(t, 5, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    case 6: tile(t, 6, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    case 7: tile(t, 7, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    default: tile(t, 8, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* n_b below this streams rows (decode); at or above, repacked panels (prefill). */
+#define GEMM_MIN_NB 4
+
+/* Rows whose length is not a multiple of 512 (no Llama weight) go to the table entry this
+ * variant replaced (avx2 or ref). */
+static matmul_fn fallback[HERD_N_DTYPES];
+
+static inline __attribute__((always_inline)) void
+matmul_q(enum qtype t, herd_dtype dt, float *y, int64_t ldy, const void *w, const void *xa,
+         size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    if (n % CHUNK != 0 || n / group_size(t) > MAX_GROUPS)
+        fallback[dt](y, ldy, w, xa, xrb, n, n_b, r0, r1);
+    else if (n_b >= GEMM_MIN_NB)
+        gemm(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+    else
+        gemv(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void matmul_q8_0_q8_0_avx512(float *y, int64_t ldy, const void *w, const void *xa,
+                                    size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_q(QT_Q8_0, HERD_DTYPE_Q8_0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void matmul_q4_0_q8_0_avx512(float *y, int64_t ldy, const void *w, const void *xa,
+                                    size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_q(QT_Q4_0, HERD_DTYPE_Q4_0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void matmul_q4_1_q8_0_avx512(float *y, int64_t ldy, const void *w, const void *xa,
+                                    size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_q(QT_Q4_1, HERD_DTYPE_Q4_1, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void matmul_q4k_q8k_avx512(float *y, int64_t ldy, const void *w, const void *xa,
+                                  size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_q(QT_Q4_K, HERD_DTYPE_Q4_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void matmul_q5k_q8k_avx512(float *y, int64_t ldy, const void *w, const void *xa,
+                                  size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_q(QT_Q5_K, HERD_DTYPE_Q5_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void matmul_q6k_q8k_avx512(float *y, int64_t ldy, const void *w, const void *xa,
+                                  size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_q(QT_Q6_K, HERD_DTYPE_Q6_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+void kernels_fill_matmul_q_avx512(struct herd_cpu_kernels *k)
+{
+    static const struct {
+        herd_dtype t;
+        matmul_fn fn;
+    } fns[] = {
+        {HERD_DTYPE_Q8_0, matmul_q8_0_q8_0_avx512}, {HERD_DTYPE_Q4_0, matmul_q4_0_q8_0_avx512},
+        {HERD_DTYPE_Q4_1, matmul_q4_1_q8_0_avx512}, {HERD_DTYPE_Q4_K, matmul_q4k_q8k_avx512},
+        {HERD_DTYPE_Q5_K, matmul_q5k_q8k_avx512},   {HERD_DTYPE_Q6_K, matmul_q6k_q8k_avx512},
+    };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        /* act_type and convert stay as filled before: the same Q8_0 / Q8_K rows */
+        if (k->mm[fns[i].t].matmul != fns[i].fn)
+            fallback[fns[i].t] = k->mm[fns[i].t].matmul;
+        k->mm[fns[i].t].matmul = fns[i].fn;
+    }
+}
