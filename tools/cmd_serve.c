@@ -1,9 +1,113 @@
-/* cmd_serve.c - placeholder until its issue lands. */
+/*
+ * cmd_serve.c - herd serve: load a model and run the OpenAI-compatible HTTP server
+ * (src/server/, docs/internals/server.md) until SIGINT or SIGTERM.
+ *
+ *   herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N] [--batch N]
+ *              [-t N] [--api-key K] [--alias NAME] [--queue N] [--max-body BYTES]
+ *              [--max-conns N]
+ *
+ * The API key may also come from HERD_API_KEY, so it need not show in the process list.
+ */
 #include "cli.h"
 
+#include <stdio.h>  /* fprintf */
+#include <stdlib.h> /* getenv */
+#include <string.h> /* strcmp */
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N]\n"
+            "                  [--batch N] [-t N] [--api-key K] [--alias NAME] [--queue N]\n"
+            "                  [--max-body BYTES] [--max-conns N]\n"
+            "  --host      address to bind (default 127.0.0.1; 0.0.0.0 for all)\n"
+            "  --port      TCP port (default 8080; 0 picks a free one)\n"
+            "  --parallel  requests decoded together, each with its own slot (default 4)\n"
+            "  --ctx       context positions per slot (default min(model, 8192))\n"
+            "  --batch     most tokens per forward step (default 512)\n"
+            "  --api-key   require 'Authorization: Bearer K' (or set HERD_API_KEY)\n"
+            "  --alias     model id reported by /v1/models\n"
+            "  --queue     requests that may wait for a slot before 503 (default 256)\n");
+    return 2;
+}
+
+#ifdef HERD_HAVE_SERVER
+int cmd_serve(int argc, char **argv)
+{
+    herd_server_options o = herd_server_default_options();
+    const char *model = NULL, *v = NULL;
+    int threads = 0;
+    o.api_key = getenv("HERD_API_KEY");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int n = 0;
+        int64_t big = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return usage();
+        if (cli_value(argc, argv, &i, &v) != 0)
+            return usage();
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            model = v;
+        } else if (!strcmp(a, "--host")) {
+            o.host = v;
+        } else if (!strcmp(a, "--port")) {
+            if (cli_parse_int(v, 0, 65535, &n))
+                return cli_fail("--port: expected 0 to 65535, got '%s'", v);
+            o.port = n;
+        } else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) {
+            if (cli_parse_int(v, 1, 256, &n))
+                return cli_fail("--parallel: expected 1 to 256, got '%s'", v);
+            o.n_parallel = n;
+        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+            if (cli_parse_int(v, 16, 1 << 20, &n))
+                return cli_fail("--ctx: expected 16 to 1048576, got '%s'", v);
+            o.n_ctx = n;
+        } else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) {
+            if (cli_parse_int(v, 1, 1 << 16, &n))
+                return cli_fail("--batch: expected 1 to 65536, got '%s'", v);
+            o.n_batch = n;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (cli_parse_int(v, 0, 1024, &threads))
+                return cli_fail("-t: expected 0 to 1024, got '%s'", v);
+            o.n_threads = threads;
+        } else if (!strcmp(a, "--api-key")) {
+            o.api_key = v;
+        } else if (!strcmp(a, "--alias")) {
+            o.model_name = v;
+        } else if (!strcmp(a, "--queue")) {
+            if (cli_parse_int(v, 1, 1 << 20, &n))
+                return cli_fail("--queue: expected 1 to 1048576, got '%s'", v);
+            o.max_queue = n;
+        } else if (!strcmp(a, "--max-body")) {
+            if (cli_parse_i64(v, 1024, (int64_t)1 << 34, &big))
+                return cli_fail("--max-body: expected 1024 to 2^34 bytes, got '%s'", v);
+            o.max_body = big;
+        } else if (!strcmp(a, "--max-conns")) {
+            if (cli_parse_int(v, 1, 65536, &n))
+                return cli_fail("--max-conns: expected 1 to 65536, got '%s'", v);
+            o.max_conns = n;
+        } else {
+            fprintf(stderr, "herd: serve: unknown option '%s'\n", a);
+            return usage();
+        }
+    }
+    if (!model)
+        return usage();
+    herd_model_params mp = {.n_threads = threads};
+    herd_model *m = NULL;
+    herd_status s = herd_model_load(model, &mp, &m);
+    if (s != HERD_OK)
+        return cli_fail_status(s);
+    s = herd_server_run(m, &o);
+    herd_model_free(m);
+    return s == HERD_OK ? 0 : cli_fail_status(s);
+}
+#else
 int cmd_serve(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    return cli_fail("'serve' is not built yet");
+    (void)usage;
+    return cli_fail("'serve' needs libmicrohttpd (libmicrohttpd-dev); rebuild with it");
 }
+#endif

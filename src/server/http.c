@@ -1,0 +1,785 @@
+/*
+ * http.c - the HTTP front of herd serve, on libmicrohttpd (no hand-written HTTP parsing).
+ *
+ * MHD runs one thread per connection, so a handler may block while its request waits for
+ * tokens. Routes: GET /health (no auth), GET /v1/models[/id], GET /metrics,
+ * POST /v1/chat/completions, POST /v1/completions (also without the /v1 prefix). Every
+ * error answers in OpenAI's {"error":{...}} shape with its HTTP status.
+ *
+ * Disconnects: a streaming response is an MHD callback response; when the client goes
+ * away MHD destroys it and the free callback marks the request cancelled, which the
+ * scheduler honours in its next step. While a handler waits (queued, prefill, or a
+ * non-streaming request) it polls its socket for a hang-up every WAIT_MS, so those are
+ * cancelled too.
+ */
+#include "server.h"
+
+#include <microhttpd.h> /* MHD_* */
+#include <netdb.h>      /* getaddrinfo */
+#include <poll.h>       /* poll, POLLRDHUP */
+#include <signal.h>     /* sigwait */
+#include <stdio.h>      /* snprintf, fprintf */
+#include <stdlib.h>     /* strtoull */
+#include <time.h>       /* time, clock_gettime */
+
+#define WAIT_MS 100 /* how often a waiting handler looks at its socket */
+
+struct server {
+    struct srv_sched *sched;
+    struct srv_metrics *metrics;
+    const herd_model_info *info;
+    const herd_tokenizer *tok;
+    char *model_name;
+    const char *api_key;
+    size_t max_body;
+    int64_t started;
+    atomic_uint_fast64_t next_id;
+};
+
+/* Per connection (per request: MHD calls the completed callback after each). */
+struct conn {
+    struct herd_buf body;
+    bool too_large;
+    bool answered;
+};
+
+/* ---------------------------------------------------------------- replies */
+
+static enum MHD_Result reply(struct MHD_Connection *c, int http, const char *ctype,
+                             const char *body, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (http == 503)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (http == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)http, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result reply_json(struct server *sv, const char *ep, struct MHD_Connection *c,
+                                  int http, char *owned_json)
+{
+    srv_metrics_request(sv->metrics, ep, http);
+    static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                              "\"server_error\",\"param\":null,\"code\":null}}";
+    if (!owned_json)
+        return reply(c, 500, "application/json", oom, sizeof oom - 1);
+    enum MHD_Result ret = reply(c, http, "application/json", owned_json, strlen(owned_json));
+    herd_free(owned_json);
+    return ret;
+}
+
+static enum MHD_Result reply_error(struct server *sv, const char *ep, struct MHD_Connection *c,
+                                   const struct srv_error *e)
+{
+    return reply_json(sv, ep, c, e->http, srv_error_json(e));
+}
+
+static enum MHD_Result reply_err(struct server *sv, const char *ep, struct MHD_Connection *c,
+                                 int http, const char *type, const char *code, const char *msg)
+{
+    struct srv_error e;
+    srv_error_set(&e, http, type, code, NULL, "%s", msg);
+    return reply_error(sv, ep, c, &e);
+}
+
+/* ---------------------------------------------------------------- waiting */
+
+/* Whether the peer closed the connection (only a hang-up counts: pipelined bytes do not). */
+static bool client_gone(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Waits until r has news (any, or only the end when until_done). False: client gone. */
+static bool wait_req(struct srv_req *r, struct MHD_Connection *c, bool until_done)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->done && (until_done || (r->text.len == 0 && !r->lp))) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += WAIT_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0 && !r->done) {
+            pthread_mutex_unlock(&r->mu);
+            if (client_gone(c)) {
+                atomic_store(&r->cancelled, true);
+                return false;
+            }
+            pthread_mutex_lock(&r->mu);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return true;
+}
+
+/* Takes what the scheduler produced so far. */
+struct taken {
+    char *text;
+    size_t len;
+    cJSON *lp;
+    bool done;
+    enum srv_finish finish;
+    int32_t n_completion;
+    char errmsg[256];
+};
+
+static void take(struct srv_req *r, struct taken *t)
+{
+    pthread_mutex_lock(&r->mu);
+    t->len = r->text.len;
+    t->text = r->text.len ? buf_take(&r->text, NULL) : NULL;
+    t->lp = r->lp;
+    r->lp = NULL;
+    t->done = r->done;
+    t->finish = r->finish;
+    t->n_completion = r->n_completion;
+    memcpy(t->errmsg, r->errmsg, sizeof t->errmsg);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void merge_lp(cJSON **into, cJSON *lp)
+{
+    if (!lp)
+        return;
+    if (!*into) {
+        *into = lp;
+        return;
+    }
+    cJSON *it = lp->child;
+    while (it) {
+        cJSON *next = it->next;
+        cJSON_AddItemToArray(*into, cJSON_DetachItemViaPointer(lp, it));
+        it = next;
+    }
+    cJSON_Delete(lp);
+}
+
+/* Non-streaming tool_calls carry no "index" (that is a stream delta field). */
+static void drop_index(cJSON *calls)
+{
+    cJSON *it;
+    cJSON_ArrayForEach(it, calls)
+        cJSON_DeleteItemFromObjectCaseSensitive(it, "index");
+}
+
+/* ---------------------------------------------------------------- streaming */
+
+struct stream {
+    struct server *sv;
+    struct srv_req *r;
+    struct MHD_Connection *c;
+    struct herd_buf out;   /* bytes formatted, not yet handed to MHD */
+    size_t out_pos;
+    struct herd_buf all;   /* with tools: the whole text, parsed at the end */
+    cJSON *all_lp;
+    char *echo;            /* completions echo: prompt text sent first */
+    bool started, finished;
+};
+
+static void stream_finish(struct stream *st, struct taken *t)
+{
+    struct srv_req *r = st->r;
+    if (t->finish == SRV_FINISH_ERROR) {
+        struct srv_error e;
+        srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
+                      t->errmsg[0] ? t->errmsg : "unknown error");
+        char *ej = srv_error_json(&e);
+        if (ej) {
+            buf_puts(&st->out, "data: ");
+            buf_puts(&st->out, ej);
+            buf_puts(&st->out, "\n\n");
+            herd_free(ej);
+        }
+    } else if (r->p.tools_active) {
+        char *content = NULL;
+        cJSON *calls = srv_parse_tool_calls(st->all.data ? st->all.data : "", st->all.len,
+                                            r->id, &content);
+        const char *text = calls ? content : st->all.data;
+        size_t len = text ? strlen(text) : 0;
+        if (len || st->all_lp)
+            srv_chunk_sse(&st->out, r, text, len, NULL, st->all_lp, false, SRV_FINISH_NONE);
+        st->all_lp = NULL;
+        if (calls)
+            srv_chunk_sse(&st->out, r, NULL, 0, calls, NULL, false, SRV_FINISH_NONE);
+        srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false,
+                      calls ? SRV_FINISH_TOOLS : t->finish);
+        herd_free(content);
+    } else {
+        srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false, t->finish);
+    }
+    if (r->p.include_usage && t->finish != SRV_FINISH_ERROR)
+        srv_usage_sse(&st->out, r, t->n_completion);
+    buf_puts(&st->out, "data: [DONE]\n\n");
+    st->finished = true;
+}
+
+/* Formats the next events into st->out. False: the client is gone. */
+static bool stream_fill(struct stream *st)
+{
+    struct srv_req *r = st->r;
+    if (!st->started) {
+        st->started = true;
+        if (r->p.kind == SRV_CHAT)
+            srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, true, SRV_FINISH_NONE);
+        if (st->echo)
+            srv_chunk_sse(&st->out, r, st->echo, strlen(st->echo), NULL, NULL, false,
+                          SRV_FINISH_NONE);
+        if (st->out.len)
+            return true;
+    }
+    if (!wait_req(r, st->c, false))
+        return false;
+    struct taken t;
+    take(r, &t);
+    if (r->p.tools_active) {
+        if (t.len)
+            buf_append(&st->all, t.text, t.len);
+        merge_lp(&st->all_lp, t.lp);
+    } else if (t.len || t.lp) {
+        srv_chunk_sse(&st->out, r, t.text, t.len, NULL, t.lp, false, SRV_FINISH_NONE);
+    }
+    herd_free(t.text);
+    if (t.done)
+        stream_finish(st, &t);
+    return st->out.err == HERD_OK;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *st = cls;
+    (void)pos;
+    while (st->out_pos == st->out.len) {
+        if (st->finished)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        st->out.len = 0;
+        st->out_pos = 0;
+        if (!stream_fill(st))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = st->out.len - st->out_pos;
+    if (n > max)
+        n = max;
+    memcpy(buf, st->out.data + st->out_pos, n);
+    st->out_pos += n;
+    return (ssize_t)n;
+}
+
+/* MHD is done with the response: finished, or the client went away. */
+static void stream_free(void *cls)
+{
+    struct stream *st = cls;
+    if (!st->finished) {
+        atomic_store(&st->r->cancelled, true);
+        srv_metrics_cancelled(st->sv->metrics);
+    }
+    srv_req_unref(st->r);
+    buf_free(&st->out);
+    buf_free(&st->all);
+    cJSON_Delete(st->all_lp);
+    herd_free(st->echo);
+    herd_free(st);
+}
+
+static enum MHD_Result start_stream(struct server *sv, const char *ep, struct MHD_Connection *c,
+                                    struct srv_req *r, char *echo)
+{
+    struct stream *st = herd_calloc(1, sizeof *st);
+    if (!st) {
+        herd_free(echo);
+        srv_req_unref(r);
+        return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
+    }
+    st->sv = sv;
+    st->r = r;
+    st->c = c;
+    st->echo = echo;
+    buf_init(&st->out, 0);
+    buf_init(&st->all, 0);
+    /* 16 KiB blocks: MHD's buffer per call to stream_read */
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
+                                                                  stream_read, st, stream_free);
+    if (!resp) {
+        stream_free(st);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    srv_metrics_request(sv->metrics, ep, 200);
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- completions */
+
+static bool completion_prompt(struct server *sv, struct srv_req *r, struct srv_error *e)
+{
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(r->p.body, "prompt");
+    if (cJSON_IsArray(pr) && !cJSON_IsString(cJSON_GetArrayItem(pr, 0))) {
+        int n = cJSON_GetArraySize(pr);
+        r->prompt = herd_malloc((size_t)n * sizeof *r->prompt);
+        if (!r->prompt) {
+            srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            return false;
+        }
+        const cJSON *it;
+        cJSON_ArrayForEach(it, pr)
+            r->prompt[r->n_prompt++] = (int32_t)it->valuedouble;
+        return true;
+    }
+    const char *text = cJSON_IsString(pr) ? pr->valuestring
+                                          : cJSON_GetArrayItem(pr, 0)->valuestring;
+    size_t n = 0;
+    /* like a raw prompt to `herd generate`: BOS first, special-token text is markup */
+    if (herd_tokenize(sv->tok, text, strlen(text), true, true, &r->prompt, &n) != HERD_OK) {
+        srv_error_set(e, 400, "invalid_request_error", NULL, "prompt", "cannot tokenize: %s",
+                      herd_last_error());
+        return false;
+    }
+    r->n_prompt = (int32_t)n;
+    return true;
+}
+
+/* Context limits as OpenAI words them (code context_length_exceeded). */
+static bool check_context(struct server *sv, struct srv_req *r, struct srv_error *e)
+{
+    int32_t n_ctx = srv_sched_n_ctx(sv->sched);
+    const char *param = r->p.kind == SRV_CHAT ? "messages" : "prompt";
+    if (r->n_prompt == 0) {
+        srv_error_set(e, 400, "invalid_request_error", NULL, param, "the prompt is empty");
+        return false;
+    }
+    if (r->n_prompt >= n_ctx) {
+        srv_error_set(e, 400, "invalid_request_error", "context_length_exceeded", param,
+                      "This model's maximum context length is %d tokens. However, your "
+                      "prompt has %d tokens, leaving no room for a completion.",
+                      n_ctx, r->n_prompt);
+        return false;
+    }
+    if (r->p.max_tokens > 0 && (int64_t)r->n_prompt + r->p.max_tokens > n_ctx) {
+        srv_error_set(e, 400, "invalid_request_error", "context_length_exceeded",
+                      "max_tokens",
+                      "This model's maximum context length is %d tokens. However, you "
+                      "requested %lld tokens (%d in the prompt, %d for the completion).",
+                      n_ctx, (long long)r->n_prompt + r->p.max_tokens, r->n_prompt,
+                      r->p.max_tokens);
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result finish_plain(struct server *sv, const char *ep, struct MHD_Connection *c,
+                                    struct srv_req *r, char *echo)
+{
+    if (!wait_req(r, c, true)) {
+        srv_metrics_cancelled(sv->metrics);
+        srv_metrics_request(sv->metrics, ep, 499); /* nginx's "client closed request" */
+        herd_free(echo);
+        srv_req_unref(r);
+        return MHD_NO;
+    }
+    struct taken t;
+    take(r, &t);
+    enum MHD_Result ret;
+    if (t.finish == SRV_FINISH_ERROR) {
+        struct srv_error e;
+        srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
+                      t.errmsg[0] ? t.errmsg : "unknown error");
+        ret = reply_error(sv, ep, c, &e);
+    } else {
+        struct herd_buf text;
+        buf_init(&text, 0);
+        buf_puts(&text, echo ? echo : "");
+        buf_append(&text, t.text ? t.text : "", t.len);
+        char *content = NULL;
+        cJSON *calls = NULL;
+        if (r->p.tools_active)
+            calls = srv_parse_tool_calls(text.data, text.len, r->id, &content);
+        drop_index(calls);
+        enum srv_finish f = calls ? SRV_FINISH_TOOLS : t.finish;
+        char *json = srv_response_json(r, calls ? content : text.data, calls, t.lp, f,
+                                       t.n_completion);
+        t.lp = NULL;
+        ret = reply_json(sv, ep, c, 200, json);
+        herd_free(content);
+        buf_free(&text);
+    }
+    cJSON_Delete(t.lp);
+    herd_free(t.text);
+    herd_free(echo);
+    srv_req_unref(r);
+    return ret;
+}
+
+static enum MHD_Result handle_generate(struct server *sv, const char *ep,
+                                       struct MHD_Connection *c, enum srv_kind kind,
+                                       struct conn *cs)
+{
+    struct srv_error e;
+    struct srv_req *r = srv_req_new();
+    char *echo = NULL;
+    if (!r)
+        return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
+    if (!srv_parse_request(kind, cs->body.data ? cs->body.data : "", cs->body.len,
+                           sv->info->n_vocab, &r->p, &e))
+        goto fail;
+    if (!r->p.model) {
+        r->p.model = herd_strdup(sv->model_name);
+        if (!r->p.model) {
+            srv_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+            goto fail;
+        }
+    }
+    if (kind == SRV_CHAT) {
+        size_t n = 0;
+        if (!srv_render_chat(sv->tok, sv->info, &r->p, &r->prompt, &n, &e))
+            goto fail;
+        r->n_prompt = (int32_t)n;
+    } else if (!completion_prompt(sv, r, &e)) {
+        goto fail;
+    }
+    if (!check_context(sv, r, &e))
+        goto fail;
+    if (r->p.echo) {
+        size_t len = 0;
+        /* skip BOS: echo gives the prompt text as the user wrote it */
+        int32_t skip = r->n_prompt > 0 && r->prompt[0] == sv->info->bos_id ? 1 : 0;
+        if (herd_detokenize(sv->tok, r->prompt + skip, (size_t)(r->n_prompt - skip), &echo,
+                            &len) != HERD_OK)
+            echo = NULL;
+    }
+    uint64_t seq = atomic_fetch_add(&sv->next_id, 1);
+    snprintf(r->id, sizeof r->id, "%s-%llx%06llx", kind == SRV_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)sv->started, (unsigned long long)seq);
+    r->created = (int64_t)time(NULL);
+    r->t_arrival = herd_time_s();
+    if (!srv_sched_submit(sv->sched, r)) {
+        srv_error_set(&e, 503, "server_error", "server_overloaded", NULL,
+                      "The server is busy: too many requests are waiting. Retry shortly.");
+        goto fail;
+    }
+    if (r->p.stream)
+        return start_stream(sv, ep, c, r, echo);
+    return finish_plain(sv, ep, c, r, echo);
+fail:
+    herd_free(echo);
+    srv_req_unref(r);
+    return reply_error(sv, ep, c, &e);
+}
+
+/* ---------------------------------------------------------------- small endpoints */
+
+static cJSON *model_object(struct server *sv)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", sv->model_name);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)sv->started);
+    cJSON_AddStringToObject(m, "owned_by", "herd");
+    cJSON_AddNumberToObject(m, "context_length", srv_sched_n_ctx(sv->sched));
+    return m;
+}
+
+static char *print_owned(cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *out = s ? herd_strdup(s) : NULL;
+    cJSON_free(s);
+    return out;
+}
+
+static enum MHD_Result handle_models(struct server *sv, struct MHD_Connection *c,
+                                     const char *url)
+{
+    const char *ep = "/v1/models";
+    if (!strcmp(url, "/v1/models") || !strcmp(url, "/models")) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "object", "list");
+        cJSON *data = cJSON_AddArrayToObject(o, "data");
+        cJSON_AddItemToArray(data, model_object(sv));
+        return reply_json(sv, ep, c, 200, print_owned(o));
+    }
+    const char *id = strrchr(url, '/') + 1;
+    if (!strcmp(id, sv->model_name))
+        return reply_json(sv, ep, c, 200, print_owned(model_object(sv)));
+    struct srv_error e;
+    srv_error_set(&e, 404, "invalid_request_error", "model_not_found", "model",
+                  "The model '%.100s' does not exist", id);
+    return reply_error(sv, ep, c, &e);
+}
+
+static enum MHD_Result handle_health(struct server *sv, struct MHD_Connection *c)
+{
+    int32_t active = 0, queued = 0;
+    srv_sched_load(sv->sched, &active, &queued);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    cJSON_AddNumberToObject(o, "slots_processing", active);
+    cJSON_AddNumberToObject(o, "queue", queued);
+    return reply_json(sv, "/health", c, 200, print_owned(o));
+}
+
+static enum MHD_Result handle_metrics(struct server *sv, struct MHD_Connection *c)
+{
+    int32_t active = 0, queued = 0;
+    srv_sched_load(sv->sched, &active, &queued);
+    srv_metrics_gauges(sv->metrics, queued, active);
+    srv_metrics_request(sv->metrics, "/metrics", 200);
+    char *text = srv_metrics_text(sv->metrics);
+    if (!text)
+        return reply_err(sv, "/metrics", c, 500, "server_error", NULL, "out of memory");
+    enum MHD_Result ret = reply(c, 200, "text/plain; version=0.0.4", text, strlen(text));
+    herd_free(text);
+    return ret;
+}
+
+/* Constant-time comparison of the bearer token, so timing does not reveal the key. */
+static bool authorized(struct server *sv, struct MHD_Connection *c)
+{
+    if (!sv->api_key || !sv->api_key[0])
+        return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *k = h + 7;
+    size_t kl = strlen(k), al = strlen(sv->api_key);
+    unsigned diff = (unsigned)(kl ^ al);
+    for (size_t i = 0; i < al; i++)
+        diff |= (unsigned)(unsigned char)sv->api_key[i] ^ (unsigned)(unsigned char)(i < kl ? k[i] : 0);
+    return diff == 0;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static enum MHD_Result route(struct server *sv, struct MHD_Connection *c, const char *url,
+                             const char *method, struct conn *cs)
+{
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    bool post = !strcmp(method, "POST");
+    const char *path = !strncmp(url, "/v1/", 4) ? url + 3 : url;
+    if (!strcmp(path, "/health"))
+        return get ? handle_health(sv, c)
+                   : reply_err(sv, "/health", c, 405, "invalid_request_error", NULL,
+                               "use GET for /health");
+    if (!authorized(sv, c))
+        return reply_err(sv, "auth", c, 401, "invalid_request_error", "invalid_api_key",
+                         "Incorrect or missing API key: send 'Authorization: Bearer <key>'.");
+    bool chat = !strcmp(path, "/chat/completions");
+    if (chat || !strcmp(path, "/completions")) {
+        const char *ep = chat ? "/v1/chat/completions" : "/v1/completions";
+        if (!post)
+            return reply_err(sv, ep, c, 405, "invalid_request_error", NULL,
+                             "use POST for this endpoint");
+        if (cs->too_large)
+            return reply_err(sv, ep, c, 413, "invalid_request_error", "request_too_large",
+                             "The request body is larger than the server's limit.");
+        return handle_generate(sv, ep, c, chat ? SRV_CHAT : SRV_COMPLETION, cs);
+    }
+    if (!strcmp(path, "/models") || !strncmp(path, "/models/", 8))
+        return get ? handle_models(sv, c, url)
+                   : reply_err(sv, "/v1/models", c, 405, "invalid_request_error", NULL,
+                               "use GET for /v1/models");
+    if (!strcmp(url, "/metrics"))
+        return get ? handle_metrics(sv, c)
+                   : reply_err(sv, "/metrics", c, 405, "invalid_request_error", NULL,
+                               "use GET for /metrics");
+    struct srv_error e;
+    srv_error_set(&e, 404, "invalid_request_error", "unknown_url", NULL,
+                  "Unknown request URL: %.8s %.200s", method, url);
+    return reply_error(sv, "other", c, &e);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload, size_t *upload_size, void **con_cls)
+{
+    struct server *sv = cls;
+    struct conn *cs = *con_cls;
+    (void)version;
+    if (!cs) {
+        cs = herd_calloc(1, sizeof *cs);
+        if (!cs)
+            return MHD_NO;
+        buf_init(&cs->body, sv->max_body);
+        *con_cls = cs;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        char *end = NULL;
+        if (cl && strtoull(cl, &end, 10) > sv->max_body) {
+            /* refuse before reading: the client may be sending gigabytes */
+            cs->answered = true;
+            return reply_err(sv, "other", c, 413, "invalid_request_error",
+                             "request_too_large",
+                             "The request body is larger than the server's limit.");
+        }
+        return MHD_YES;
+    }
+    if (cs->answered) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!cs->too_large && buf_append(&cs->body, upload, *upload_size) != HERD_OK) {
+            cs->too_large = true;
+            cs->answered = true;
+            *upload_size = 0;
+            return reply_err(sv, "other", c, 413, "invalid_request_error",
+                             "request_too_large",
+                             "The request body is larger than the server's limit.");
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    cs->answered = true;
+    return route(sv, c, url, method, cs);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct conn *cs = *con_cls;
+    (void)cls;
+    (void)c;
+    (void)toe;
+    if (!cs)
+        return;
+    buf_free(&cs->body);
+    herd_free(cs);
+    *con_cls = NULL;
+}
+
+/* ---------------------------------------------------------------- run */
+
+herd_server_options herd_server_default_options(void)
+{
+    herd_server_options o;
+    memset(&o, 0, sizeof o);
+    o.host = "127.0.0.1";
+    o.port = 8080;
+    o.n_parallel = 4;
+    o.max_queue = 256;
+    o.max_body = 8 << 20;
+    o.max_conns = 512;
+    return o;
+}
+
+static struct MHD_Daemon *start_daemon(struct server *sv, const herd_server_options *o,
+                                       int32_t *port)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", (int)o->port);
+    int rc = getaddrinfo(o->host && o->host[0] ? o->host : "127.0.0.1", port_s, &hints, &ai);
+    if (rc != 0) {
+        herd_fail(HERD_ERR_INVALID, "cannot resolve host '%s': %s", o->host, gai_strerror(rc));
+        return NULL;
+    }
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)o->port, NULL, NULL, on_request, sv, MHD_OPTION_SOCK_ADDR,
+        ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, sv,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_conns > 0 ? o->max_conns : 512),
+        /* idle keep-alive connections close after 5 minutes; a streaming response is
+           never idle, it writes a chunk per token */
+        MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!d) {
+        herd_fail(HERD_ERR_IO, "cannot listen on %s:%d (address in use or not permitted)",
+                  o->host, (int)o->port);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    *port = di ? di->port : o->port;
+    return d;
+}
+
+herd_status herd_server_run(const herd_model *m, const herd_server_options *opt)
+{
+    herd_server_options o = opt ? *opt : herd_server_default_options();
+    struct server sv;
+    memset(&sv, 0, sizeof sv);
+    sv.info = herd_model_get_info(m);
+    sv.tok = herd_model_tokenizer(m);
+    sv.api_key = o.api_key;
+    sv.max_body = o.max_body > 0 ? (size_t)o.max_body : (size_t)8 << 20;
+    sv.started = (int64_t)time(NULL);
+    if (o.n_parallel < 1 || o.n_parallel > 256)
+        return herd_fail(HERD_ERR_INVALID, "--parallel must be 1 to 256, not %d",
+                         (int)o.n_parallel);
+    const char *name = o.model_name ? o.model_name
+                       : sv.info->name && sv.info->name[0] ? sv.info->name : "herd";
+    sv.model_name = herd_strdup(name);
+    if (!sv.model_name)
+        return herd_fail(HERD_ERR_NOMEM, "out of memory");
+
+    /* Block the stop signals before any thread starts, so every thread inherits the mask
+     * and only sigwait below sees them; SIGPIPE too, so a closed socket is an error code. */
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &stop, &old);
+
+    struct MHD_Daemon *d = NULL;
+    herd_status st = srv_metrics_new(&sv.metrics);
+    if (st != HERD_OK)
+        goto done;
+    int32_t n_ctx = o.n_ctx;
+    if (n_ctx <= 0)
+        n_ctx = sv.info->max_seq_len > 0 && sv.info->max_seq_len < 8192 ? sv.info->max_seq_len
+                                                                         : 8192;
+    struct srv_sched_params sp = {o.n_parallel, n_ctx, o.n_batch, o.n_threads, o.max_queue};
+    st = srv_sched_new(m, &sp, sv.metrics, &sv.sched);
+    if (st != HERD_OK)
+        goto done;
+    int32_t port = 0;
+    d = start_daemon(&sv, &o, &port);
+    if (!d) {
+        st = HERD_ERR_IO;
+        goto done;
+    }
+    fprintf(stderr, "herd: serving %s on http://%s:%d (parallel %d, context %d per slot)\n",
+            sv.model_name, o.host, (int)port, (int)o.n_parallel,
+            (int)srv_sched_n_ctx(sv.sched));
+    sigset_t waitset;
+    sigemptyset(&waitset);
+    sigaddset(&waitset, SIGINT);
+    sigaddset(&waitset, SIGTERM);
+    int sig = 0;
+    sigwait(&waitset, &sig);
+    fprintf(stderr, "herd: signal %d, stopping\n", sig);
+    /* requests in flight end with an error event; then the connection threads finish */
+    srv_sched_stop(sv.sched);
+    MHD_stop_daemon(d);
+done:
+    srv_sched_free(sv.sched);
+    srv_metrics_free(sv.metrics);
+    herd_free(sv.model_name);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return st;
+}

@@ -1,0 +1,587 @@
+/*
+ * sched.c - continuous batching: one thread owns the herd_context and runs the decode loop.
+ *
+ * The context holds n_slots sequences (seq id = slot index). Each step:
+ *   1. admit queued requests into idle slots, choosing the slot whose cached tokens share
+ *      the longest prefix with the new prompt (or copying that prefix from any slot with
+ *      herd_seq_copy), so a shared system prompt or earlier turns are not recomputed;
+ *   2. drop requests whose client went away (req->cancelled), freeing their slot;
+ *   3. build ONE batch: the last sampled token of every decoding slot, then prefill chunks
+ *      of admitted prompts up to n_batch tokens in all, and run herd_decode once;
+ *   4. sample every slot that got logits, stream its text to the request, finish it on a
+ *      stop token, stop string, max_tokens or a full context.
+ * Invariant: slot->cache[0..n_cache) are exactly the tokens whose KV sequence slot->id
+ * holds (herd_seq_len == n_cache), whether or not the slot serves a request. A slot keeps
+ * its cache after a request ends; that is the prefix cache.
+ */
+#include "server.h"
+
+#include <math.h>  /* exp, log */
+#include <stdio.h> /* snprintf */
+
+struct slot {
+    int32_t id;
+    struct srv_req *req;      /* NULL when idle */
+    int32_t *cache;           /* (n_ctx) tokens in the KV of this sequence */
+    int32_t n_cache;
+    int32_t n_fed;            /* prompt tokens in the cache for req */
+    int32_t next_tok;         /* sampled, not yet fed (decoding) */
+    int32_t n_gen;
+    int32_t max_gen;
+    int32_t n_new;            /* tokens of this slot in the current batch */
+    int32_t logit_row;        /* row of logits for this slot this step, -1 none */
+    herd_sampler *smp;
+    herd_detok_stream *detok;
+    struct herd_buf held;     /* text withheld while it may be the start of a stop string */
+    int64_t text_off;         /* bytes of generated token text, for text_offset */
+    uint64_t last_used;
+    double t_last;
+};
+
+struct srv_sched {
+    const herd_model_info *info;
+    const herd_tokenizer *tok;
+    herd_context *ctx;
+    struct srv_metrics *metrics;
+    int32_t n_slots, n_ctx, n_batch, n_vocab, max_queue;
+    struct slot *slots;
+    int32_t *b_tok, *b_pos, *b_seq; /* (n_batch) */
+    int8_t *b_logits;               /* (n_batch) */
+    float *logits;                  /* (n_slots, n_vocab) */
+    uint64_t tick;
+    int32_t rr;                     /* rotating start of prefill, for fairness */
+
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;             /* guards the queue, stopping, n_active */
+    pthread_cond_t cv;
+    struct srv_req **queue;         /* ring of max_queue */
+    int32_t q_head, q_len;
+    int32_t n_active;
+    bool stopping;
+};
+
+/* ---------------------------------------------------------------- requests */
+
+/* Hands text / a logprob entry to the HTTP side. */
+static void req_emit(struct srv_req *r, const char *text, size_t n, cJSON *lp, int32_t n_gen)
+{
+    pthread_mutex_lock(&r->mu);
+    if (n)
+        buf_append(&r->text, text, n);
+    if (lp) {
+        if (!r->lp)
+            r->lp = cJSON_CreateArray();
+        if (r->lp)
+            cJSON_AddItemToArray(r->lp, lp);
+        else
+            cJSON_Delete(lp);
+    }
+    r->n_completion = n_gen;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void req_finish(struct srv_req *r, enum srv_finish f, const char *errmsg)
+{
+    pthread_mutex_lock(&r->mu);
+    r->done = true;
+    r->finish = f;
+    if (errmsg)
+        snprintf(r->errmsg, sizeof r->errmsg, "%s", errmsg);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---------------------------------------------------------------- slots */
+
+static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int32_t nb)
+{
+    int32_t n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* Empties a slot's KV when the cache bookkeeping cannot be trusted (a failed decode). */
+static void slot_forget(struct srv_sched *s, struct slot *sl)
+{
+    herd_seq_truncate(s->ctx, sl->id, 0);
+    sl->n_cache = 0;
+}
+
+static void slot_release(struct srv_sched *s, struct slot *sl)
+{
+    struct srv_req *r = sl->req;
+    herd_sampler_free(sl->smp);
+    herd_detok_stream_free(sl->detok);
+    sl->smp = NULL;
+    sl->detok = NULL;
+    buf_free(&sl->held);
+    sl->req = NULL;
+    sl->last_used = ++s->tick;
+    srv_metrics_tokens(s->metrics, sl->n_fed, sl->n_gen, r ? r->n_cached : 0);
+    srv_req_unref(r);
+    pthread_mutex_lock(&s->mu);
+    s->n_active--;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Places r in an idle slot, reusing the longest cached prefix. Returns false (and finishes
+ * r with an error) when its per-request state cannot be made. */
+static bool slot_assign(struct srv_sched *s, struct srv_req *r)
+{
+    struct slot *target = NULL;
+    int32_t own = -1;
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        if (sl->req)
+            continue;
+        int32_t l = common_prefix(sl->cache, sl->n_cache, r->prompt, r->n_prompt);
+        if (!target || l > own || (l == own && sl->last_used < target->last_used)) {
+            target = sl;
+            own = l;
+        }
+    }
+    struct slot *donor = NULL;
+    int32_t best = own;
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        int32_t l = sl == target ? -1 : common_prefix(sl->cache, sl->n_cache, r->prompt,
+                                                      r->n_prompt);
+        if (l > best) {
+            donor = sl;
+            best = l;
+        }
+    }
+    /* at least the last prompt token is fed again, so its logits exist */
+    int32_t keep = (donor ? best : own);
+    if (keep > r->n_prompt - 1)
+        keep = r->n_prompt - 1;
+    if (donor) {
+        herd_seq_truncate(s->ctx, target->id, 0);
+        if (keep > 0 && herd_seq_copy(s->ctx, target->id, donor->id, keep) != HERD_OK) {
+            herd_log(HERD_LOG_WARN, "server: prefix copy failed (%s); recomputing",
+                     herd_last_error());
+            keep = 0;
+            herd_seq_truncate(s->ctx, target->id, 0);
+        }
+        memcpy(target->cache, donor->cache, (size_t)keep * sizeof *target->cache);
+    } else if (herd_seq_truncate(s->ctx, target->id, keep) != HERD_OK) {
+        keep = 0;
+        herd_seq_truncate(s->ctx, target->id, 0);
+    }
+    target->n_cache = keep;
+    target->n_fed = keep;
+    target->n_gen = 0;
+    target->text_off = 0;
+    target->max_gen = r->p.max_tokens > 0 ? r->p.max_tokens : s->n_ctx - r->n_prompt;
+    buf_init(&target->held, 0);
+    r->n_cached = keep;
+    if (srv_sampler_new(&r->p, s->info, &target->smp) != HERD_OK ||
+        herd_detok_stream_new(s->tok, &target->detok) != HERD_OK) {
+        req_finish(r, SRV_FINISH_ERROR, herd_last_error());
+        herd_sampler_free(target->smp);
+        target->smp = NULL;
+        srv_req_unref(r);
+        return false;
+    }
+    target->req = r;
+    pthread_mutex_lock(&s->mu);
+    s->n_active++;
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+/* ---------------------------------------------------------------- one token */
+
+/* logprob of the chosen id and the top alternatives, from the raw logits row. */
+static cJSON *logprob_entry(struct srv_sched *s, struct slot *sl, const float *row, int32_t id)
+{
+    float mx = row[0];
+    for (int32_t i = 1; i < s->n_vocab; i++)
+        mx = row[i] > mx ? row[i] : mx;
+    double sum = 0;
+    for (int32_t i = 0; i < s->n_vocab; i++)
+        sum += exp((double)row[i] - mx);
+    float lse = mx + (float)log(sum);
+    int k = sl->req->p.top_logprobs;
+    int32_t top[SRV_MAX_TOP_LOGPROBS];
+    int n = 0;
+    for (int32_t i = 0; i < s->n_vocab && k > 0; i++) {
+        if (n == k && row[i] <= row[top[n - 1]])
+            continue;
+        int j = n < k ? n++ : k - 1;
+        while (j > 0 && row[top[j - 1]] < row[i]) {
+            top[j] = top[j - 1];
+            j--;
+        }
+        top[j] = i;
+    }
+    float lps[SRV_MAX_TOP_LOGPROBS];
+    const char *bytes[SRV_MAX_TOP_LOGPROBS];
+    size_t lens[SRV_MAX_TOP_LOGPROBS];
+    for (int i = 0; i < n; i++) {
+        lps[i] = row[top[i]] - lse;
+        bytes[i] = herd_token_bytes(s->tok, top[i], &lens[i]);
+        if (!bytes[i]) {
+            bytes[i] = "";
+            lens[i] = 0;
+        }
+    }
+    size_t len = 0;
+    const char *b = herd_token_bytes(s->tok, id, &len);
+    if (!b) {
+        b = "";
+        len = 0;
+    }
+    cJSON *e = srv_logprob_entry(b, len, row[id] - lse, lps, bytes, lens, n, sl->text_off);
+    sl->text_off += (int64_t)len;
+    return e;
+}
+
+/* Passes on what of held cannot start a stop string; true when a stop string matched. */
+static bool release_text(struct slot *sl, cJSON *lp, bool final)
+{
+    struct srv_req *r = sl->req;
+    size_t safe = 0;
+    long at = srv_stop_scan(sl->held.data ? sl->held.data : "", sl->held.len, r->p.stop,
+                            r->p.n_stop, &safe);
+    if (final && at < 0)
+        safe = sl->held.len;
+    req_emit(r, sl->held.data, safe, lp, sl->n_gen);
+    if (at >= 0) {
+        sl->held.len = 0;
+        return true;
+    }
+    memmove(sl->held.data, sl->held.data + safe, sl->held.len - safe);
+    sl->held.len -= safe;
+    if (sl->held.data)
+        sl->held.data[sl->held.len] = '\0';
+    return false;
+}
+
+static void finish_slot(struct srv_sched *s, struct slot *sl, enum srv_finish f)
+{
+    req_finish(sl->req, f, NULL);
+    slot_release(s, sl);
+}
+
+static void on_logits(struct srv_sched *s, struct slot *sl, const float *row)
+{
+    struct srv_req *r = sl->req;
+    double now = herd_time_s();
+    int32_t id = 0;
+    if (herd_sampler_sample(sl->smp, row, s->n_vocab, &id) != HERD_OK) {
+        req_finish(r, SRV_FINISH_ERROR, herd_last_error());
+        slot_release(s, sl);
+        return;
+    }
+    cJSON *lp = r->p.logprobs ? logprob_entry(s, sl, row, id) : NULL;
+    herd_sampler_accept(sl->smp, id);
+    sl->n_gen++;
+    if (sl->n_gen == 1)
+        srv_metrics_ttft(s->metrics, now - r->t_arrival);
+    else
+        srv_metrics_token_latency(s->metrics, now - sl->t_last);
+    sl->t_last = now;
+
+    bool stop_tok = srv_is_stop_token(s->tok, s->info, id);
+    if (stop_tok && lp) {
+        cJSON_Delete(lp); /* the end-of-turn marker is not part of the answer */
+        lp = NULL;
+    }
+    bool length = !stop_tok && (sl->n_gen >= sl->max_gen || sl->n_cache >= s->n_ctx);
+    char piece[256];
+    size_t n = 0;
+    if (!stop_tok && herd_detok_stream_push(sl->detok, id, piece, sizeof piece, &n) == HERD_OK)
+        buf_append(&sl->held, piece, n);
+    if (stop_tok || length) {
+        /* what the stream still holds (a cut UTF-8 sequence) comes out as U+FFFD */
+        if (herd_detok_stream_push(sl->detok, -1, piece, sizeof piece, &n) == HERD_OK)
+            buf_append(&sl->held, piece, n);
+    }
+    if (release_text(sl, lp, stop_tok || length)) {
+        finish_slot(s, sl, SRV_FINISH_STOP);
+        return;
+    }
+    if (stop_tok || length) {
+        finish_slot(s, sl, stop_tok ? SRV_FINISH_STOP : SRV_FINISH_LENGTH);
+        return;
+    }
+    sl->next_tok = id;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+static void add_token(struct srv_sched *s, int32_t *n, struct slot *sl, int32_t tok,
+                      bool want_logits)
+{
+    s->b_tok[*n] = tok;
+    s->b_pos[*n] = sl->n_cache + sl->n_new;
+    s->b_seq[*n] = sl->id;
+    s->b_logits[*n] = want_logits ? 1 : 0;
+    sl->n_new++;
+    (*n)++;
+}
+
+/* Builds the batch: decode tokens first, then prefill chunks. Returns its size. */
+static int32_t build_batch(struct srv_sched *s, int32_t *rows)
+{
+    int32_t n = 0;
+    *rows = 0;
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        sl->n_new = 0;
+        sl->logit_row = -1;
+        if (sl->req && atomic_load(&sl->req->cancelled)) {
+            srv_metrics_cancelled(s->metrics);
+            finish_slot(s, sl, SRV_FINISH_ERROR);
+            continue;
+        }
+        if (sl->req && sl->n_fed == sl->req->n_prompt) {
+            add_token(s, &n, sl, sl->next_tok, true);
+            sl->logit_row = (*rows)++;
+        }
+    }
+    for (int32_t k = 0; k < s->n_slots && n < s->n_batch; k++) {
+        struct slot *sl = &s->slots[(s->rr + k) % s->n_slots];
+        struct srv_req *r = sl->req;
+        if (!r || sl->n_fed == r->n_prompt)
+            continue;
+        int32_t chunk = r->n_prompt - sl->n_fed;
+        if (chunk > s->n_batch - n)
+            chunk = s->n_batch - n;
+        for (int32_t j = 0; j < chunk; j++)
+            add_token(s, &n, sl, r->prompt[sl->n_fed + j], sl->n_fed + j == r->n_prompt - 1);
+        if (sl->n_fed + chunk == r->n_prompt)
+            sl->logit_row = (*rows)++;
+    }
+    s->rr = (s->rr + 1) % s->n_slots;
+    return n;
+}
+
+static void step(struct srv_sched *s)
+{
+    int32_t rows = 0;
+    int32_t n = build_batch(s, &rows);
+    if (n == 0)
+        return;
+    herd_batch b = {n, s->b_tok, s->b_pos, s->b_seq, s->b_logits};
+    herd_status st = herd_decode(s->ctx, &b, s->logits);
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        if (!sl->n_new)
+            continue;
+        if (st != HERD_OK) {
+            req_finish(sl->req, SRV_FINISH_ERROR, herd_last_error());
+            slot_release(s, sl);
+            slot_forget(s, sl);
+            continue;
+        }
+        bool decoding = sl->n_fed == sl->req->n_prompt;
+        if (decoding) {
+            sl->cache[sl->n_cache++] = sl->next_tok;
+        } else {
+            memcpy(sl->cache + sl->n_cache, sl->req->prompt + sl->n_fed,
+                   (size_t)sl->n_new * sizeof *sl->cache);
+            sl->n_cache += sl->n_new;
+            sl->n_fed += sl->n_new;
+        }
+    }
+    if (st != HERD_OK) {
+        herd_log(HERD_LOG_ERROR, "server: decode failed: %s", herd_last_error());
+        return;
+    }
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        if (sl->req && sl->logit_row >= 0)
+            on_logits(s, sl, s->logits + (size_t)sl->logit_row * (size_t)s->n_vocab);
+    }
+}
+
+static void *sched_main(void *arg)
+{
+    struct srv_sched *s = arg;
+    struct srv_req *admit[256];
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stopping && s->q_len == 0 && s->n_active == 0)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        int32_t n_admit = 0;
+        int32_t free_slots = s->n_slots - s->n_active;
+        while (s->q_len > 0 && n_admit < free_slots && n_admit < 256) {
+            admit[n_admit++] = s->queue[s->q_head];
+            s->q_head = (s->q_head + 1) % s->max_queue;
+            s->q_len--;
+        }
+        pthread_mutex_unlock(&s->mu);
+        for (int32_t i = 0; i < n_admit; i++) {
+            if (atomic_load(&admit[i]->cancelled)) {
+                srv_metrics_cancelled(s->metrics);
+                req_finish(admit[i], SRV_FINISH_ERROR, "cancelled");
+                srv_req_unref(admit[i]);
+                continue;
+            }
+            slot_assign(s, admit[i]);
+        }
+        int32_t active = 0, queued = 0;
+        srv_sched_load(s, &active, &queued);
+        srv_metrics_gauges(s->metrics, queued, active);
+        step(s);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- public */
+
+herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp,
+                          struct srv_metrics *metrics, struct srv_sched **out)
+{
+    *out = NULL;
+    struct srv_sched *s = herd_calloc(1, sizeof *s);
+    if (!s)
+        return herd_fail(HERD_ERR_NOMEM, "cannot allocate the scheduler");
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->info = herd_model_get_info(m);
+    s->tok = herd_model_tokenizer(m);
+    s->metrics = metrics;
+    s->n_slots = sp->n_slots > 0 ? sp->n_slots : 1;
+    s->n_batch = sp->n_batch > 0 ? sp->n_batch : 512;
+    if (s->n_batch < s->n_slots)
+        s->n_batch = s->n_slots; /* every decoding slot needs its token in each step */
+    s->max_queue = sp->max_queue > 0 ? sp->max_queue : 256;
+    s->n_vocab = s->info->n_vocab;
+    herd_status st = HERD_OK;
+    if (!s->tok) {
+        st = herd_fail(HERD_ERR_INVALID, "the model has no tokenizer; the server needs one");
+        goto fail;
+    }
+    herd_context_params cp = herd_context_default_params();
+    cp.n_ctx = sp->n_ctx;
+    cp.n_seq = s->n_slots;
+    cp.n_batch = s->n_batch;
+    cp.n_threads = sp->n_threads;
+    st = herd_context_new(m, &cp, &s->ctx);
+    if (st != HERD_OK)
+        goto fail;
+    s->n_ctx = herd_context_n_ctx(s->ctx);
+    s->slots = herd_calloc((size_t)s->n_slots, sizeof *s->slots);
+    s->b_tok = herd_calloc((size_t)s->n_batch, sizeof *s->b_tok);
+    s->b_pos = herd_calloc((size_t)s->n_batch, sizeof *s->b_pos);
+    s->b_seq = herd_calloc((size_t)s->n_batch, sizeof *s->b_seq);
+    s->b_logits = herd_calloc((size_t)s->n_batch, sizeof *s->b_logits);
+    s->logits = herd_calloc((size_t)s->n_slots * (size_t)s->n_vocab, sizeof *s->logits);
+    s->queue = herd_calloc((size_t)s->max_queue, sizeof *s->queue);
+    if (!s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_logits || !s->logits ||
+        !s->queue) {
+        st = herd_fail(HERD_ERR_NOMEM, "cannot allocate the scheduler's buffers");
+        goto fail;
+    }
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        s->slots[i].id = i;
+        s->slots[i].cache = herd_calloc((size_t)s->n_ctx, sizeof(int32_t));
+        if (!s->slots[i].cache) {
+            st = herd_fail(HERD_ERR_NOMEM, "cannot allocate slot caches");
+            goto fail;
+        }
+    }
+    if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+        st = herd_fail(HERD_ERR_INTERNAL, "cannot start the scheduler thread");
+        goto fail;
+    }
+    s->started = true;
+    *out = s;
+    return HERD_OK;
+fail:
+    srv_sched_free(s);
+    return st;
+}
+
+void srv_sched_stop(struct srv_sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    s->started = false;
+    for (int32_t i = 0; s->queue && i < s->q_len; i++) {
+        struct srv_req *r = s->queue[(s->q_head + i) % s->max_queue];
+        req_finish(r, SRV_FINISH_ERROR, "the server is shutting down");
+        srv_req_unref(r);
+    }
+    s->q_len = 0;
+    for (int32_t i = 0; s->slots && i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        if (sl->req) {
+            req_finish(sl->req, SRV_FINISH_ERROR, "the server is shutting down");
+            slot_release(s, sl);
+        }
+    }
+}
+
+void srv_sched_free(struct srv_sched *s)
+{
+    if (!s)
+        return;
+    srv_sched_stop(s);
+    for (int32_t i = 0; s->slots && i < s->n_slots; i++)
+        herd_free(s->slots[i].cache);
+    herd_context_free(s->ctx);
+    herd_free(s->slots);
+    herd_free(s->b_tok);
+    herd_free(s->b_pos);
+    herd_free(s->b_seq);
+    herd_free(s->b_logits);
+    herd_free(s->logits);
+    herd_free(s->queue);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    herd_free(s);
+}
+
+int32_t srv_sched_n_ctx(const struct srv_sched *s)
+{
+    return s->n_ctx;
+}
+
+const herd_tokenizer *srv_sched_tokenizer(const struct srv_sched *s)
+{
+    return s->tok;
+}
+
+const herd_model_info *srv_sched_info(const struct srv_sched *s)
+{
+    return s->info;
+}
+
+bool srv_sched_submit(struct srv_sched *s, struct srv_req *r)
+{
+    pthread_mutex_lock(&s->mu);
+    bool ok = !s->stopping && s->q_len < s->max_queue;
+    if (ok) {
+        atomic_fetch_add(&r->refs, 1);
+        s->queue[(s->q_head + s->q_len) % s->max_queue] = r;
+        s->q_len++;
+        pthread_cond_signal(&s->cv);
+    }
+    int32_t queued = s->q_len, active = s->n_active;
+    pthread_mutex_unlock(&s->mu);
+    srv_metrics_gauges(s->metrics, queued, active);
+    return ok;
+}
+
+void srv_sched_load(struct srv_sched *s, int32_t *active, int32_t *queued)
+{
+    pthread_mutex_lock(&s->mu);
+    *active = s->n_active;
+    *queued = s->q_len;
+    pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,207 @@
+/*
+ * server.h - the parts of herd's OpenAI-compatible server and how they meet.
+ *
+ *   http.c     libmicrohttpd front: routing, auth, body limit, SSE, waiting for results
+ *   openai.c   OpenAI JSON in (parse + validate into struct srv_params) and out (responses,
+ *              stream chunks, error bodies); no model, no HTTP, so it is unit-tested alone
+ *   glue.c     the only file that calls chat/ and sample/ (render a chat request to prompt
+ *              ids, parse tool calls, the sampler), so their API can change in one place
+ *   sched.c    one scheduler thread owns the herd_context: admits requests into slots,
+ *              reuses cached prefixes, and runs one herd_decode per step for all slots
+ *   metrics.c  counters and histograms, rendered in Prometheus text format
+ *
+ * A request (struct srv_req) is shared by exactly two owners, the HTTP thread that made it
+ * and the scheduler, and is freed by whichever drops it last (refs). Everything the
+ * scheduler produces for it goes through req->mu: text appended to req->text, logprob
+ * entries to req->lp, and finally done/finish/usage. The HTTP side only reads and sets
+ * req->cancelled, which the scheduler honours at the start of its next step.
+ */
+#ifndef HERD_SERVER_H
+#define HERD_SERVER_H
+
+#include "base/base.h"
+
+#include <cjson/cJSON.h> /* cJSON: request/response JSON */
+#include <pthread.h>     /* request locks, scheduler thread */
+#include <stdatomic.h>   /* cancelled flag, refcount */
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SRV_MAX_STOP 4        /* OpenAI accepts up to 4 stop sequences */
+#define SRV_MAX_TOP_LOGPROBS 20 /* OpenAI's limit for top_logprobs */
+
+enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1 };
+
+/* A validated request, as the scheduler and the response writers need it. */
+struct srv_params {
+    enum srv_kind kind;
+    char *model;              /* echoed back in responses */
+    bool stream;
+    bool include_usage;       /* stream_options.include_usage */
+    int32_t max_tokens;       /* -1: until the context is full */
+    float temperature;        /* 0 = greedy; < 0 when not given (model default) */
+    float top_p;              /* < 0 when not given */
+    float presence_penalty;
+    float frequency_penalty;
+    bool has_seed;
+    uint64_t seed;
+    char *stop[SRV_MAX_STOP];
+    int n_stop;
+    int32_t *bias_ids;        /* logit_bias, n_bias entries */
+    float *bias_vals;
+    int n_bias;
+    bool logprobs;
+    int top_logprobs;         /* 0..20 */
+    bool echo;                /* completions: prompt text first */
+    bool json_object;         /* response_format {"type":"json_object"} */
+    bool tools_active;        /* tools given and tool_choice is not "none" */
+    cJSON *body;              /* the parsed request (owned), for chat rendering */
+};
+
+void srv_params_free(struct srv_params *p);
+
+/* An HTTP-facing error: status code, OpenAI error type/code, param, message. */
+struct srv_error {
+    int http;                 /* 400, 401, 404, 413, 500, 503, ... */
+    const char *type;         /* "invalid_request_error", "server_error", ... */
+    const char *code;         /* NULL or "context_length_exceeded", ... */
+    char param[64];           /* "" when none */
+    char message[512];
+};
+
+void srv_error_set(struct srv_error *e, int http, const char *type, const char *code,
+                   const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* {"error":{"message","type","param","code"}} as an owned string (herd_free), or NULL. */
+char *srv_error_json(const struct srv_error *e);
+
+/* Parses and validates a body for kind; logit_bias ids must be below n_vocab. On failure
+ * returns false, fills err (400) and leaves p empty. */
+bool srv_parse_request(enum srv_kind kind, const char *body, size_t len, int32_t n_vocab,
+                       struct srv_params *p, struct srv_error *err);
+
+/* ---- the shared request */
+
+/* TOOLS is never set by the scheduler: the response writers use it when the text held
+ * tool calls. */
+enum srv_finish {
+    SRV_FINISH_NONE = 0,
+    SRV_FINISH_STOP = 1,
+    SRV_FINISH_LENGTH = 2,
+    SRV_FINISH_ERROR = 3,
+    SRV_FINISH_TOOLS = 4,
+};
+
+struct srv_req {
+    struct srv_params p;
+    int32_t *prompt;          /* owned; n_prompt ids */
+    int32_t n_prompt;
+    char id[48];              /* "chatcmpl-..." / "cmpl-..." */
+    int64_t created;          /* unix seconds */
+    double t_arrival;         /* herd_time_s() when the request was accepted */
+    atomic_int refs;
+    atomic_bool cancelled;
+
+    pthread_mutex_t mu;       /* guards everything below */
+    pthread_cond_t cv;        /* signalled on every append and at the end */
+    struct herd_buf text;     /* visible text not yet taken by the HTTP side */
+    cJSON *lp;                /* logprob entries not yet taken (array) or NULL */
+    bool done;
+    enum srv_finish finish;
+    int32_t n_completion;     /* tokens generated so far */
+    int32_t n_cached;         /* prompt tokens served from the prefix cache */
+    char errmsg[256];         /* when finish == SRV_FINISH_ERROR */
+};
+
+struct srv_req *srv_req_new(void);
+void srv_req_unref(struct srv_req *r);
+
+/* ---- response writers (openai.c) */
+
+/* The text a client sees as finish_reason. */
+const char *srv_finish_str(enum srv_finish f);
+/* A whole non-streaming response. text is the full generation; tool_calls NULL or an
+ * array (ownership passes in); lp NULL or the logprob entries (ownership passes in). */
+char *srv_response_json(const struct srv_req *r, const char *text, cJSON *tool_calls,
+                        cJSON *lp, enum srv_finish finish, int32_t n_completion);
+/* One SSE event "data: {...}\n\n" appended to out. delta_text may be NULL; finish NONE
+ * for a content chunk; role_chunk for the first chat chunk. */
+herd_status srv_chunk_sse(struct herd_buf *out, const struct srv_req *r, const char *text,
+                          size_t text_len, cJSON *tool_calls, cJSON *lp, bool role_chunk,
+                          enum srv_finish finish);
+/* The include_usage chunk (choices: []). */
+herd_status srv_usage_sse(struct herd_buf *out, const struct srv_req *r, int32_t n_completion);
+/* A logprob entry for one token: chosen id with its logprob and the top alternatives. */
+cJSON *srv_logprob_entry(const char *tok_bytes, size_t tok_len, float logprob,
+                         const float *top_lps, const char *const *top_bytes,
+                         const size_t *top_lens, int n_top, int64_t text_offset);
+/* A JSON string value for bytes that may hold broken UTF-8 (replaced by U+FFFD). */
+cJSON *srv_json_text(const char *s, size_t n);
+/* Length of valid UTF-8 prefix; used so a JSON string never carries a broken sequence. */
+size_t srv_utf8_valid_prefix(const char *s, size_t n);
+
+/* ---- stop strings (openai.c): text is withheld while it may still become a stop */
+
+/* Given the held text h (len n), finds the first stop string. Returns its offset or -1.
+ * *safe gets how many leading bytes cannot be part of a stop string that is still
+ * completing (and so may be emitted now). */
+long srv_stop_scan(const char *h, size_t n, char *const *stop, int n_stop, size_t *safe);
+
+/* ---- glue.c: chat/ and sample/ */
+
+/* Renders a chat request to prompt ids. On failure fills err (400 for a conversation the
+ * template refuses, 500 otherwise) and returns false. */
+bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
+                     const struct srv_params *p, int32_t **ids, size_t *n_ids,
+                     struct srv_error *err);
+/* Splits generated text into content (owned, *content) and OpenAI's tool_calls array
+ * (NULL when the text holds no call). */
+cJSON *srv_parse_tool_calls(const char *text, size_t len, const char *req_id, char **content);
+/* Whether id ends generation (end of turn, end of message, end of text, model eos ids). */
+bool srv_is_stop_token(const herd_tokenizer *tok, const herd_model_info *info, int32_t id);
+/* A sampler for the request: its temperature/top_p or else the model's defaults, its
+ * penalties, logit_bias and seed (a fresh random seed when none). */
+herd_status srv_sampler_new(const struct srv_params *p, const herd_model_info *info,
+                            herd_sampler **out);
+
+/* ---- metrics.c */
+
+struct srv_metrics;
+herd_status srv_metrics_new(struct srv_metrics **out);
+void srv_metrics_free(struct srv_metrics *m);
+void srv_metrics_request(struct srv_metrics *m, const char *endpoint, int http);
+void srv_metrics_tokens(struct srv_metrics *m, int64_t prompt, int64_t generated,
+                        int64_t cached);
+void srv_metrics_ttft(struct srv_metrics *m, double seconds);
+void srv_metrics_token_latency(struct srv_metrics *m, double seconds);
+void srv_metrics_gauges(struct srv_metrics *m, int64_t queue_depth, int64_t active_slots);
+void srv_metrics_cancelled(struct srv_metrics *m);
+/* The Prometheus text exposition; owned (herd_free). */
+char *srv_metrics_text(struct srv_metrics *m);
+
+/* ---- sched.c */
+
+struct srv_sched;
+struct srv_sched_params {
+    int32_t n_slots;
+    int32_t n_ctx;
+    int32_t n_batch;
+    int32_t n_threads;
+    int32_t max_queue;
+};
+herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp,
+                          struct srv_metrics *metrics, struct srv_sched **out);
+/* Stops the thread; queued and running requests finish with an error, later submits fail.
+ * The HTTP side may still read its requests. */
+void srv_sched_stop(struct srv_sched *s);
+/* Stops (if needed) and frees. */
+void srv_sched_free(struct srv_sched *s);
+int32_t srv_sched_n_ctx(const struct srv_sched *s);
+/* Queues r (taking one reference). False when the queue is full or stopping. */
+bool srv_sched_submit(struct srv_sched *s, struct srv_req *r);
+/* Slots in use and requests waiting, for /health and tests. */
+void srv_sched_load(struct srv_sched *s, int32_t *active, int32_t *queued);
+/* The model's tokenizer and facts, for the HTTP side's validation. */
+const herd_tokenizer *srv_sched_tokenizer(const struct srv_sched *s);
+const herd_model_info *srv_sched_info(const struct srv_sched *s);
+
+#endif /* HERD_SERVER_H */

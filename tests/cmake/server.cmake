@@ -1,0 +1,29 @@
+# Server suites (issue 6). server_json: the OpenAI JSON layer without a model (unit).
+# server_openai: `herd serve` on a tiny random model, driven by the official openai Python
+# client, curl and raw sockets (malformed requests). server_load: >= 32 concurrent streaming
+# clients for 60 s, some hanging up mid-stream (label slow). The model tests write their
+# models with tests/models/make_model.py into the build tree; they skip (77) when Python's
+# openai/numpy/gguf are missing.
+if(TARGET herd_server)
+  add_executable(test_server_json ${CMAKE_CURRENT_SOURCE_DIR}/server/test_server_json.c)
+  target_link_libraries(test_server_json PRIVATE herd_server)
+  target_include_directories(test_server_json PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+  add_test(NAME server_json COMMAND test_server_json)
+  set_tests_properties(server_json PROPERTIES LABELS unit)
+
+  if(Python3_Interpreter_FOUND AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/server/test_openai.py)
+    set(server_work ${CMAKE_CURRENT_BINARY_DIR}/server)
+    file(MAKE_DIRECTORY ${server_work})
+    set(server_env "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
+    add_test(NAME server_openai
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_openai.py
+                     --herd ${HERD_BIN} --work ${server_work})
+    set_tests_properties(server_openai PROPERTIES LABELS server SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+    add_test(NAME server_load
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/load_test.py
+                     --herd ${HERD_BIN} --work ${server_work} --clients 32 --seconds 60)
+    set_tests_properties(server_load PROPERTIES LABELS "server;slow" SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+  endif()
+endif()
