@@ -80,7 +80,7 @@ static herd_status parse_tensor(const char *path, const cJSON *e, const uint8_t 
     if (!cJSON_IsObject(e))
         return herd_fail(HERD_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", path,
                          name);
-    size_t elsize;
+    size_t elsize = 0;
     herd_status s = parse_dtype(path, name, cJSON_GetObjectItemCaseSensitive(e, "dtype"),
                                 &t->type, &elsize);
     if (s != HERD_OK)
