@@ -102,8 +102,10 @@ static void bpe_piece(struct enc *e, const uint8_t *p, size_t n)
         pos[i] = (uint32_t)i;
     for (size_t i = 0; i < n; i++)
         pid[i] = t->byte_id[p[i]];
-    for (size_t i = 0; i + 1 < n; i++)
-        rank[i] = pair_rank(t, p, pos[i], pos[i + 2]);
+    for (size_t i = 0; i + 1 < n; i++) {
+        int32_t r = t->pair2[p[i] | (p[i + 1] << 8)];
+        rank[i] = r < 0 ? INT32_MAX : r;
+    }
     while (m > 1) {
         size_t best = 0;
         int32_t br = rank[0];

@@ -36,6 +36,39 @@ struct tok_special {
     int32_t id;
 };
 
+/* A rank-map slot, 16 bytes so a probe touches one cache line. meta = hash's top 32 bits
+ * << 32 | min(len, 255) << 24 | (id + 1), 0 = empty; key8 = the token's first 8 bytes,
+ * zero-padded, so tokens up to 8 bytes are matched without reading the token table. */
+struct tok_slot {
+    uint64_t meta;
+    uint64_t key8;
+};
+
+/* First min(n, 8) bytes of p as a little-endian word, zero-padded. */
+static inline uint64_t tok_key8(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    memcpy(&v, p, n < 8 ? n : 8);
+    return v;
+}
+
+/* Hash of p[0..n) given its key8: murmur3's 64-bit finalizer over 8-byte words. */
+static inline uint64_t tok_hash(uint64_t k8, const uint8_t *p, size_t n)
+{
+    uint64_t h = k8 ^ ((uint64_t)n * 0x9E3779B97F4A7C15ull);
+    for (size_t i = 8; i < n; i += 8) {
+        uint64_t v = 0;
+        memcpy(&v, p + i, n - i < 8 ? n - i : 8);
+        h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdull ^ v;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
 struct herd_tokenizer {
     int32_t n_vocab;
     uint32_t *off;       /* (n_vocab + 1) token i is bytes[off[i] .. off[i+1]) */
@@ -44,11 +77,14 @@ struct herd_tokenizer {
     uint8_t *is_special; /* (n_vocab) */
     uint8_t *is_set;     /* (n_vocab) loaders set each id once */
     uint32_t *tmp_len;   /* (n_vocab) token lengths while loading; NULL after tok_finish */
-    /* rank map: open addressing over regular tokens; slot = (hash32 << 32) | (id + 1),
-     * 0 = empty. Power-of-two size, load <= 1/2. */
-    uint64_t *slots;
+    /* rank map: open addressing (linear probing) over regular tokens, power-of-two size,
+     * load <= 1/2 */
+    struct tok_slot *slots;
     uint64_t mask;
     int32_t byte_id[256];
+    int32_t *pair2;      /* (65536) id of the two-byte token b0 | b1 << 8, or -1: BPE's
+                          * first round looks up every byte pair, and this 256 KB table
+                          * stays in cache where the rank map would not */
     struct tok_special *specials; /* (n_specials) names, aliases included */
     size_t n_specials;
     size_t special_max_len;

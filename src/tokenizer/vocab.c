@@ -30,37 +30,21 @@ const char tok_llama3_pattern_text[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"
     "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/* Hash of a byte string: 8 bytes at a time, multiply-xorshift mixing. */
-static inline uint64_t hash_bytes(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t)n;
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-        p += 8;
-        n -= 8;
-    }
-    uint64_t v = 0;
-    memcpy(&v, p, n);
-    h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 29;
-    return h;
-}
-
 int32_t tok_rank(const herd_tokenizer *t, const uint8_t *p, size_t n)
 {
-    uint64_t h = hash_bytes(p, n);
-    uint64_t tag = h >> 32;
+    uint64_t k8 = tok_key8(p, n);
+    uint64_t h = tok_hash(k8, p, n);
+    uint64_t want = (h & 0xFFFFFFFF00000000ull) | ((uint64_t)(n < 255 ? n : 255) << 24);
     for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
-        uint64_t s = t->slots[i];
-        if (!s)
+        const struct tok_slot *sl = &t->slots[i];
+        if (!sl->meta)
             return -1;
-        if ((s >> 32) == tag) {
-            int32_t id = (int32_t)(uint32_t)s - 1;
+        if ((sl->meta & 0xFFFFFFFFFF000000ull) == want && sl->key8 == k8) {
+            int32_t id = (int32_t)(sl->meta & 0xFFFFFF) - 1;
+            if (n <= 8)
+                return id;
             uint32_t a = t->off[id];
-            if (t->off[id + 1] - a == n && memcmp(t->bytes + a, p, n) == 0)
+            if (t->off[id + 1] - a == n && memcmp(t->bytes + a + 8, p + 8, n - 8) == 0)
                 return id;
         }
     }
@@ -69,7 +53,7 @@ int32_t tok_rank(const herd_tokenizer *t, const uint8_t *p, size_t n)
 herd_status tok_new(int32_t n_vocab, herd_tokenizer **out)
 {
     *out = NULL;
-    if (n_vocab <= 256 || n_vocab > (1 << 24))
+    if (n_vocab <= 256 || n_vocab >= (1 << 24)) /* ids + 1 fit the slots' 24 bits */
         return herd_fail(HERD_ERR_FORMAT, "tokenizer: %d tokens; expected 257 .. 16M", n_vocab);
     herd_tokenizer *t = herd_calloc(1, sizeof(*t));
     if (!t)
@@ -150,7 +134,7 @@ static herd_status build_rank_map(herd_tokenizer *t)
     size_t n = 1024;
     while (n < (size_t)t->n_vocab * 2)
         n *= 2;
-    t->slots = herd_calloc(n, sizeof(uint64_t));
+    t->slots = herd_calloc(n, sizeof(struct tok_slot));
     if (!t->slots)
         return HERD_ERR_NOMEM;
     t->mask = n - 1;
@@ -159,17 +143,25 @@ static herd_status build_rank_map(herd_tokenizer *t)
             continue;
         const uint8_t *p = t->bytes + t->off[id];
         size_t len = t->off[id + 1] - t->off[id];
-        uint64_t h = hash_bytes(p, len);
+        int32_t other = tok_rank(t, p, len);
+        if (other >= 0)
+            return herd_fail(HERD_ERR_FORMAT, "tokenizer: id %d repeats the bytes of id %d",
+                             id, other);
+        uint64_t k8 = tok_key8(p, len);
+        uint64_t h = tok_hash(k8, p, len);
         uint64_t i = h & t->mask;
-        for (; t->slots[i]; i = (i + 1) & t->mask) {
-            uint64_t sl = t->slots[i];
-            int32_t other = (int32_t)(uint32_t)sl - 1;
-            if ((sl >> 32) == (h >> 32) && t->off[other + 1] - t->off[other] == len &&
-                memcmp(t->bytes + t->off[other], p, len) == 0)
-                return herd_fail(HERD_ERR_FORMAT, "tokenizer: id %d repeats the bytes of id %d",
-                                 id, other);
-        }
-        t->slots[i] = ((h >> 32) << 32) | (uint64_t)(uint32_t)(id + 1);
+        while (t->slots[i].meta)
+            i = (i + 1) & t->mask;
+        t->slots[i].meta = (h & 0xFFFFFFFF00000000ull) |
+                           ((uint64_t)(len < 255 ? len : 255) << 24) | (uint64_t)(id + 1);
+        t->slots[i].key8 = k8;
+    }
+    t->pair2 = herd_malloc(65536 * sizeof(int32_t));
+    if (!t->pair2)
+        return HERD_ERR_NOMEM;
+    for (int k = 0; k < 65536; k++) {
+        uint8_t two[2] = {(uint8_t)(k & 0xFF), (uint8_t)(k >> 8)};
+        t->pair2[k] = tok_rank(t, two, 2);
     }
     for (int b = 0; b < 256; b++) {
         uint8_t c = (uint8_t)b;
@@ -384,6 +376,7 @@ void herd_tokenizer_free(herd_tokenizer *t)
     herd_free(t->is_set);
     herd_free(t->tmp_len);
     herd_free(t->slots);
+    herd_free(t->pair2);
     for (size_t i = 0; i < t->n_specials; i++)
         herd_free(t->specials[i].text);
     herd_free(t->specials);
