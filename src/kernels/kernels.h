@@ -66,6 +66,7 @@ void kernels_fill_ref(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_ref(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_q_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f_avx512(struct herd_cpu_kernels *k);
+void kernels_fill_ops_avx2(struct herd_cpu_kernels *k);
 
 /* Shared by the variants (cpu/ref/matmul_ref.c): the activation quantizers, exactly as
  * ggml's quantize_row_q8_0/q8_K references, and the K-quant field decoders. */

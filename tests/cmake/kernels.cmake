@@ -1,0 +1,26 @@
+# Kernel suites: test_kernels (auto-added from tests/unit) checks every variant against ref;
+# here it runs again with HERD_CPU_ISA forcing each x86 variant (the dispatcher must obey),
+# and the NEON sources are compiled with the aarch64 cross compiler when one is installed
+# (apt-get install gcc-aarch64-linux-gnu), so they stay buildable on x86 CI.
+foreach(isa ref avx2 avx512)
+  add_test(NAME test_kernels_isa_${isa} COMMAND test_kernels)
+  set_tests_properties(test_kernels_isa_${isa} PROPERTIES LABELS "unit;kernels"
+    ENVIRONMENT "HERD_CPU_ISA=${isa}")
+endforeach()
+
+find_program(HERD_AARCH64_CC aarch64-linux-gnu-gcc)
+if(HERD_AARCH64_CC)
+  file(GLOB neon_srcs ${PROJECT_SOURCE_DIR}/src/kernels/cpu/neon/*.c
+       ${PROJECT_SOURCE_DIR}/src/kernels/cpu/ref/*.c ${PROJECT_SOURCE_DIR}/src/kernels/kernels.c)
+  set(neon_cmd "")
+  foreach(src ${neon_srcs})
+    string(APPEND neon_cmd "${HERD_AARCH64_CC} -std=c11 -O2 -Wall -Wextra -Werror "
+           "-Wno-unused-parameter -D_GNU_SOURCE -DHERD_HAVE_NEON_KERNELS=1 "
+           "-I${PROJECT_SOURCE_DIR}/include -I${PROJECT_SOURCE_DIR}/src -c ${src} -o /dev/null && ")
+  endforeach()
+  string(APPEND neon_cmd "echo neon sources compile")
+  add_test(NAME kernels_neon_compile COMMAND sh -c "${neon_cmd}")
+  set_tests_properties(kernels_neon_compile PROPERTIES LABELS "kernels")
+else()
+  message(STATUS "aarch64-linux-gnu-gcc not found: NEON kernels not compile-tested")
+endif()
