@@ -103,13 +103,13 @@ herd_status model_finish_hparams(herd_model *m, const float *rope_factors)
         bad = "n_vocab must be > 0";
     else if (!(in->norm_eps > 0.0f) || !(in->rope_theta > 0.0f))
         bad = "rms_norm_eps and rope_theta must be > 0";
-    else if (in->rope_scaling && !(in->rope_factor > 0.0f && in->rope_original_max_pos > 0 &&
+    else if (in->rope_scaling && !rope_factors && !(in->rope_factor > 0.0f && in->rope_original_max_pos > 0 &&
                                    in->rope_high_freq_factor > in->rope_low_freq_factor &&
                                    in->rope_low_freq_factor > 0.0f))
         bad = "rope_scaling needs factor > 0, original_max_position_embeddings > 0 and "
               "high_freq_factor > low_freq_factor > 0";
     if (bad)
-        return herd_fail(HERD_ERR_FORMAT, "%s: bad hyper-parameters: %s", in->path, bad);
+        return herd_fail(HERD_ERR_FORMAT, "bad hyper-parameters: %s", bad);
     if (in->max_seq_len <= 0)
         in->max_seq_len = 8192;
 

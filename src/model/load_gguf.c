@@ -231,8 +231,11 @@ herd_status model_bind_gguf(herd_model *m, const char *path)
     if (s != HERD_OK)
         return s; /* gguf_open names the file */
     s = bind(m, m->gguf);
-    if (s != HERD_OK)
-        return herd_fail_prefix(s, "%s", path);
+    if (s != HERD_OK) {
+        if (!strstr(herd_last_error(), path))
+            herd_fail_prefix(s, "%s", path);
+        return s;
+    }
     if (!m->name) {
         const char *slash = strrchr(path, '/');
         m->name = herd_strdup(slash ? slash + 1 : path);
