@@ -16,7 +16,6 @@
 #include "base/base.h"
 
 #include <math.h>   /* expf, INFINITY */
-#include <stdlib.h> /* qsort */
 
 struct cand {
     float logit;
@@ -191,12 +190,6 @@ static int cand_before(const struct cand *a, const struct cand *b)
     return a->id < b->id;
 }
 
-static int cmp_cand(const void *x, const void *y)
-{
-    const struct cand *a = x, *b = y;
-    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
-}
-
 static void swap_cand(struct cand *a, struct cand *b)
 {
     struct cand t = *a;
@@ -248,27 +241,45 @@ static size_t partition_p(struct cand *c, size_t n, float t, double *mass)
     return m;
 }
 
-/* Top-p on n candidates with unnormalised p summing to total: sorts the head that holds
- * the nucleus and returns its size. The head is found by lowering a threshold until the
- * tokens above it carry top_p of the mass, so only that head is sorted. */
+/* Top-p on n candidates with unnormalised p summing to total: moves the nucleus (the
+ * shortest prefix, in cand_before order, whose mass reaches top_p * total) to c[0..k) and
+ * returns k. A quickselect guided by mass instead of rank: each partition step keeps the
+ * side the boundary lies in, so no sort is needed (expected O(n), which matters when a
+ * flat distribution puts most of a 128k vocabulary in the nucleus). Invariant: c[0..lo)
+ * precede c[lo..hi), which precede c[hi..n); mass(c[0..lo)) = acc < want <= mass(c[0..hi)). */
 static size_t nucleus(struct cand *c, size_t n, double total, double top_p)
 {
-    double want = top_p * total, mass = 0;
-    size_t m = n;
-    for (float t = 0.1f; t > 1e-30f; t *= 0.01f) {
-        m = partition_p(c, n, t, &mass);
-        if (mass >= want)
-            break;
-        m = n;
+    double want = top_p * total, acc = 0;
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cand_before(&c[hi - 1], &c[lo]))
+            swap_cand(&c[hi - 1], &c[lo]);
+        if (cand_before(&c[mid], &c[lo]))
+            swap_cand(&c[mid], &c[lo]);
+        if (cand_before(&c[hi - 1], &c[mid]))
+            swap_cand(&c[hi - 1], &c[mid]);
+        struct cand pivot = c[mid];
+        swap_cand(&c[mid], &c[hi - 1]);
+        size_t store = lo;
+        double mass = 0;
+        for (size_t i = lo; i < hi - 1; i++) {
+            if (cand_before(&c[i], &pivot)) {
+                mass += c[i].p;
+                swap_cand(&c[i], &c[store++]);
+            }
+        }
+        swap_cand(&c[store], &c[hi - 1]);
+        if (acc + mass >= want) {
+            hi = store;
+        } else if (acc + mass + c[store].p >= want) {
+            return store + 1;
+        } else {
+            acc += mass + c[store].p;
+            lo = store + 1;
+        }
     }
-    qsort(c, m, sizeof *c, cmp_cand);
-    double cum = 0;
-    for (size_t i = 0; i < m; i++) {
-        cum += c[i].p;
-        if (cum >= want)
-            return i + 1;
-    }
-    return m;
+    return hi > lo ? lo + 1 : (lo > 0 ? lo : 1);
 }
 
 herd_status herd_sampler_sample(herd_sampler *s, const float *logits, int32_t n_vocab,
