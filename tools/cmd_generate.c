@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>   /* default seed */
+#include <unistd.h> /* getpid */
 
 struct gen_opts {
-    int n_predict, ids_out, have_temp;
-    double temp, top_p, min_p;
-    int top_k;
+    int n_predict, ids_out;
+    double temp, top_p, min_p; /* < 0: not given */
+    int top_k;                 /* < 0: not given */
     uint64_t seed;
     int have_seed;
 };
@@ -26,15 +28,6 @@ static int is_eos(const herd_model_info *in, int32_t id)
     return 0;
 }
 
-static int32_t argmax(const float *v, int32_t n)
-{
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
-}
-
 static int parse_gen_option(struct gen_opts *g, int argc, char **argv, int *i)
 {
     const char *a = argv[*i], *v = NULL;
@@ -44,7 +37,6 @@ static int parse_gen_option(struct gen_opts *g, int argc, char **argv, int *i)
     } else if (strcmp(a, "--temp") == 0) {
         if (cli_value(argc, argv, i, &v) || cli_parse_float(v, 0.0, 100.0, &g->temp))
             return v ? cli_fail("--temp: expected a number from 0 to 100") : 1;
-        g->have_temp = 1;
     } else if (strcmp(a, "--top-p") == 0) {
         if (cli_value(argc, argv, i, &v) || cli_parse_float(v, 0.0, 1.0, &g->top_p))
             return v ? cli_fail("--top-p: expected a number from 0 to 1") : 1;
@@ -71,7 +63,7 @@ static int parse_gen_option(struct gen_opts *g, int argc, char **argv, int *i)
 int cmd_generate(int argc, char **argv)
 {
     struct cli_model_opts o = {0};
-    struct gen_opts g = {.n_predict = 128, .top_k = 40, .top_p = -1.0, .min_p = 0.05};
+    struct gen_opts g = {.n_predict = 128, .temp = -1, .top_k = -1, .top_p = -1, .min_p = -1};
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(&o, argc, argv, &i);
         if (r < 0)
@@ -84,10 +76,20 @@ int cmd_generate(int argc, char **argv)
     if (cli_model_open(&o, &m, &c))
         return 1;
     const herd_model_info *in = herd_model_get_info(m);
-    if (!g.have_temp)
-        g.temp = in->default_temperature >= 0 ? in->default_temperature : 0.8;
-    if (g.top_p < 0)
-        g.top_p = in->default_top_p >= 0 ? in->default_top_p : 0.95;
+    /* Sampling defaults: the model's generation_config.json, else the Llama 3.x Instruct
+     * values (temperature 0.6, top_p 0.9); options override. */
+    herd_sampler_params sp = herd_sampler_default_params();
+    herd_sampler_params_from_model(&sp, in);
+    if (g.temp >= 0)
+        sp.temperature = (float)g.temp;
+    if (g.top_p >= 0)
+        sp.top_p = (float)g.top_p;
+    if (g.min_p >= 0)
+        sp.min_p = (float)g.min_p;
+    if (g.top_k >= 0)
+        sp.top_k = g.top_k;
+    sp.seed = g.have_seed ? g.seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    herd_sampler *smp = NULL;
     int rc = 1;
     int32_t *ids = NULL, *out_ids = NULL;
     float *logits = NULL;
@@ -100,10 +102,12 @@ int cmd_generate(int argc, char **argv)
         cli_fail("the prompt has %zu tokens; the context holds %d (use --ctx)", n, n_ctx);
         goto done;
     }
-    if (g.temp > 0) {
-        cli_fail("sampling with --temp > 0 needs the sampler chain (not built yet); use --temp 0");
+    if (herd_sampler_new(&sp, in->n_vocab, &smp) != HERD_OK) {
+        cli_fail_status(HERD_ERR_NOMEM);
         goto done;
     }
+    for (size_t i = 0; i < n; i++)
+        herd_sampler_accept(smp, ids[i]);
     logits = malloc((size_t)in->n_vocab * sizeof *logits);
     out_ids = malloc(((size_t)g.n_predict + 1) * sizeof *out_ids);
     if (!logits || !out_ids) {
@@ -123,7 +127,10 @@ int cmd_generate(int argc, char **argv)
     int32_t pos = (int32_t)n;
     char piece[256];
     while (s == HERD_OK && (int)n_out < g.n_predict) {
-        int32_t next = argmax(logits, in->n_vocab);
+        int32_t next = 0;
+        if ((s = herd_sampler_sample(smp, logits, in->n_vocab, &next)) != HERD_OK)
+            break;
+        herd_sampler_accept(smp, next);
         if (is_eos(in, next))
             break;
         out_ids[n_out++] = next;
@@ -160,6 +167,7 @@ int cmd_generate(int argc, char **argv)
     }
     rc = 0;
 done:
+    herd_sampler_free(smp);
     herd_detok_stream_free(ds);
     free(ids);
     free(out_ids);
