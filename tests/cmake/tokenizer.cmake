@@ -20,3 +20,9 @@ if(Python3_Interpreter_FOUND)
   set_tests_properties(tokenizer_cli PROPERTIES LABELS golden SKIP_RETURN_CODE 77
                        FIXTURES_REQUIRED tok_gguf)
 endif()
+
+# bench/tokenizer: not part of `all` (bench/ never gates); build with
+# `cmake --build BUILD --target bench_tokenizer`, run bench/tokenizer/run_bench.py.
+add_executable(bench_tokenizer EXCLUDE_FROM_ALL ${PROJECT_SOURCE_DIR}/bench/tokenizer/bench_tokenizer.c)
+target_link_libraries(bench_tokenizer PRIVATE herd_tokenizer)
+set_target_properties(bench_tokenizer PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
