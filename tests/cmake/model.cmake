@@ -1,0 +1,94 @@
+# Model suite: tiny random-weight Llama 3.x models, generated at test time into the build
+# tree (tests/models/make_model.py, numpy + gguf), checked against committed goldens from the
+# independent numpy reference (scripts/golden_model.py), in both formats, plus bad-input
+# cases for the loader. Labels: golden (reference agreement), e2e (bad input).
+if(NOT Python3_Interpreter_FOUND)
+  message(STATUS "model tests: no Python 3 interpreter, skipped")
+  return()
+endif()
+
+set(MODEL_DIR ${CMAKE_BINARY_DIR}/test-models)
+set(MODEL_WORK ${CMAKE_BINARY_DIR}/test-models-work)
+set(BAD_DIR ${MODEL_DIR}/bad)
+set(COMPARE ${Python3_EXECUTABLE} ${HERD_TESTS}/tools/compare_logits.py)
+set(EXPECT_FAIL ${Python3_EXECUTABLE} ${HERD_TESTS}/tools/expect_fail.py)
+
+add_test(NAME model_make
+  COMMAND ${CMAKE_COMMAND} -E env HERD_SHARED_DATA=${HERD_SHARED_DATA}
+          ${Python3_EXECUTABLE} ${HERD_TESTS}/models/make_model.py ${MODEL_DIR})
+add_test(NAME model_make_bad
+  COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/models/make_bad_models.py ${BAD_DIR})
+set_tests_properties(model_make PROPERTIES FIXTURES_SETUP model_files LABELS golden)
+set_tests_properties(model_make_bad PROPERTIES FIXTURES_SETUP model_files LABELS e2e
+  DEPENDS model_make)
+
+# One golden per configuration; each is checked on the HF folder and on the GGUF copy, and
+# the two copies are checked against each other.
+file(GLOB model_goldens CONFIGURE_DEPENDS ${HERD_TESTS}/golden/model/*.golden)
+foreach(golden ${model_goldens})
+  get_filename_component(cfg ${golden} NAME_WE)
+  foreach(fmt hf model.gguf)
+    string(REPLACE "model.gguf" "gguf" tag ${fmt})
+    add_test(NAME model_golden_${cfg}_${tag}
+      COMMAND ${COMPARE} golden --herd ${HERD_BIN} --golden ${golden}
+              --model ${MODEL_DIR}/${cfg}/${fmt} --hf ${MODEL_DIR}/${cfg}/hf
+              --work ${MODEL_WORK}/${cfg}_${tag})
+    set_tests_properties(model_golden_${cfg}_${tag} PROPERTIES LABELS golden
+      FIXTURES_REQUIRED model_files SKIP_RETURN_CODE 77 TIMEOUT 900)
+  endforeach()
+  add_test(NAME model_gguf_vs_hf_${cfg}
+    COMMAND ${COMPARE} pair --herd ${HERD_BIN} --a ${MODEL_DIR}/${cfg}/model.gguf
+            --b ${MODEL_DIR}/${cfg}/hf --tokens-from ${golden} --work ${MODEL_WORK}/${cfg}_pair)
+  set_tests_properties(model_gguf_vs_hf_${cfg} PROPERTIES LABELS golden
+    FIXTURES_REQUIRED model_files SKIP_RETURN_CODE 77 TIMEOUT 900)
+  if(cfg MATCHES "^long_")
+    set_tests_properties(model_golden_${cfg}_hf model_golden_${cfg}_gguf
+      model_gguf_vs_hf_${cfg} PROPERTIES LABELS "golden;slow")
+  endif()
+endforeach()
+
+# Bad input: a non-zero exit, no crash, and a one-line reason naming what is wrong.
+function(model_bad name regex)
+  add_test(NAME model_bad_${name} COMMAND ${EXPECT_FAIL} ${regex} -- ${HERD_BIN} ${ARGN})
+  set_tests_properties(model_bad_${name} PROPERTIES LABELS e2e
+    FIXTURES_REQUIRED model_files)
+endfunction()
+set(out -o ${MODEL_WORK}/bad.bin)
+model_bad(hf_missing_tensor "up_proj" logits -m ${BAD_DIR}/hf_missing_tensor --tokens 1,2 ${out})
+model_bad(gguf_missing_tensor "ffn_up" logits -m ${BAD_DIR}/gguf_missing_tensor.gguf
+  --tokens 1,2 ${out})
+model_bad(hf_wrong_shape "k_proj" logits -m ${BAD_DIR}/hf_wrong_shape --tokens 1,2 ${out})
+model_bad(gguf_wrong_shape "attn_k" logits -m ${BAD_DIR}/gguf_wrong_shape.gguf --tokens 1,2
+  ${out})
+model_bad(hf_arch_gpt2 "gpt2" logits -m ${BAD_DIR}/hf_arch_gpt2 --tokens 1,2 ${out})
+model_bad(gguf_arch_gpt2 "gpt2" logits -m ${BAD_DIR}/gguf_arch_gpt2.gguf --tokens 1,2 ${out})
+model_bad(hf_truncated "safetensors|truncat|short|size" logits -m ${BAD_DIR}/hf_truncated
+  --tokens 1,2 ${out})
+model_bad(gguf_truncated "gguf|truncat|short|size" logits -m ${BAD_DIR}/gguf_truncated.gguf
+  --tokens 1,2 ${out})
+model_bad(gguf_bad_magic "magic|gguf|format" logits -m ${BAD_DIR}/gguf_bad_magic.gguf
+  --tokens 1,2 ${out})
+model_bad(hf_no_config "config.json" logits -m ${BAD_DIR}/hf_no_config --tokens 1,2 ${out})
+model_bad(hf_bad_dtype "I32|dtype|type" logits -m ${BAD_DIR}/hf_bad_dtype --tokens 1,2 ${out})
+model_bad(missing_file "does_not_exist" logits -m ${BAD_DIR}/does_not_exist.gguf
+  --tokens 1,2 ${out})
+# Run-time input errors on the good model (vocabulary 384, context 131072).
+model_bad(token_past_vocab_gguf "999" logits -m ${BAD_DIR}/good/model.gguf --tokens 376,5,999
+  ${out})
+model_bad(token_past_vocab_hf "999" generate -m ${BAD_DIR}/good/hf --tokens 376,5,999 -n 4
+  --temp 0 --ids)
+set(ids20 "376")
+foreach(i RANGE 1 19)
+  string(APPEND ids20 ",${i}")
+endforeach()
+model_bad(prompt_past_ctx_option "context" logits -m ${BAD_DIR}/good/model.gguf --ctx 8
+  --tokens ${ids20} ${out})
+model_bad(prompt_past_ctx_generate "context" generate -m ${BAD_DIR}/good/hf --ctx 8
+  --tokens ${ids20} -n 4 --temp 0 --ids)
+# A model whose own context (max_position_embeddings) is 64, given 100 positions.
+set(ids100 "376")
+foreach(i RANGE 1 99)
+  string(APPEND ids100 ",${i}")
+endforeach()
+model_bad(prompt_past_model_ctx "context" logits -m ${MODEL_DIR}/ctx64_f32/model.gguf
+  --tokens ${ids100} ${out})
