@@ -62,15 +62,15 @@ model_bad(gguf_wrong_shape "attn_k" logits -m ${BAD_DIR}/gguf_wrong_shape.gguf -
   ${out})
 model_bad(hf_arch_gpt2 "gpt2" logits -m ${BAD_DIR}/hf_arch_gpt2 --tokens 1,2 ${out})
 model_bad(gguf_arch_gpt2 "gpt2" logits -m ${BAD_DIR}/gguf_arch_gpt2.gguf --tokens 1,2 ${out})
-model_bad(hf_truncated "safetensors|truncat|short|size" logits -m ${BAD_DIR}/hf_truncated
+model_bad(hf_truncated "past|truncat|short|end of" logits -m ${BAD_DIR}/hf_truncated
   --tokens 1,2 ${out})
-model_bad(gguf_truncated "gguf|truncat|short|size" logits -m ${BAD_DIR}/gguf_truncated.gguf
+model_bad(gguf_truncated "past|truncat|short|end of" logits -m ${BAD_DIR}/gguf_truncated.gguf
   --tokens 1,2 ${out})
-model_bad(gguf_bad_magic "magic|gguf|format" logits -m ${BAD_DIR}/gguf_bad_magic.gguf
+model_bad(gguf_bad_magic "magic" logits -m ${BAD_DIR}/gguf_bad_magic.gguf
   --tokens 1,2 ${out})
 model_bad(hf_no_config "config.json" logits -m ${BAD_DIR}/hf_no_config --tokens 1,2 ${out})
 model_bad(hf_bad_dtype "I32|dtype|type" logits -m ${BAD_DIR}/hf_bad_dtype --tokens 1,2 ${out})
-model_bad(missing_file "does_not_exist" logits -m ${BAD_DIR}/does_not_exist.gguf
+model_bad(missing_file "no such|not found|cannot open|does not exist" logits -m ${BAD_DIR}/does_not_exist.gguf
   --tokens 1,2 ${out})
 # Run-time input errors on the good model (vocabulary 384, context 131072).
 model_bad(token_past_vocab_gguf "999" logits -m ${BAD_DIR}/good/model.gguf --tokens 376,5,999
