@@ -361,7 +361,9 @@ static herd_status make_rope_freqs(struct qz *q, int head_dim)
     double old_len = (double)c->rope_original_max_position_embeddings;
     double low_wl = old_len / c->rope_low_freq_factor, high_wl = old_len / c->rope_high_freq_factor;
     for (int i = 0; i < head_dim / 2; i++) {
-        double freq = 1.0 / pow(c->rope_theta, (double)(2 * i) / head_dim);
+        /* the converter computes the frequencies in float32 (torch), the rest in double */
+        float fr = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)head_dim);
+        double freq = fr;
         double wl = 2.0 * M_PI / freq;
         double f;
         if (wl < high_wl) {
@@ -612,7 +614,8 @@ static herd_status hf_metadata(struct qz *q, const char *dir, struct gguf_writer
         (s = gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon",
                                  (float)c->rms_norm_eps)))
         return s;
-    if (head_dim * c->num_attention_heads != c->hidden_size &&
+    /* as the converter: key/value_length whenever config.json names head_dim */
+    if ((c->head_dim != 0 || head_dim * c->num_attention_heads != c->hidden_size) &&
         ((s = gguf_writer_set_u32(w, "llama.attention.key_length", (uint32_t)head_dim)) ||
          (s = gguf_writer_set_u32(w, "llama.attention.value_length", (uint32_t)head_dim))))
         return s;
@@ -794,7 +797,6 @@ herd_status herd_quantize(const char *in, const char *out, const herd_quantize_p
     struct herd_pool *pool = NULL;
     float *scratch = NULL;
     herd_status *status = NULL;
-    char *tmp = NULL;
     herd_status s;
 
     if ((s = gguf_writer_new(&w)))
@@ -842,25 +844,9 @@ herd_status herd_quantize(const char *in, const char *out, const herd_quantize_p
             goto fail;
         }
     }
-    size_t n = strlen(out);
-    if (!(tmp = herd_malloc(n + 5))) {
-        s = herd_fail(HERD_ERR_NOMEM, "path");
-        goto fail;
-    }
-    memcpy(tmp, out, n);
-    memcpy(tmp + n, ".tmp", 5);
-    if ((s = gguf_writer_write(w, tmp)))
-        goto fail;
-    if (rename(tmp, out) != 0) {
-        s = herd_fail(HERD_ERR_IO, "%s: cannot rename the finished file into place", out);
-        goto fail;
-    }
-    goto done;
+    /* the writer writes OUT.tmp and renames it into place when complete */
+    s = gguf_writer_write(w, out);
 fail:
-    if (tmp)
-        remove(tmp);
-done:
-    herd_free(tmp);
     herd_free(scratch);
     herd_free(status);
     herd_pool_free(pool);
