@@ -86,6 +86,15 @@ int main(int argc, char **argv)
         uint8_t *w = malloc(wb * (size_t)copies);
         for (size_t i = 0; i < wb * (size_t)copies; i++)
             w[i] = (uint8_t)(i * 2654435761u >> 13);
+        /* random bits make f32/bf16 denormals (microcode assists): write normal values */
+        if (types[ti].t == HERD_DTYPE_F32 || types[ti].t == HERD_DTYPE_BF16) {
+            size_t es = types[ti].t == HERD_DTYPE_F32 ? 4 : 2;
+            for (size_t i = 0; i < wb * (size_t)copies / es; i++) {
+                float f = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+                uint16_t h = f32_to_bf16(f);
+                memcpy(w + i * es, es == 4 ? (const void *)&f : (const void *)&h, es);
+            }
+        }
         /* sane small scales: overwrite every 2-byte word that could be a scale is costly;
          * random bytes are fine for speed, NaN/inf scales only change values */
         size_t xrb = kernels_act_row_bytes(mk->act_type, cols);
