@@ -39,17 +39,10 @@ bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
     return false;
 }
 
-/* TODO(#4): the tool-call parser is declared but not yet in the tree; a weak reference
- * keeps `herd` linking meanwhile (no tool calls are reported until it lands). */
-#pragma weak herd_chat_parse_output
-#pragma weak herd_chat_output_free
-
 cJSON *srv_parse_tool_calls(const char *text, size_t len, const char *req_id, char **content)
 {
     *content = NULL;
     herd_chat_output *out = NULL;
-    if (!herd_chat_parse_output || !herd_chat_output_free)
-        return NULL;
     if (herd_chat_parse_output(text, len, &out) != HERD_OK || !out || out->n_calls == 0) {
         herd_chat_output_free(out);
         return NULL;

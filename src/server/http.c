@@ -462,6 +462,7 @@ static enum MHD_Result handle_generate(struct server *sv, const char *ep,
         if (herd_detokenize(sv->tok, r->prompt + skip, (size_t)(r->n_prompt - skip), &echo,
                             &len) != HERD_OK)
             echo = NULL;
+        r->text_base = echo ? (int64_t)len : 0;
     }
     uint64_t seq = atomic_fetch_add(&sv->next_id, 1);
     snprintf(r->id, sizeof r->id, "%s-%llx%06llx", kind == SRV_CHAT ? "chatcmpl" : "cmpl",

@@ -174,7 +174,7 @@ static bool slot_assign(struct srv_sched *s, struct srv_req *r)
     target->n_cache = keep;
     target->n_fed = keep;
     target->n_gen = 0;
-    target->text_off = 0;
+    target->text_off = r->text_base;
     target->max_gen = r->p.max_tokens > 0 ? r->p.max_tokens : s->n_ctx - r->n_prompt;
     buf_init(&target->held, 0);
     r->n_cached = keep;
@@ -292,7 +292,7 @@ static void on_logits(struct srv_sched *s, struct slot *sl, const float *row)
         lp = NULL;
     }
     bool length = !stop_tok && (sl->n_gen >= sl->max_gen || sl->n_cache >= s->n_ctx);
-    char piece[256];
+    char piece[1024]; /* a token's bytes plus a held partial UTF-8 sequence; tokens are short */
     size_t n = 0;
     if (!stop_tok && herd_detok_stream_push(sl->detok, id, piece, sizeof piece, &n) == HERD_OK)
         buf_append(&sl->held, piece, n);

@@ -98,6 +98,7 @@ struct srv_req {
     char id[48];              /* "chatcmpl-..." / "cmpl-..." */
     int64_t created;          /* unix seconds */
     double t_arrival;         /* herd_time_s() when the request was accepted */
+    int64_t text_base;        /* bytes before the generated text (echo), for text_offset */
     atomic_int refs;
     atomic_bool cancelled;
 

@@ -346,8 +346,31 @@ static void test_metrics(void)
     srv_metrics_free(m);
 }
 
+static void test_tool_calls(void)
+{
+    const char *t = "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}";
+    char *content = NULL;
+    cJSON *calls = srv_parse_tool_calls(t, strlen(t), "chatcmpl-9", &content);
+    CHECK(cJSON_GetArraySize(calls) == 1);
+    cJSON *c0 = cJSON_GetArrayItem(calls, 0);
+    cJSON *fn = cJSON_GetObjectItem(c0, "function");
+    CHECK(!strcmp(cJSON_GetObjectItem(c0, "type")->valuestring, "function"));
+    CHECK(!strcmp(cJSON_GetObjectItem(c0, "id")->valuestring, "call_chatcmpl-9_0"));
+    CHECK(!strcmp(cJSON_GetObjectItem(fn, "name")->valuestring, "get_weather"));
+    cJSON *args = cJSON_Parse(cJSON_GetObjectItem(fn, "arguments")->valuestring);
+    CHECK(!strcmp(cJSON_GetObjectItem(args, "city")->valuestring, "Paris"));
+    CHECK(content && content[0] == '\0');
+    cJSON_Delete(args);
+    cJSON_Delete(calls);
+    herd_free(content);
+    const char *plain = "The weather is fine.";
+    CHECK(srv_parse_tool_calls(plain, strlen(plain), "x", &content) == NULL);
+    herd_free(content);
+}
+
 int main(void)
 {
+    test_tool_calls();
     test_parse();
     test_parse_values();
     test_error_json();
