@@ -33,13 +33,12 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 from golden_model import read_golden  # noqa: E402
 
 SKIP = 77
-# Relative tolerance by weight type (docs/internals/reference.md). F32: the 1e-4.
-# F16 / BF16: the reference multiplies the same rounded weights in float32, but an engine may
-# round each matmul's activations to the weight type (as llama.cpp does, and as Meta's
-# reference does by running a bf16 checkpoint in bf16); emulating that in the reference moves
-# logits by about 3 unit roundoffs of max|ref|, so the bound is 8 unit roundoffs:
-# 8 * 2^-11 for F16, 8 * 2^-8 for BF16.
-TOL = {"F32": 1e-4, "F16": 8 * 2.0 ** -11, "BF16": 8 * 2.0 ** -8}
+# Relative tolerance by weight type (docs/internals/reference.md): the 1e-4 for all
+# float weights. The reference multiplies the same rounded weights in float32 and herd keeps
+# float32 activations and an f32 KV cache for float weights in `logits`/`generate`, so only
+# summation order differs (measured ~2e-6 relative for F32, F16 and BF16 alike). A kernel
+# that rounded activations to bf16 (as llama.cpp does) moves logits by ~1e-2 and fails here.
+TOL = {"F32": 1e-4, "F16": 1e-4, "BF16": 1e-4}
 
 
 def weights_sha256(hf_dir):
