@@ -61,21 +61,21 @@ count() { pane; grep -cE -- "$1" "$PANE_LOG"; }
 send() { T send-keys -t "$SESSION" -l -- "$1"; T send-keys -t "$SESSION" Enter; }
 
 wait_for "chatting with" 60
-wait_for "^>>>" 10
+wait_for "^>>>" 30
 n=$(count "tokens/s")
 send "Hello, who are you?"
 wait_for "tokens/s" 60 "$n"
 n=$(count "/reset ")
 send "/help"
-wait_for "/reset " 10 "$n"
+wait_for "/reset " 30 "$n"
 send "/system You are a pirate."
-wait_for "system prompt set" 10
+wait_for "system prompt set" 30
 send "/reset"
-wait_for "conversation cleared\)" 10
+wait_for "conversation cleared\)" 30
 # multi-line: a continued line, then a """ block
 n=$(count "tokens/s")
 send 'first line \'
-wait_for '^\.\.\.' 10
+wait_for '^\.\.\.' 30
 send "second line"
 wait_for "tokens/s" 60 "$n"
 n=$(count "tokens/s")
@@ -94,7 +94,7 @@ send "Write a very long story."
 sleep 1
 T send-keys -t "$SESSION" C-c
 wait_for "stopped \(Ctrl-C\)" 30
-wait_for "^>>>" 10 1
+wait_for "^>>>" 30 1
 [ "$(count HERD-EXITED)" -eq 0 ] || fail "Ctrl-C ended the program"
 # Ctrl-C at the prompt does not end it either
 T send-keys -t "$SESSION" C-c
@@ -114,7 +114,7 @@ for i in 1 2 3 4; do
 done
 [ "$(count 'outgrew the context')" -gt 0 ] || { cat "$PANE_LOG"; fail "no context-overflow notice after 4 long turns in 160 positions"; }
 send "/exit"
-wait_for "HERD-EXITED-0" 10
+wait_for "HERD-EXITED-0" 30
 T kill-server 2>/dev/null
 echo "run_tmux: all checks passed"
 exit 0
