@@ -385,6 +385,19 @@ HERD_API void herd_sampler_accept(herd_sampler *s, int32_t token);
 /* Forgets the accepted tokens and restarts the generator from the seed. */
 HERD_API void herd_sampler_reset(herd_sampler *s);
 
+/* ---------------------------------------------------------------- dist (MPI) */
+
+/* Call first in main, with main's argc/argv. Under mpirun with more than one rank (an MPI
+ * build), rank 0 returns false and goes on to be the program: every herd_model/context/
+ * decode call it makes is carried out by all ranks on their share of the model (tensor
+ * parallel within pipeline stages; HERD_TP / HERD_PP force the split). Ranks > 0 serve
+ * rank 0 inside this call and return true when it exits: main then returns *exit_code.
+ * Without MPI, or with one rank, it returns false and changes nothing. Not thread-safe. */
+HERD_API bool herd_dist_init(int *argc, char ***argv, int *exit_code);
+/* This process's rank and the number of ranks (0 and 1 without MPI). */
+HERD_API int herd_dist_rank(void);
+HERD_API int herd_dist_size(void);
+
 /* ---------------------------------------------------------------- CPU kernels */
 
 /* Name of the CPU kernel variant in use ("ref", "avx2", "avx512", "neon"). HERD_CPU_ISA in

@@ -34,6 +34,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    int code;
+    if (herd_dist_init(&argc, &argv, &code))
+        return code; /* an MPI rank > 0: it followed rank 0 until the job ended */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -31,6 +31,19 @@ herd_status herd_context_new(const herd_model *m, const herd_context_params *par
     *out = NULL;
     herd_clear_error();
     herd_context_params p = params ? *params : herd_context_default_params();
+    if (follow_leading())
+        return follow_context_new(m, &p, out);
+    return context_new_local(m, &p, out);
+}
+
+/* The sizes below are this rank's share (m->sh): its stage's layers, its KV heads, query
+ * heads and FFN slice; in one process, the whole model. */
+herd_status context_new_local(const herd_model *m, const herd_context_params *params,
+                              herd_context **out)
+{
+    *out = NULL;
+    herd_context_params p = *params;
+    const struct shard *sh = &m->sh;
     const herd_model_info *in = &m->info;
     if (p.n_ctx < 0 || p.n_seq < 0 || p.n_batch < 0 || p.n_threads < 0)
         return herd_fail(HERD_ERR_INVALID, "context sizes must not be negative");
@@ -58,20 +71,21 @@ herd_status herd_context_new(const herd_model *m, const herd_context_params *par
     c->n_seq = p.n_seq;
     c->n_batch = p.n_batch;
     c->kv_type = p.kv_type;
-    c->kv_dim = (int64_t)in->n_kv_heads * in->head_dim;
+    c->n_layers = sh->l1 - sh->l0;
+    c->kv_dim = (int64_t)sh->n_kvh * in->head_dim;
     c->kv_elem = p.kv_type == HERD_DTYPE_F16 ? 2 : 4;
-    int64_t q_dim = (int64_t)in->n_heads * in->head_dim;
+    int64_t q_dim = (int64_t)sh->n_h * in->head_dim;
     int64_t max_cols = in->dim;
     if (q_dim > max_cols)
         max_cols = q_dim;
-    if (in->hidden_dim > max_cols)
-        max_cols = in->hidden_dim;
+    if (sh->n_ff > max_cols)
+        max_cols = sh->n_ff;
 
     herd_status s = herd_pool_new(p.n_threads, &c->pool);
     if (s != HERD_OK)
         goto fail;
     size_t per_layer = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)c->kv_dim;
-    size_t kv_elems = per_layer * (size_t)in->n_layers;
+    size_t kv_elems = per_layer * (size_t)c->n_layers;
     void *kc = NULL, *vc = NULL, *len = NULL;
     if ((s = herd_alloc_array(&kc, kv_elems, c->kv_elem, "KV cache (keys)")) ||
         (s = herd_alloc_array(&vc, kv_elems, c->kv_elem, "KV cache (values)")) ||
@@ -91,10 +105,14 @@ herd_status herd_context_new(const herd_model *m, const herd_context_params *par
         (s = alloc_f32(&c->q, B * q_dim, "queries")) ||
         (s = alloc_f32(&c->kv, B * c->kv_dim * 2, "keys/values")) ||
         (s = alloc_f32(&c->att, B * q_dim, "attention output")) ||
-        (s = alloc_f32(&c->hb, B * in->hidden_dim, "FFN activations")) ||
-        (s = alloc_f32(&c->hb2, B * in->hidden_dim, "FFN activations")) ||
+        (s = alloc_f32(&c->hb, B * sh->n_ff, "FFN activations")) ||
+        (s = alloc_f32(&c->hb2, B * sh->n_ff, "FFN activations")) ||
         (s = alloc_f32(&c->rope, B * in->head_dim, "RoPE table")) ||
         (s = alloc_f32(&c->scores, (size_t)nth * c->n_ctx, "attention scores")))
+        goto fail;
+    if (sh->tp > 1 && (s = alloc_f32(&c->red, B * in->dim, "all-reduce scratch")))
+        goto fail;
+    if (sh->rank > 0 && (s = alloc_f32(&c->logits, B * sh->n_v, "logits slice")))
         goto fail;
     /* Quantized activations are never larger than the f32 rows they come from. */
     c->act = herd_malloc_aligned(B * (size_t)max_cols * sizeof(float) + 64, 64);
@@ -108,7 +126,7 @@ herd_status herd_context_new(const herd_model *m, const herd_context_params *par
     *out = c;
     return HERD_OK;
 fail:
-    herd_context_free(c);
+    context_free_local(c);
     return s;
 }
 
@@ -116,11 +134,21 @@ void herd_context_free(herd_context *c)
 {
     if (!c)
         return;
+    if (follow_leading())
+        follow_context_free(c);
+    context_free_local(c);
+}
+
+void context_free_local(herd_context *c)
+{
+    if (!c)
+        return;
     herd_pool_free(c->pool);
     herd_free(c->k_cache);
     herd_free(c->v_cache);
     herd_free(c->seq_len);
-    float *bufs[] = {c->x, c->xb, c->q, c->kv, c->att, c->hb, c->hb2, c->rope, c->scores};
+    float *bufs[] = {c->x,    c->xb,     c->q,   c->kv,    c->att, c->hb,
+                     c->hb2,  c->rope,   c->scores, c->red, c->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         herd_free(bufs[i]);
     herd_free_aligned(c->act);
@@ -134,7 +162,7 @@ int32_t herd_context_n_ctx(const herd_context *c)
 
 int64_t herd_context_kv_bytes(const herd_context *c)
 {
-    return 2 * (int64_t)c->m->info.n_layers * c->n_seq * c->n_ctx * c->kv_dim * c->kv_elem;
+    return 2 * (int64_t)c->n_layers * c->n_seq * c->n_ctx * c->kv_dim * c->kv_elem;
 }
 
 static herd_status check_seq(const herd_context *c, int32_t seq)
@@ -145,6 +173,13 @@ static herd_status check_seq(const herd_context *c, int32_t seq)
 }
 
 herd_status herd_seq_truncate(herd_context *c, int32_t seq, int32_t from)
+{
+    if (follow_leading())
+        return follow_seq_truncate(c, seq, from);
+    return seq_truncate_local(c, seq, from);
+}
+
+herd_status seq_truncate_local(herd_context *c, int32_t seq, int32_t from)
 {
     herd_status s = check_seq(c, seq);
     if (s != HERD_OK)
@@ -158,6 +193,13 @@ herd_status herd_seq_truncate(herd_context *c, int32_t seq, int32_t from)
 
 herd_status herd_seq_copy(herd_context *c, int32_t dst, int32_t src, int32_t n)
 {
+    if (follow_leading())
+        return follow_seq_copy(c, dst, src, n);
+    return seq_copy_local(c, dst, src, n);
+}
+
+herd_status seq_copy_local(herd_context *c, int32_t dst, int32_t src, int32_t n)
+{
     herd_status s;
     if ((s = check_seq(c, dst)) || (s = check_seq(c, src)))
         return s;
@@ -169,7 +211,7 @@ herd_status herd_seq_copy(herd_context *c, int32_t dst, int32_t src, int32_t n)
         return HERD_OK;
     }
     size_t row = (size_t)c->kv_dim * c->kv_elem;
-    for (int l = 0; l < c->m->info.n_layers; l++) {
+    for (int l = 0; l < c->n_layers; l++) {
         memcpy(kv_row(c, c->k_cache, l, dst, 0), kv_row(c, c->k_cache, l, src, 0), row * n);
         memcpy(kv_row(c, c->v_cache, l, dst, 0), kv_row(c, c->v_cache, l, src, 0), row * n);
     }

@@ -11,8 +11,15 @@
  * A batch may mix sequences; each token attends to positions 0..pos of its own sequence in
  * the KV cache, which holds this batch's keys before attention runs — that is the causal
  * mask, in one pass. Long batches are cut into chunks of n_batch tokens.
+ *
+ * Every size below is this rank's share (model.h struct shard, shard.c): in one process the
+ * whole model, so the code runs exactly as it would without dist/. In an MPI job a rank runs
+ * its stage's layers on its heads and FFN slice; the partial sums of wo and ffn_down are
+ * added by an ordered all-reduce over the tensor group, the residual stream moves between
+ * stages by point-to-point messages, and the vocabulary slices of the logits meet on rank 0.
  */
 #include "context.h"
+#include "dist/dist.h"
 
 #include <math.h> /* expf, cos, sin */
 
@@ -118,13 +125,14 @@ static void rope_store_rows(void *arg, int ith, int nth)
     struct tok_job *j = arg;
     herd_context *c = j->c;
     const herd_model_info *in = &c->m->info;
-    int64_t q_dim = (int64_t)in->n_heads * in->head_dim, lo, hi;
+    const struct shard *sh = &c->m->sh;
+    int64_t q_dim = (int64_t)sh->n_h * in->head_dim, lo, hi;
     herd_split(j->n, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         const float *cs = c->rope + t * in->head_dim;
         float *k = c->kv + t * 2 * c->kv_dim;
-        rope_apply(c, c->q + t * q_dim, in->n_heads, cs);
-        rope_apply(c, k, in->n_kv_heads, cs);
+        rope_apply(c, c->q + t * q_dim, sh->n_h, cs);
+        rope_apply(c, k, sh->n_kvh, cs);
         int32_t seq = j->b->seq[j->t0 + t], pos = j->b->pos[j->t0 + t];
         store_kv(c, kv_row(c, c->k_cache, j->layer, seq, pos), k);
         store_kv(c, kv_row(c, c->v_cache, j->layer, seq, pos), k + c->kv_dim);
@@ -135,11 +143,11 @@ static void rope_store_rows(void *arg, int ith, int nth)
 static void attend(herd_context *c, const struct tok_job *j, int64_t t, int h, float *sc)
 {
     const herd_model_info *in = &c->m->info;
-    int hd = in->head_dim;
+    int hd = in->head_dim, n_h = c->m->sh.n_h;
     int kvh = h / (in->n_heads / in->n_kv_heads);
     int32_t seq = j->b->seq[j->t0 + t], pos = j->b->pos[j->t0 + t];
-    const float *q = c->q + t * (int64_t)in->n_heads * hd + (int64_t)h * hd;
-    float *out = c->att + t * (int64_t)in->n_heads * hd + (int64_t)h * hd;
+    const float *q = c->q + t * (int64_t)n_h * hd + (int64_t)h * hd;
+    float *out = c->att + t * (int64_t)n_h * hd + (int64_t)h * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     size_t off = (size_t)kvh * hd * c->kv_elem;
     int f16 = c->kv_type == HERD_DTYPE_F16;
@@ -173,7 +181,7 @@ static void attention_rows(void *arg, int ith, int nth)
 {
     struct tok_job *j = arg;
     herd_context *c = j->c;
-    int n_heads = c->m->info.n_heads;
+    int n_heads = c->m->sh.n_h;
     int64_t lo, hi;
     herd_split(j->n * n_heads, ith, nth, &lo, &hi);
     float *sc = c->scores + (int64_t)ith * c->n_ctx;
@@ -185,7 +193,7 @@ static void swiglu_rows(void *arg, int ith, int nth)
 {
     struct tok_job *j = arg;
     herd_context *c = j->c;
-    int64_t hd = c->m->info.hidden_dim, lo, hi;
+    int64_t hd = c->m->sh.n_ff, lo, hi;
     herd_split(j->n, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++)
         c->k->swiglu(c->hb + t * hd, c->hb + t * hd, c->hb2 + t * hd, hd);
@@ -212,61 +220,133 @@ static void rope_table(herd_context *c, const herd_batch *b, int64_t t0, int64_t
     }
 }
 
-static herd_status forward_chunk(herd_context *c, const herd_batch *b, int64_t t0, int64_t n,
-                                 float *out, int64_t *out_row)
+/* The chunk's residual stream: embeddings on the first stage, else what the previous stage
+ * computed, from the rank with the same tensor index (every tensor rank holds a replica). */
+static herd_status chunk_input(herd_context *c, const herd_batch *b, int64_t t0, int64_t n)
 {
     const herd_model *m = c->m;
-    const herd_model_info *in = &m->info;
-    int64_t dim = in->dim, q_dim = (int64_t)in->n_heads * in->head_dim, kvd = c->kv_dim;
+    int64_t dim = m->info.dim;
+    if (m->sh.stage > 0)
+        return dist_get()->recv_f32(c->x, n * dim, m->sh.rank - m->sh.tp,
+                                    "receiving the previous stage's activations");
     herd_status s;
     for (int64_t t = 0; t < n; t++)
         if ((s = weight_row_f32(&m->tok_embd, b->tokens[t0 + t], c->x + t * dim)))
             return s;
-    rope_table(c, b, t0, n);
-    struct tok_job j = {.c = c, .b = b, .t0 = t0, .n = n};
-    for (int l = 0; l < in->n_layers; l++) {
-        const struct layer *L = &m->layers[l];
-        j.layer = l;
-        j.norm_w = L->attn_norm;
-        herd_pool_run(c->pool, rmsnorm_rows, &j);
-        matmul(c, c->q, q_dim, &L->wq, c->xb, dim, n);
-        matmul(c, c->kv, 2 * kvd, &L->wk, c->xb, dim, n);
-        matmul(c, c->kv + kvd, 2 * kvd, &L->wv, c->xb, dim, n);
-        herd_pool_run(c->pool, rope_store_rows, &j);
-        herd_pool_run(c->pool, attention_rows, &j);
-        matmul(c, c->xb, dim, &L->wo, c->att, q_dim, n);
-        add_rows(c->x, c->xb, n * dim);
-        j.norm_w = L->ffn_norm;
-        herd_pool_run(c->pool, rmsnorm_rows, &j);
-        matmul(c, c->hb, in->hidden_dim, &L->w_gate, c->xb, dim, n);
-        matmul(c, c->hb2, in->hidden_dim, &L->w_up, c->xb, dim, n);
-        herd_pool_run(c->pool, swiglu_rows, &j);
-        matmul(c, c->xb, dim, &L->w_down, c->hb, in->hidden_dim, n);
-        add_rows(c->x, c->xb, n * dim);
-    }
-    /* Final norm and the vocabulary projection, only for the rows that want logits; they
-     * are gathered to the front of x so the projection sees contiguous rows. */
-    int64_t n_out = 0;
-    for (int64_t t = 0; t < n; t++) {
-        if (!b->logits || !b->logits[t0 + t])
-            continue;
-        if (n_out != t)
-            memcpy(c->x + n_out * dim, c->x + t * dim, (size_t)dim * sizeof(float));
-        n_out++;
-    }
+    return HERD_OK;
+}
+
+/* Adds a tensor group's partial sums of a projection (n rows of dim) in rank order. */
+static herd_status reduce_tp(herd_context *c, float *y, int64_t n, const char *what)
+{
+    if (c->m->sh.tp == 1)
+        return HERD_OK;
+    return dist_get()->allreduce_tp(y, n * c->m->info.dim, c->red, what);
+}
+
+static herd_status layer_forward(herd_context *c, struct tok_job *j, int l)
+{
+    const herd_model *m = c->m;
+    const herd_model_info *in = &m->info;
+    const struct layer *L = &m->layers[l];
+    int64_t dim = in->dim, q_dim = (int64_t)m->sh.n_h * in->head_dim, kvd = c->kv_dim;
+    int64_t n = j->n;
+    herd_status s;
+    j->layer = l - m->sh.l0;
+    j->norm_w = L->attn_norm;
+    herd_pool_run(c->pool, rmsnorm_rows, j);
+    matmul(c, c->q, q_dim, &L->wq, c->xb, dim, n);
+    matmul(c, c->kv, 2 * kvd, &L->wk, c->xb, dim, n);
+    matmul(c, c->kv + kvd, 2 * kvd, &L->wv, c->xb, dim, n);
+    herd_pool_run(c->pool, rope_store_rows, j);
+    herd_pool_run(c->pool, attention_rows, j);
+    matmul(c, c->xb, dim, &L->wo, c->att, q_dim, n);
+    if ((s = reduce_tp(c, c->xb, n, "the attention all-reduce")))
+        return s;
+    add_rows(c->x, c->xb, n * dim);
+    j->norm_w = L->ffn_norm;
+    herd_pool_run(c->pool, rmsnorm_rows, j);
+    matmul(c, c->hb, m->sh.n_ff, &L->w_gate, c->xb, dim, n);
+    matmul(c, c->hb2, m->sh.n_ff, &L->w_up, c->xb, dim, n);
+    herd_pool_run(c->pool, swiglu_rows, j);
+    matmul(c, c->xb, dim, &L->w_down, c->hb, m->sh.n_ff, n);
+    if ((s = reduce_tp(c, c->xb, n, "the FFN all-reduce")))
+        return s;
+    add_rows(c->x, c->xb, n * dim);
+    return HERD_OK;
+}
+
+/* Final norm and the vocabulary projection, only for the rows that want logits; the last
+ * stage gathers them to the front of x so the projection sees contiguous rows. In a job,
+ * the normed rows go to every rank, each projects its vocabulary slice, and rank 0 receives
+ * the slices straight into their columns of out. */
+static herd_status chunk_logits(herd_context *c, struct tok_job *j, float *out,
+                                int64_t *out_row)
+{
+    const herd_model *m = c->m;
+    const struct shard *sh = &m->sh;
+    const struct dist_ops *d = dist_get();
+    int64_t dim = m->info.dim, n_vocab = m->info.n_vocab, n_out = 0;
+    herd_status s;
+    for (int64_t t = 0; t < j->n; t++)
+        n_out += j->b->logits && j->b->logits[j->t0 + t];
     if (n_out == 0)
         return HERD_OK;
-    j.norm_w = m->out_norm;
-    j.n = n_out;
-    herd_pool_run(c->pool, rmsnorm_rows, &j);
-    matmul(c, out + *out_row * in->n_vocab, in->n_vocab, &m->output, c->xb, dim, n_out);
+    if (sh->stage == sh->pp - 1) {
+        int64_t row = 0;
+        for (int64_t t = 0; t < j->n; t++) {
+            if (!j->b->logits[j->t0 + t])
+                continue;
+            if (row != t)
+                memcpy(c->x + row * dim, c->x + t * dim, (size_t)dim * sizeof(float));
+            row++;
+        }
+        j->norm_w = m->out_norm;
+        j->n = n_out;
+        herd_pool_run(c->pool, rmsnorm_rows, j);
+    }
+    if (sh->n_ranks > 1 &&
+        (s = d->bcast(c->xb, (size_t)(n_out * dim) * sizeof(float), (sh->pp - 1) * sh->tp, 0,
+                      "broadcasting the final hidden state")))
+        return s;
+    float *y = sh->rank == 0 ? out + *out_row * n_vocab : c->logits;
+    matmul(c, y, sh->rank == 0 ? n_vocab : sh->n_v, &m->output, c->xb, dim, n_out);
+    if (sh->rank > 0 && (s = d->send_rows_f32(c->logits, n_out * sh->n_v, 0,
+                                              "sending logits to rank 0")))
+        return s;
+    for (int r = 1; r < sh->n_ranks && sh->rank == 0; r++) {
+        int64_t v0, v1;
+        herd_split(n_vocab, r, sh->n_ranks, &v0, &v1);
+        if ((s = d->recv_rows_f32(out + *out_row * n_vocab + v0, n_out, v1 - v0, n_vocab, r,
+                                  "gathering logits")))
+            return s;
+    }
     *out_row += n_out;
     return HERD_OK;
 }
 
+static herd_status forward_chunk(herd_context *c, const herd_batch *b, int64_t t0, int64_t n,
+                                 float *out, int64_t *out_row)
+{
+    const struct shard *sh = &c->m->sh;
+    herd_status s = chunk_input(c, b, t0, n);
+    if (s != HERD_OK)
+        return s;
+    rope_table(c, b, t0, n);
+    struct tok_job j = {.c = c, .b = b, .t0 = t0, .n = n};
+    for (int l = sh->l0; l < sh->l1; l++)
+        if ((s = layer_forward(c, &j, l)))
+            return s;
+    if (sh->stage < sh->pp - 1 &&
+        (s = dist_get()->send_f32(c->x, n * c->m->info.dim, sh->rank + sh->tp,
+                                  "sending activations to the next stage")))
+        return s;
+    return chunk_logits(c, &j, out, out_row);
+}
+
 /* Checks every token before any state changes: ids in the vocabulary, sequences in range,
  * and each sequence's positions continuing exactly where its cache ends. */
-static herd_status check_batch(const herd_context *c, const herd_batch *b, const float *out)
+herd_status check_batch(const herd_context *c, const herd_batch *b, const float *out)
 {
     if (!b || b->n_tokens < 0 || (b->n_tokens > 0 && (!b->tokens || !b->pos || !b->seq)))
         return herd_fail(HERD_ERR_INVALID, "malformed batch");
@@ -305,7 +385,15 @@ herd_status herd_decode(herd_context *c, const herd_batch *b, float *out)
     herd_status s = check_batch(c, b, out);
     if (s != HERD_OK)
         return s;
+    if (follow_leading())
+        return follow_decode(c, b, out);
+    return decode_run(c, b, out);
+}
+
+herd_status decode_run(herd_context *c, const herd_batch *b, float *out)
+{
     int64_t out_row = 0;
+    herd_status s;
     for (int64_t t0 = 0; t0 < b->n_tokens; t0 += c->n_batch) {
         int64_t n = b->n_tokens - t0 < c->n_batch ? b->n_tokens - t0 : c->n_batch;
         if ((s = forward_chunk(c, b, t0, n, out, &out_row)))

@@ -164,13 +164,22 @@ herd_status herd_model_load(const char *path, const herd_model_params *params,
     herd_clear_error();
     if (!path || !*path)
         return herd_fail(HERD_ERR_INVALID, "no model path given");
+    int32_t n_threads = params && params->n_threads > 0 ? params->n_threads : 0;
+    if (follow_leading())
+        return follow_model_load(path, n_threads, out);
+    return model_load_local(path, n_threads, out);
+}
+
+herd_status model_load_local(const char *path, int32_t n_threads, herd_model **out)
+{
+    *out = NULL;
     herd_model *m = herd_calloc(1, sizeof *m);
     if (!m)
         return herd_fail(HERD_ERR_NOMEM, "model");
     m->info.bos_id = -1;
     m->info.default_temperature = -1.0f;
     m->info.default_top_p = -1.0f;
-    m->n_threads = params && params->n_threads > 0 ? params->n_threads : herd_n_cores();
+    m->n_threads = n_threads > 0 ? n_threads : follow_default_threads();
     m->path = herd_strdup(path);
     herd_status s = HERD_OK;
     if (!m->path) {
@@ -187,10 +196,11 @@ herd_status herd_model_load(const char *path, const herd_model_params *params,
     if (s != HERD_OK)
         goto fail;
     count_params(m);
+    shard_full(m, &m->sh);
     *out = m;
     return HERD_OK;
 fail:
-    herd_model_free(m);
+    model_free_local(m);
     return s;
 }
 
@@ -198,6 +208,18 @@ void herd_model_free(herd_model *m)
 {
     if (!m)
         return;
+    if (follow_leading())
+        follow_model_free(m);
+    model_free_local(m);
+}
+
+void model_free_local(herd_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_owned; i++)
+        herd_free_aligned(m->owned[i]);
+    herd_free(m->owned);
     if (m->layers) {
         for (int l = 0; l < m->info.n_layers; l++) {
             herd_free(m->layers[l].attn_norm);

@@ -40,6 +40,22 @@ struct layer {
 
 enum rope_style { ROPE_INTERLEAVED = 0, ROPE_HALF = 1 };
 
+/* This rank's share of the model (shard.c), Megatron-style: ranks form pp pipeline stages of
+ * tp tensor-parallel ranks (world rank = stage * tp + tp_rank). A stage owns the layers
+ * [l0, l1); within it, a rank owns the KV heads [kvh0, kvh0 + n_kvh) with their query heads
+ * (rows of wq/wk/wv, columns of wo) and the FFN slice [ff0, ff0 + n_ff) (rows of gate/up,
+ * columns of down); every rank of the job owns the vocabulary rows [v0, v0 + n_v) of the
+ * output projection. A single process owns everything (tp = pp = 1). */
+struct shard {
+    int n_ranks, rank;
+    int tp, pp, tp_rank, stage;
+    int l0, l1;
+    int kvh0, n_kvh;
+    int n_h;            /* query heads: n_kvh * n_heads / n_kv_heads */
+    int64_t ff0, n_ff;
+    int64_t v0, n_v;
+};
+
 struct herd_model {
     herd_model_info info;
     char *path;
@@ -56,6 +72,10 @@ struct herd_model {
     int n_st;
     herd_tokenizer *tok;      /* NULL when the model has none */
     int32_t n_threads;
+    struct shard sh;          /* what this rank computes; all of it in one process */
+    void **owned;             /* (n_owned) column slices repacked at load (shard.c) */
+    int n_owned;
+    int32_t dist_id;          /* names the model in requests to follower ranks */
 };
 
 /* Binds a GGUF file / a HF folder into m (load_gguf.c, load_hf.c); m->info.path is set. */
@@ -74,5 +94,28 @@ herd_status model_finish_hparams(herd_model *m, const float *rope_factors);
 
 /* Dequantizes row r of w into out (n_cols floats). */
 herd_status weight_row_f32(const struct weight *w, int64_t r, float *out);
+
+/* Maps and binds a model on this rank alone (load.c); the whole model, sh = all of it. */
+herd_status model_load_local(const char *path, int32_t n_threads, herd_model **out);
+void model_free_local(herd_model *m);
+
+/* shard.c. The whole model as one rank's share. */
+void shard_full(const herd_model *m, struct shard *sh);
+/* Chooses tp x pp for n_ranks (force_tp / force_pp > 0 impose a factor; HERD_TP / HERD_PP)
+ * and fills rank's share. Fails with the reason when the shapes cannot be split so. */
+herd_status shard_plan(const herd_model *m, int n_ranks, int rank, int force_tp, int force_pp,
+                       struct shard *sh);
+/* Narrows the weights of m to m->sh: row slices point into the mapping, column slices (wo,
+ * ffn_down) are copied once into owned memory and their mapped pages released. */
+herd_status shard_apply(herd_model *m);
+/* One line on stderr describing the split (rank 0). */
+void shard_describe(const herd_model *m);
+
+/* follow.c: rank 0 of a multi-rank job sends each public call to the other ranks, which
+ * run it on their shard (the follower loop). */
+int follow_leading(void);             /* rank 0 of a job of more than one rank */
+int32_t follow_default_threads(void); /* the cores of this node shared by its ranks */
+herd_status follow_model_load(const char *path, int32_t n_threads, herd_model **out);
+void follow_model_free(herd_model *m);
 
 #endif /* HERD_MODEL_H */
