@@ -232,8 +232,10 @@ static void model_type_str(const herd_model_info *info, char *out, size_t cap)
         snprintf(out, cap, "llama %.0fB %s", b, up);
     else if (b >= 0.95)
         snprintf(out, cap, "llama 1B %s", up);
-    else
+    else if (b >= 0.001)
         snprintf(out, cap, "llama %.0fM %s", b * 1000.0, up);
+    else
+        snprintf(out, cap, "llama %.0fK %s", b * 1e6, up);
 }
 
 static void print_json_row(const struct bench_opts *o, const herd_model_info *info,
