@@ -4,9 +4,11 @@ at several --parallel levels, each driven by as many streaming clients as slots.
 
 Each client loops: one streaming chat completion with a fresh user message (so prefill is
 real work; the prefix cache only helps with the template's shared head), greedy, end tokens
-banned so every request produces exactly --max-tokens tokens. Aggregate tokens/s counts the
-tokens of requests that finished inside the measuring window, over the window. TTFT is from
-sending the request to the first content chunk. Reports, never gates.
+banned so every request produces exactly --max-tokens tokens. Every chunk carries logprobs,
+one entry per token, so tokens are counted exactly as they arrive: aggregate tokens/s is
+the tokens received inside the window over its length (requests still running at the end
+count for what they delivered). TTFT is from sending the request to the first content
+chunk. Reports, never gates.
 
 Usage: bench_server.py --herd build/herd --model MODEL.gguf [--levels 1,4,8,16]
                        [--seconds 30] [--max-tokens 64] [-t THREADS] [--json OUT]
@@ -30,10 +32,11 @@ WORDS = ("river stone cloud lamp orange violin garden winter copper signal harbo
 END_IDS = (128001, 128008, 128009)
 
 
-def one(srv, rng, max_tokens):
+def one(srv, rng, max_tokens, arrivals=None, end=None):
     msg = "Write a story about " + " ".join(rng.choice(WORDS) for _ in range(24)) + "."
     body = {"messages": [{"role": "user", "content": msg}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
+            "logprobs": True,
             "logit_bias": {str(i): -100 for i in END_IDS}}
     conn = http.client.HTTPConnection(srv.host, srv.port, timeout=600)
     t0 = time.time()
@@ -47,8 +50,15 @@ def one(srv, rng, max_tokens):
         chunk = json.loads(data)
         if chunk.get("usage"):
             usage = chunk["usage"]
+        now = time.time()
         if first is None and any(c["delta"].get("content") for c in chunk["choices"]):
-            first = time.time()
+            first = now
+        if arrivals is not None:
+            n = sum(len((c.get("logprobs") or {}).get("content") or [])
+                    for c in chunk["choices"])
+            arrivals.append((now, n))
+        if end and now > end:
+            break
     conn.close()
     return t0, first, time.time(), usage["completion_tokens"] if usage else 0
 
@@ -60,14 +70,14 @@ def level(herd, model, p, seconds, max_tokens, threads):
     srv = common.Server(herd, model, *args)
     try:
         one(srv, random.Random(0), 4)  # warm-up: page in the weights
-        done, lock = [], threading.Lock()
+        done, lock, arrivals = [], threading.Lock(), []
         start = time.time()
         end = start + seconds
 
         def client(i):
             rng = random.Random(1000 + i)
             while time.time() < end:
-                r = one(srv, rng, max_tokens)
+                r = one(srv, rng, max_tokens, arrivals, end)
                 with lock:
                     done.append(r)
 
@@ -76,10 +86,9 @@ def level(herd, model, p, seconds, max_tokens, threads):
             t.start()
         for t in ts:
             t.join()
-        window = [r for r in done if r[2] <= end]
-        tokens = sum(r[3] for r in window)
+        tokens = sum(n for t, n in arrivals if start <= t <= end)
         ttft = sorted(r[1] - r[0] for r in done if r[1])
-        return {"parallel": p, "clients": p, "requests": len(window),
+        return {"parallel": p, "clients": p, "requests": len([r for r in done if r[2] <= end]),
                 "tokens_per_s": tokens / seconds,
                 "ttft_p50_s": statistics.median(ttft) if ttft else None,
                 "ttft_p90_s": ttft[int(0.9 * (len(ttft) - 1))] if ttft else None}
