@@ -307,7 +307,8 @@ int cmd_detokenize(int argc, char **argv)
                 text = nt;
                 text_cap = nc;
             }
-            memcpy(text + len, chunk, k);
+            if (k)
+                memcpy(text + len, chunk, k);
             len += k;
         }
         herd_detok_stream_free(st);
