@@ -7,7 +7,9 @@ real work; the prefix cache only helps with the template's shared head), greedy,
 banned so every request produces exactly --max-tokens tokens. Every chunk carries logprobs,
 one entry per token, so tokens are counted exactly as they arrive: aggregate tokens/s is
 the tokens received inside the window over its length (requests still running at the end
-count for what they delivered). TTFT is from sending the request to the first content
+count for what they delivered). The window opens once every client has its first token
+(steady state: the start-up burst of P simultaneous prefills is left out; later requests'
+prefills, interleaved with the others' decoding, are in). TTFT is from sending the request to the first content
 chunk. Reports, never gates.
 
 Usage: bench_server.py --herd build/herd --model MODEL.gguf [--levels 1,4,8,16]
@@ -32,7 +34,7 @@ WORDS = ("river stone cloud lamp orange violin garden winter copper signal harbo
 END_IDS = (128001, 128008, 128009)
 
 
-def one(srv, rng, max_tokens, arrivals=None, end=None):
+def one(srv, rng, max_tokens, arrivals=None, end=None, started=None):
     msg = "Write a story about " + " ".join(rng.choice(WORDS) for _ in range(24)) + "."
     body = {"messages": [{"role": "user", "content": msg}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
@@ -53,11 +55,13 @@ def one(srv, rng, max_tokens, arrivals=None, end=None):
         now = time.time()
         if first is None and any(c["delta"].get("content") for c in chunk["choices"]):
             first = now
+            if started:
+                started.release()
         if arrivals is not None:
             n = sum(len((c.get("logprobs") or {}).get("content") or [])
                     for c in chunk["choices"])
             arrivals.append((now, n))
-        if end and now > end:
+        if end and now > end():
             break
     conn.close()
     return t0, first, time.time(), usage["completion_tokens"] if usage else 0
@@ -71,19 +75,28 @@ def level(herd, model, p, seconds, max_tokens, threads):
     try:
         one(srv, random.Random(0), 4)  # warm-up: page in the weights
         done, lock, arrivals = [], threading.Lock(), []
-        start = time.time()
-        end = start + seconds
+        started = threading.Semaphore(0)  # one release per client at its first token
+        far = time.time() + 3600
+        window = {"end": far}
 
         def client(i):
             rng = random.Random(1000 + i)
-            while time.time() < end:
-                r = one(srv, rng, max_tokens, arrivals, end)
+            first = True
+            while time.time() < window["end"]:
+                r = one(srv, rng, max_tokens, arrivals, lambda: window["end"],
+                        started if first else None)
+                first = False
                 with lock:
                     done.append(r)
 
         ts = [threading.Thread(target=client, args=(i,)) for i in range(p)]
         for t in ts:
             t.start()
+        for _ in ts:  # steady state: every client is decoding
+            started.acquire()
+        start = time.time()
+        end = start + seconds
+        window["end"] = end
         for t in ts:
             t.join()
         tokens = sum(n for t, n in arrivals if start <= t <= end)

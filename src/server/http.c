@@ -721,6 +721,8 @@ static struct MHD_Daemon *start_daemon(struct server *sv, const herd_server_opti
 herd_status herd_server_run(const herd_model *m, const herd_server_options *opt)
 {
     herd_server_options o = opt ? *opt : herd_server_default_options();
+    if (!o.host || !o.host[0])
+        o.host = "127.0.0.1";
     struct server sv;
     memset(&sv, 0, sizeof sv);
     sv.info = herd_model_get_info(m);
@@ -764,9 +766,10 @@ herd_status herd_server_run(const herd_model *m, const herd_server_options *opt)
         st = HERD_ERR_IO;
         goto done;
     }
-    fprintf(stderr, "herd: serving %s on http://%s:%d (parallel %d, context %d per slot)\n",
-            sv.model_name, o.host, (int)port, (int)o.n_parallel,
-            (int)srv_sched_n_ctx(sv.sched));
+    bool v6 = strchr(o.host, ':') != NULL; /* an IPv6 literal goes in brackets in a URL */
+    fprintf(stderr, "herd: serving %s on http://%s%s%s:%d (parallel %d, context %d per slot)\n",
+            sv.model_name, v6 ? "[" : "", o.host, v6 ? "]" : "", (int)port,
+            (int)o.n_parallel, (int)srv_sched_n_ctx(sv.sched));
     sigset_t waitset;
     sigemptyset(&waitset);
     sigaddset(&waitset, SIGINT);

@@ -76,13 +76,13 @@ class Server:
         self.log = []
         first = self.proc.stderr.readline()
         self.log.append(first)
-        m = re.search(r"http://([^:]+):(\d+)", first)
+        m = re.search(r"http://(\[[^\]]+\]|[^:/\s]+):(\d+)", first)
         if not m:
             rest = self.proc.stderr.read() if self.proc.poll() is not None else ""
             self.proc.kill()
             raise RuntimeError(f"herd serve did not start: {first}{rest}")
-        self.host, self.port = m.group(1), int(m.group(2))
-        self.base = f"http://{self.host}:{self.port}"
+        self.base = f"http://{m.group(1)}:{m.group(2)}"
+        self.host, self.port = m.group(1).strip("[]"), int(m.group(2))
         threading.Thread(target=self._drain, daemon=True).start()
         for _ in range(100):
             try:

@@ -167,6 +167,28 @@ def test_stop_and_bias(srv, c):
     check(r.usage.completion_tokens == len(toks), "logprob per generated token")
 
 
+def test_utf8_stream(srv, c, model):
+    """A forced lone lead byte (0xE2, byte-level token 'â') never yields broken UTF-8: each
+    chunk is valid JSON text and the cut sequences come out as U+FFFD."""
+    try:
+        import tokenizers
+    except ImportError:
+        return
+    tok = tokenizers.Tokenizer.from_file(os.path.join(model, "tokenizer.json"))
+    lead = tok.token_to_id("\u00e2")
+    if lead is None:
+        return
+    s = c.chat.completions.create(model="m", messages=HELLO, max_tokens=6, temperature=0,
+                                  stream=True, logit_bias={str(lead): 100})
+    text = "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
+    check(text and set(text) == {"\ufffd"}, f"lone lead bytes -> U+FFFD only: {text!r}")
+    # a real multi-byte character split over byte tokens arrives whole
+    e_acute = [tok.token_to_id("\u00c3"), tok.token_to_id("\u00a9")]  # UTF-8 of "é"
+    r = c.completions.create(model="m", prompt=e_acute, max_tokens=1, temperature=0,
+                             echo=True)
+    check(r.choices[0].text.startswith("\u00e9"), f"echo joins bytes: {r.choices[0].text!r}")
+
+
 def test_tools_accepted(srv, c):
     tools = [{"type": "function", "function": {
         "name": "get_weather", "description": "Weather for a city",
@@ -419,6 +441,8 @@ def main():
         test_stream(srv, c, text)
         test_completions(srv, c)
         test_stop_and_bias(srv, c)
+        if real:
+            test_utf8_stream(srv, c, model)
         test_tools_accepted(srv, c)
         test_errors(srv, c)
         test_curl(srv, a.work)
