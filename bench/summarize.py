@@ -96,11 +96,13 @@ def membw(out):
     best = {}
     for fn in glob.glob(os.path.join(out, "membw-*.txt")):
         for line in open(fn):
-            m = re.match(r"(\S+(?: \S+)?)\s+threads=(\d+)\s+([\d.]+)", line)
+            m = re.match(r"(\S+(?: \S+)?)\s+threads=(\d+)\s+([\d.]+).*?([\d.]+) \(per cpu",
+                         line)
             if m:
                 kind, t, v = m.group(1).strip(), int(m.group(2)), float(m.group(3))
                 d = best.setdefault(t, {})
                 d[kind] = max(d.get(kind, 0.0), v)
+                d[kind + " cpu"] = max(d.get(kind + " cpu", 0.0), float(m.group(4)))
     return best
 
 
@@ -175,8 +177,11 @@ def main():
     print("|---:|---:|---:|---:|---:|")
     for t in sorted(bw):
         d = bw[t]
-        print("| %d | %.1f | %.1f | %.1f | %.1f |" % (t, d.get("read", 0), d.get("fp32 fma", 0),
-                                                   d.get("bf16 dot", 0), d.get("int8 vnni", 0)))
+        cell = lambda k: "%.1f (%.1f per cpu-s)" % (d.get(k, 0), d.get(k + " cpu", 0))
+        print("| %d | %s | %s | %s | %s |" % (t, cell("read"), cell("fp32 fma"),
+                                              cell("bf16 dot"), cell("int8 vnni")))
+    print("\nThe walls below use the wall-clock rates (what the engines also got on this "
+          "shared host); per cpu-second rates show what the cores do when they run.")
     print("\nSpeed (tokens/s, mean ± sd):\n")
     print("| model | -t | test | herd | llama.cpp | herd / llama.cpp | wall | herd % of wall | llama.cpp % of wall |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
