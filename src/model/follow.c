@@ -129,20 +129,22 @@ static void report_memory(const char *when)
     FILE *f = fopen("/proc/self/status", "r");
     if (!f)
         return;
-    char line[256], rss[64] = "?", hwm[64] = "?";
+    static const char *keys[] = {"VmRSS:", "VmHWM:", "RssAnon:", "RssFile:", "RssShmem:"};
+    char line[256], val[5][64] = {"?", "?", "?", "?", "?"};
     while (fgets(line, sizeof line, f)) {
-        char *dst = strncmp(line, "VmRSS:", 6) == 0 ? rss
-                    : strncmp(line, "VmHWM:", 6) == 0 ? hwm : NULL;
-        if (!dst)
-            continue;
-        const char *v = line + 6;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        snprintf(dst, 64, "%.*s", (int)strcspn(v, "\n"), v);
+        for (int k = 0; k < 5; k++) {
+            size_t n = strlen(keys[k]);
+            if (strncmp(line, keys[k], n) != 0)
+                continue;
+            const char *v = line + n;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            snprintf(val[k], sizeof val[k], "%.*s", (int)strcspn(v, "\n"), v);
+        }
     }
     fclose(f);
-    fprintf(stderr, "herd: rank %d: VmRSS %s, VmHWM %s (%s)\n", dist_get()->rank(), rss, hwm,
-            when);
+    fprintf(stderr, "herd: rank %d: VmRSS %s, VmHWM %s (anon %s, file %s, shmem %s; %s)\n",
+            dist_get()->rank(), val[0], val[1], val[2], val[3], val[4], when);
 }
 
 /* ---- requests */
