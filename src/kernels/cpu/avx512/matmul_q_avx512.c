@@ -417,7 +417,10 @@ static inline __attribute__((always_inline)) void
 matmul_q(enum qtype t, herd_dtype dt, float *y, int64_t ldy, const void *w, const void *xa,
          size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    if (n % CHUNK != 0 || n / group_size(t) > MAX_GROUPS)
+    matmul_fn fast = n_b < GEMM_MIN_NB ? gemv_q_avx512(dt, n, n_b) : NULL;
+    if (fast)
+        fast(y, ldy, w, xa, xrb, n, n_b, r0, r1);
+    else if (n % CHUNK != 0 || n / group_size(t) > MAX_GROUPS)
         fallback[dt](y, ldy, w, xa, xrb, n, n_b, r0, r1);
     else if (n_b >= GEMM_MIN_NB)
         gemm(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);

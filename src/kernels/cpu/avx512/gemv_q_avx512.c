@@ -1,0 +1,406 @@
+/*
+ * gemv_q_avx512.c - decode-time (n_b = 1..3) products of quantized weights with Q8_0 / Q8_K
+ * activations, AVX-512 VNNI. Decoding is memory-bound, so these loops are built to spend as
+ * few vector instructions per weight byte as possible (about 0.15-0.2 per byte, the two
+ * 512-bit ports of an Intel core then keep up with ~30 GB/s at 3 GHz):
+ *
+ *  - The weights are used in their file layout; the ACTIVATIONS are rearranged once per call
+ *    (n bytes per row, reused by every weight row) so that a plain load-and-mask of the
+ *    weight nibbles lines up with them. E.g. Q4_0: a vector of the 16-byte nibble fields of
+ *    four consecutive blocks gives, masked, [A0-15 B0-15 C0-15 D0-15] and, shifted,
+ *    [A16-31 B16-31 ...]; the activation plan stores its codes in that order, so both
+ *    vpdpbusd go into one int32 vector whose 128-bit lane k is block k's dot.
+ *  - Offsets (Q4_0's -8, Q8_0's +128 for unsigned codes, Q4_1/K mins, Q6_K's -32) never
+ *    touch the inner loop: they are sum(a) terms, folded per block or sub-block into one
+ *    vector FMA with activation-side factors prepared once.
+ *  - Block scales are converted 16 at a time (gather + vcvtph2ps), multiplied by the
+ *    activation scales in one vector op, and spread to the lanes of each dot by a permute.
+ *  - Every weight row is read once for all n_b activation rows; float accumulators stay
+ *    in registers, one horizontal sum per row.
+ * Results equal the generic path's (cpu/avx512/matmul_q_avx512.c) up to f32 reassociation.
+ * Rows must be multiples of 512 weights (all Llama matrices); others go elsewhere.
+ */
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+#include <immintrin.h>
+
+#define GEMV_MAX_N 65536 /* longest row planned on the stack (Llama 3.1 405B FFN: 53248) */
+#define GEMV_MAX_B 3     /* decode batch handled in one pass over the weights */
+/* Software prefetch distance in bytes: the hardware streamer alone leaves gaps at the row
+ * starts; a few KB ahead covers DRAM latency at ~20 GB/s per core. Prefetching past the
+ * end of the matrix is harmless (prefetches never fault). */
+#ifndef PREFETCH
+#define PREFETCH 2048
+#endif
+
+/* Per activation row: codes in the order the weight loop consumes them, and per group
+ * (block or sub-block) the factors of the integer dot (sa) and of the offset term (so). */
+struct act_plan {
+    int8_t q[GEMV_MAX_N];
+    float sa[GEMV_MAX_N / 16]; /* Q8_0 pairing: da per block; K: see plan_k */
+    float so[GEMV_MAX_N / 16]; /* offset factor per block / sub-block */
+};
+
+/* ---- Q8_0-paired weights (Q8_0, Q4_0, Q4_1): blocks of 32 */
+
+enum wq { WQ_Q8_0, WQ_Q4_0, WQ_Q4_1 };
+
+static inline int wq_block_bytes(enum wq t)
+{
+    return t == WQ_Q8_0 ? 34 : t == WQ_Q4_0 ? 18 : 20;
+}
+
+/* Q8_0 keeps its 32 codes per block in order; the nibble types interleave groups of 4
+ * blocks as [lo halves of A..D][hi halves of A..D]. so = da * sum(q) times the weight-side
+ * constant of the offset: -128 (Q8_0 codes made unsigned), -8 (Q4_0), 1 (Q4_1, times m). */
+static void plan_q8_0(enum wq t, struct act_plan *p, const uint8_t *xa, int64_t n)
+{
+    const float off = t == WQ_Q8_0 ? -128.0f : t == WQ_Q4_0 ? -8.0f : 1.0f;
+    for (int64_t b = 0; b < n / 32; b++) {
+        const struct block_q8_0 *x = (const void *)(xa + b * 34);
+        int8_t *dst = p->q + (b / 4) * 128 + (b % 4) * 16;
+        if (t == WQ_Q8_0)
+            memcpy(p->q + b * 32, x->qs, 32);
+        else {
+            memcpy(dst, x->qs, 16);
+            memcpy(dst + 64, x->qs + 16, 16);
+        }
+        int s = 0;
+        for (int l = 0; l < 32; l++)
+            s += x->qs[l];
+        const float d = fp16_to_f32(x->d);
+        p->sa[b] = d;
+        p->so[b] = off * d * (float)s;
+    }
+}
+
+/* 16 fp16 values at p, p + stride, ... (the scales of 16 consecutive blocks) as floats. */
+static inline __m512 gather_f16(const uint8_t *p, int stride)
+{
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(stride));
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, p, 1)));
+}
+
+/* 16 bytes at each of p, p + s, p + 2s, p + 3s in one vector. */
+static inline __m512i load_4x16(const uint8_t *p, int s)
+{
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const void *)p));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(p + s)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(p + 2 * s)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const void *)(p + 3 * s)), 3);
+}
+
+static inline float hsum2(__m512 a, __m512 b)
+{
+    return _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+}
+
+/* One weight row against nb activation plans; n a multiple of 512. */
+static inline __attribute__((always_inline)) void
+row_q8_0(enum wq t, int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
+         float *out)
+{
+    const int bb = wq_block_bytes(t), qo = t == WQ_Q4_1 ? 4 : 2;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc[GEMV_MAX_B][2], accm[GEMV_MAX_B];
+    for (int b = 0; b < nb; b++)
+        acc[b][0] = acc[b][1] = accm[b] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < n / 512; c++) { /* 16 blocks */
+        const uint8_t *blk = row + c * 16 * bb;
+        for (int l = 0; l < 16 * bb; l += 64)
+            _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
+        const __m512 dw = gather_f16(blk, bb);
+        const __m512 ow = t == WQ_Q4_1 ? gather_f16(blk + 2, bb) : dw;
+        __m512 s[GEMV_MAX_B];
+        #pragma GCC unroll 8
+        for (int b = 0; b < nb; b++) {
+            s[b] = _mm512_mul_ps(dw, _mm512_loadu_ps(pl[b]->sa + c * 16));
+            accm[b] = _mm512_fmadd_ps(ow, _mm512_loadu_ps(pl[b]->so + c * 16), accm[b]);
+        }
+        if (t == WQ_Q8_0) {
+            #pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) { /* blocks 2i, 2i + 1 */
+                __m256i a = _mm256_loadu_si256((const void *)(blk + 2 * i * bb + 2));
+                __m256i h = _mm256_loadu_si256((const void *)(blk + (2 * i + 1) * bb + 2));
+                __m512i u = _mm512_xor_si512(
+                    _mm512_inserti64x4(_mm512_castsi256_si512(a), h, 1), flip);
+                const __m512i idx = _mm512_add_epi32(
+                    _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                    _mm512_set1_epi32(2 * i));
+                #pragma GCC unroll 8
+                for (int b = 0; b < nb; b++) {
+                    __m512i d = _mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(), u,
+                        _mm512_loadu_si512((const void *)(pl[b]->q + c * 512 + 64 * i)));
+                    acc[b][i & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
+                                                    _mm512_permutexvar_ps(idx, s[b]),
+                                                    acc[b][i & 1]);
+                }
+            }
+        } else {
+            #pragma GCC unroll 8
+            for (int g = 0; g < 4; g++) { /* blocks 4g .. 4g + 3 */
+                __m512i p = load_4x16(blk + 4 * g * bb + qo, bb);
+                __m512i lo = _mm512_and_si512(p, lo4);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), lo4);
+                const __m512i idx = _mm512_add_epi32(
+                    _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                    _mm512_set1_epi32(4 * g));
+                #pragma GCC unroll 8
+                for (int b = 0; b < nb; b++) {
+                    const int8_t *q = pl[b]->q + c * 512 + 128 * g;
+                    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo,
+                                                    _mm512_loadu_si512((const void *)q));
+                    d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512((const void *)(q + 64)));
+                    acc[b][g & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
+                                                    _mm512_permutexvar_ps(idx, s[b]),
+                                                    acc[b][g & 1]);
+                }
+            }
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        out[b] = hsum2(_mm512_add_ps(acc[b][0], acc[b][1]), accm[b]);
+}
+
+/* ---- K-quants with Q8_K activations: super-blocks of 256 */
+
+enum wk { WK_Q4_K, WK_Q6_K };
+
+/* Q4_K: the codes of sub-blocks (0,2), (1,3), (4,6), (5,7) side by side, the order in which
+ * masked / shifted 64-byte halves of qs hold them; sa = da per super-block, so the
+ * -da * (bsum of sub-block j) for the mins. Q6_K: codes in order; sa = da, so the
+ * -32 * da * bsum of each 16-weight sub-block. */
+static void plan_k(enum wk t, struct act_plan *p, const uint8_t *xa, int64_t n)
+{
+    static const int q4k_order[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const struct block_q8_k *x = (const void *)(xa + i * sizeof *x);
+        float d;
+        memcpy(&d, &x->d, 4);
+        int16_t bs[16];
+        memcpy(bs, x->bsums, sizeof bs);
+        p->sa[i] = d;
+        if (t == WK_Q4_K) {
+            for (int j = 0; j < 8; j++) {
+                memcpy(p->q + i * QK_K + 32 * j, x->qs + 32 * q4k_order[j], 32);
+                p->so[i * 8 + j] = -d * (float)(bs[2 * j] + bs[2 * j + 1]);
+            }
+        } else {
+            memcpy(p->q + i * QK_K, x->qs, QK_K);
+            for (int j = 0; j < 16; j++)
+                p->so[i * 16 + j] = -32.0f * d * (float)bs[j];
+        }
+    }
+}
+
+/* [sc0..7, m0..7] of a Q4_K super-block as 16 bytes (layout: cpu/ref q4k_scale_min). */
+static inline __m128i q4k_scales(const uint8_t *q)
+{
+    uint32_t w0, w1, w2;
+    memcpy(&w0, q, 4);
+    memcpy(&w1, q + 4, 4);
+    memcpy(&w2, q + 8, 4);
+    const uint64_t sc = (w0 & 0x3f3f3f3fu) |
+                        (uint64_t)((w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4)) << 32;
+    const uint64_t m = (w1 & 0x3f3f3f3fu) |
+                       (uint64_t)(((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4))
+                           << 32;
+    return _mm_insert_epi64(_mm_cvtsi64_si128((long long)sc), (long long)m, 1);
+}
+
+static inline __attribute__((always_inline)) void
+row_q4k(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n, float *out)
+{
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    /* lanes of the dot of codes v (sub-blocks order[2v], order[2v + 1]) -> scale index */
+    const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    __m512 acc[GEMV_MAX_B][2], accm[GEMV_MAX_B];
+    for (int b = 0; b < nb; b++)
+        acc[b][0] = acc[b][1] = accm[b] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *blk = row + i * sizeof(struct block_q4_k);
+        for (int l = 0; l < (int)sizeof(struct block_q4_k); l += 64)
+            _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
+        /* f = [d * sc_j, dmin * m_j]: d and dmin are the block's first two fp16 */
+        uint32_t dd;
+        memcpy(&dd, blk, 4);
+        const __m512 dm = _mm512_permutexvar_ps(
+            _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+            _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd))));
+        const __m512 f = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4k_scales(blk + 4))), dm);
+        const __m512i p0 = _mm512_loadu_si512((const void *)(blk + 16));
+        const __m512i p1 = _mm512_loadu_si512((const void *)(blk + 80));
+        __m512i u[4];
+        u[0] = _mm512_and_si512(p0, lo4);
+        u[1] = _mm512_and_si512(_mm512_srli_epi16(p0, 4), lo4);
+        u[2] = _mm512_and_si512(p1, lo4);
+        u[3] = _mm512_and_si512(_mm512_srli_epi16(p1, 4), lo4);
+        #pragma GCC unroll 8
+        for (int b = 0; b < nb; b++) {
+            /* lanes 0..7: d * da * sc_j; lanes 8..15: dmin * m_j * (-da * bsum_j) */
+            const __m512 s = _mm512_mul_ps(f, _mm512_set1_ps(pl[b]->sa[i]));
+            const __m512 mins = _mm512_zextps256_ps512(_mm256_loadu_ps(pl[b]->so + i * 8));
+            accm[b] = _mm512_fmadd_ps(_mm512_shuffle_f32x4(f, f, 0xEE), mins, accm[b]);
+            #pragma GCC unroll 8
+            for (int v = 0; v < 4; v++) {
+                __m512i d = _mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(), u[v],
+                    _mm512_loadu_si512((const void *)(pl[b]->q + i * QK_K + 64 * v)));
+                /* v = 0: sub-blocks 0, 2; 1: 1, 3; 2: 4, 6; 3: 5, 7 */
+                const __m512i idx = _mm512_add_epi32(
+                    half, _mm512_set1_epi32((v & 1) + 4 * (v >> 1)));
+                acc[b][v & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
+                                                _mm512_permutexvar_ps(idx, s), acc[b][v & 1]);
+            }
+        }
+    }
+    for (int b = 0; b < nb; b++) /* accm: lanes 0..7 only (mins is zero above) */
+        out[b] = hsum2(_mm512_add_ps(acc[b][0], acc[b][1]), accm[b]);
+}
+
+static inline __attribute__((always_inline)) void
+row_q6k(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n, float *out)
+{
+    const __m512i m33 = _mm512_set1_epi8(0x33);
+    __m512 acc[GEMV_MAX_B][2], accm[GEMV_MAX_B];
+    for (int b = 0; b < nb; b++)
+        acc[b][0] = acc[b][1] = accm[b] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *blk = row + i * sizeof(struct block_q6_k);
+        for (int l = 0; l < (int)sizeof(struct block_q6_k); l += 64)
+            _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
+        uint16_t dh;
+        memcpy(&dh, blk + offsetof(struct block_q6_k, d), 2);
+        const __m512 f = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const void *)(blk + offsetof(struct block_q6_k, scales))))),
+            _mm512_set1_ps(_cvtsh_ss(dh)));
+        __m512i u[4];
+        #pragma GCC unroll 8
+        for (int h = 0; h < 2; h++) {
+            const __m512i ql = _mm512_loadu_si512((const void *)(blk + 64 * h));
+            /* qh of this half in both 256-bit halves, the upper shifted by 2: bits 0-1 then
+             * hold the high bits of codes 0..31 / 32..63, bits 4-5 those of 64..95 / 96..127 */
+            __m512i q = _mm512_broadcast_i64x4(
+                _mm256_loadu_si256((const void *)(blk + 128 + 32 * h)));
+            q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xffff0000u, q, 2), m33);
+            /* low nibble from the first operand, bits 4-7 from the second (0xca: a ? b : c) */
+            u[2 * h] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), ql,
+                                                 _mm512_slli_epi16(q, 4), 0xca);
+            u[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f),
+                                                     _mm512_srli_epi16(ql, 4), q, 0xca);
+        }
+        #pragma GCC unroll 8
+        for (int b = 0; b < nb; b++) {
+            const __m512 s = _mm512_mul_ps(f, _mm512_set1_ps(pl[b]->sa[i]));
+            accm[b] = _mm512_fmadd_ps(f, _mm512_loadu_ps(pl[b]->so + i * 16), accm[b]);
+            #pragma GCC unroll 8
+            for (int v = 0; v < 4; v++) { /* 128-bit lane L of u[v] is sub-block 4v + L */
+                __m512i d = _mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(), u[v],
+                    _mm512_loadu_si512((const void *)(pl[b]->q + i * QK_K + 64 * v)));
+                const __m512i idx = _mm512_add_epi32(
+                    _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                    _mm512_set1_epi32(4 * v));
+                acc[b][v & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
+                                                _mm512_permutexvar_ps(idx, s), acc[b][v & 1]);
+            }
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        out[b] = hsum2(_mm512_add_ps(acc[b][0], acc[b][1]), accm[b]);
+}
+
+/* ---- drivers: plan each activation row, then stream the rows once */
+
+enum gt { GT_Q8_0, GT_Q4_0, GT_Q4_1, GT_Q4_K, GT_Q6_K };
+
+static inline __attribute__((always_inline)) void
+row_any(enum gt t, int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
+        float *out)
+{
+    if (t == GT_Q4_K)
+        row_q4k(nb, row, pl, n, out);
+    else if (t == GT_Q6_K)
+        row_q6k(nb, row, pl, n, out);
+    else
+        row_q8_0((enum wq)t, nb, row, pl, n, out);
+}
+
+static inline __attribute__((always_inline)) void
+gemv(enum gt t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
+     int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    struct act_plan plans[GEMV_MAX_B]; /* ~290 KB of stack: no allocation per token */
+    const struct act_plan *pl[GEMV_MAX_B];
+    for (int64_t b = 0; b < n_b; b++) {
+        if (t == GT_Q4_K || t == GT_Q6_K)
+            plan_k(t == GT_Q4_K ? WK_Q4_K : WK_Q6_K, &plans[b], xa + (size_t)b * xrb, n);
+        else
+            plan_q8_0((enum wq)t, &plans[b], xa + (size_t)b * xrb, n);
+        pl[b] = &plans[b];
+    }
+    size_t rb = t == GT_Q4_K   ? (size_t)(n / QK_K) * sizeof(struct block_q4_k)
+                : t == GT_Q6_K ? (size_t)(n / QK_K) * sizeof(struct block_q6_k)
+                               : (size_t)(n / 32) * (size_t)wq_block_bytes((enum wq)t);
+    for (int64_t r = r0; r < r1; r++) {
+        float o[GEMV_MAX_B];
+        const uint8_t *row = w + (size_t)r * rb;
+        switch (n_b) {
+        case 1: row_any(t, 1, row, pl, n, o); break;
+        case 2: row_any(t, 2, row, pl, n, o); break;
+        default: row_any(t, 3, row, pl, n, o); break;
+        }
+        for (int64_t b = 0; b < n_b; b++)
+            y[b * ldy + r] = o[b];
+    }
+}
+
+static void gemv_q8_0(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                      int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    gemv(GT_Q8_0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void gemv_q4_0(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                      int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    gemv(GT_Q4_0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void gemv_q4_1(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                      int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    gemv(GT_Q4_1, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void gemv_q4k(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                     int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    gemv(GT_Q4_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+static void gemv_q6k(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                     int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    gemv(GT_Q6_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+matmul_fn gemv_q_avx512(herd_dtype t, int64_t n, int64_t n_b)
+{
+    if (n % 512 != 0 || n > GEMV_MAX_N || n_b < 1 || n_b > GEMV_MAX_B)
+        return NULL;
+    switch (t) {
+    case HERD_DTYPE_Q8_0: return gemv_q8_0;
+    case HERD_DTYPE_Q4_0: return gemv_q4_0;
+    case HERD_DTYPE_Q4_1: return gemv_q4_1;
+    case HERD_DTYPE_Q4_K: return gemv_q4k;
+    case HERD_DTYPE_Q6_K: return gemv_q6k;
+    default: return NULL;
+    }
+}
