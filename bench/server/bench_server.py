@@ -104,7 +104,7 @@ def level(herd, model, p, seconds, max_tokens, threads):
         return {"parallel": p, "clients": p, "requests": len([r for r in done if r[2] <= end]),
                 "tokens_per_s": tokens / seconds,
                 "ttft_p50_s": statistics.median(ttft) if ttft else None,
-                "ttft_p90_s": ttft[int(0.9 * (len(ttft) - 1))] if ttft else None}
+                "ttft_p90_s": ttft[max(0, -(-9 * len(ttft) // 10) - 1)] if ttft else None}
     finally:
         srv.stop()
 
