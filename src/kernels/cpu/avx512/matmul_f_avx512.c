@@ -1,8 +1,9 @@
 /*
  * matmul_f_avx512.c - matrix products for float weights (F32, F16, BF16) with AVX-512.
  *
- *  - gemv (n_b < 4): each row streamed once with four independent FMA chains; F16 widened
- *    with vcvtph2ps, BF16 by a 16-bit shift; activations f32.
+ *  - gemv (n_b < 4): each weight row streamed once for all n_b activation rows, two rows
+ *    per pass (each activation load feeds two FMAs), two FMA chains per (row, activation);
+ *    F16 widened with vcvtph2ps, BF16 by a 16-bit shift; activations f32.
  *  - gemm (n_b >= 4): per chunk of K (KC) and panel of 16 rows, the weights are transposed
  *    into a panel where one vector holds element k of 16 rows; the 16 x 8 register tile
  *    then does one FMA per (k, activation row) with the activation broadcast from memory.
@@ -16,6 +17,11 @@
 
 enum ftype { FT_F32, FT_F16, FT_BF16, FT_BF16_DP };
 
+static inline size_t elem_bytes(enum ftype t)
+{
+    return t == FT_F32 ? 4 : 2;
+}
+
 /* 16 weights at element k of a row as floats; mask for the tail. */
 static inline __attribute__((always_inline)) __m512 load_w(enum ftype t, const uint8_t *row,
                                                            int64_t k, __mmask16 m)
@@ -28,27 +34,50 @@ static inline __attribute__((always_inline)) __m512 load_w(enum ftype t, const u
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-static inline __attribute__((always_inline)) float row_dot(enum ftype t, const uint8_t *row,
-                                                           const float *x, int64_t n)
+#define GEMV_MAX_B 3 /* activation rows per pass over the weights (decode) */
+
+/* Rows r, r + 1 (nr = 2) or r alone (nr = 1) times nb activation rows, each row read once:
+ * per 16 weights one conversion and nb FMAs, two independent chains per (row, act) so the
+ * FMA latency hides behind the loads. out[i * nb + b] = row i . x[b]. */
+static inline __attribute__((always_inline)) void rows_dot(enum ftype t, int nr, int nb,
+                                                           const uint8_t *row, size_t rb,
+                                                           const float *const *x, int64_t n,
+                                                           float *out)
 {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m512 acc[2][GEMV_MAX_B][2];
+    for (int i = 0; i < nr; i++)
+        for (int b = 0; b < nb; b++)
+            acc[i][b][0] = acc[i][b][1] = _mm512_setzero_ps();
     int64_t k = 0;
-    for (; k + 64 <= n; k += 64) {
-        a0 = _mm512_fmadd_ps(load_w(t, row, k, 0xffff), _mm512_loadu_ps(x + k), a0);
-        a1 = _mm512_fmadd_ps(load_w(t, row, k + 16, 0xffff), _mm512_loadu_ps(x + k + 16), a1);
-        a2 = _mm512_fmadd_ps(load_w(t, row, k + 32, 0xffff), _mm512_loadu_ps(x + k + 32), a2);
-        a3 = _mm512_fmadd_ps(load_w(t, row, k + 48, 0xffff), _mm512_loadu_ps(x + k + 48), a3);
+    for (; k + 32 <= n; k += 32) {
+        _mm_prefetch((const char *)(row + (k + 512) * elem_bytes(t)), _MM_HINT_T0);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512 w[2];
+#pragma GCC unroll 2
+            for (int i = 0; i < nr; i++)
+                w[i] = load_w(t, row + i * rb, k + 16 * h, 0xffff);
+#pragma GCC unroll 3
+            for (int b = 0; b < nb; b++) {
+                __m512 xv = _mm512_loadu_ps(x[b] + k + 16 * h);
+#pragma GCC unroll 2
+                for (int i = 0; i < nr; i++)
+                    acc[i][b][h] = _mm512_fmadd_ps(w[i], xv, acc[i][b][h]);
+            }
+        }
     }
     for (; k < n; k += 16) {
         __mmask16 m = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
-        a0 = _mm512_fmadd_ps(load_w(t, row, k, m), _mm512_maskz_loadu_ps(m, x + k), a0);
+        for (int i = 0; i < nr; i++) {
+            __m512 w = load_w(t, row + i * rb, k, m);
+            for (int b = 0; b < nb; b++)
+                acc[i][b][0] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, x[b] + k),
+                                               acc[i][b][0]);
+        }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-}
-
-static inline size_t elem_bytes(enum ftype t)
-{
-    return t == FT_F32 ? 4 : 2;
+    for (int i = 0; i < nr; i++)
+        for (int b = 0; b < nb; b++)
+            out[i * nb + b] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][b][0], acc[i][b][1]));
 }
 
 /* ---- gemm */
@@ -160,10 +189,27 @@ matmul_f(enum ftype t, float *y, int64_t ldy, const void *w, const void *xa, siz
         return;
     }
     const size_t rb = (size_t)n * elem_bytes(t);
-    for (int64_t b = 0; b < n_b; b++) {
-        const float *x = (const float *)((const uint8_t *)xa + (size_t)b * xrb);
-        for (int64_t r = r0; r < r1; r++)
-            y[b * ldy + r] = row_dot(t, (const uint8_t *)w + (size_t)r * rb, x, n);
+    for (int64_t b0 = 0; b0 < n_b; b0 += GEMV_MAX_B) {
+        const int nb = n_b - b0 < GEMV_MAX_B ? (int)(n_b - b0) : GEMV_MAX_B;
+        const float *x[GEMV_MAX_B];
+        for (int b = 0; b < nb; b++)
+            x[b] = (const float *)((const uint8_t *)xa + (size_t)(b0 + b) * xrb);
+        for (int64_t r = r0; r < r1; r += 2) {
+            const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
+            float o[2 * GEMV_MAX_B];
+            const int nr = r + 1 < r1 ? 2 : 1;
+            if (nr == 2)
+                switch (nb) {
+                case 1: rows_dot(t, 2, 1, row, rb, x, n, o); break;
+                case 2: rows_dot(t, 2, 2, row, rb, x, n, o); break;
+                default: rows_dot(t, 2, 3, row, rb, x, n, o); break;
+                }
+            else
+                rows_dot(t, 1, nb, row, rb, x, n, o);
+            for (int i = 0; i < nr; i++)
+                for (int b = 0; b < nb; b++)
+                    y[(b0 + b) * ldy + r + i] = o[i * nb + b];
+        }
     }
 }
 
