@@ -203,12 +203,12 @@ def main():
 
     for t in TYPES:
         if ("llama.cpp", t) in files:
-            a = gguf.GGUFReader(files[("herd", t)])
-            b = {x.name: x for x in gguf.GGUFReader(files[("llama.cpp", t)]).tensors}
-            same = sum(x.name in b and np.array_equal(np.asarray(x.data), np.asarray(b[x.name].data))
-                       for x in a.tensors)
+            ht = gguf.GGUFReader(files[("herd", t)]).tensors
+            lt = {x.name: x for x in gguf.GGUFReader(files[("llama.cpp", t)]).tensors}
+            same = sum(x.name in lt and np.array_equal(np.asarray(x.data), np.asarray(lt[x.name].data))
+                       for x in ht)
             print("%s: herd and llama-quantize files: %d of %d tensors byte-identical" %
-                  (t, same, len(a.tensors)))
+                  (t, same, len(ht)))
     runnable = [f for f in files.values()
                 if not any(x[2] in (6, 7) for x in gguf_tensors(f))]  # no Q5_0 / Q5_1
     h = herd_eval(a.herd, [f32] + runnable, chunks, a.work, a.threads)
