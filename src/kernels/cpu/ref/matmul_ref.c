@@ -73,6 +73,36 @@ void act_convert_bf16_ref(void *dst, const float *x, int64_t n)
         y[i] = f32_to_bf16(x[i]);
 }
 
+/* Per-group factors of a Q8_0 or Q8_K activation row for the SIMD variants (plain C, shared
+ * by avx2 and neon): da[g] the scale of 32-weight group g, ds[h] = da * sum(q) over
+ * 16-weight half-group h (the offset / min terms of every weight type need only these). */
+void act_group_sums(herd_dtype act_type, const void *xa, int64_t n, float *da, float *ds)
+{
+    const uint8_t *p = xa;
+    for (int64_t g = 0; g < n / 32; g++) {
+        float d;
+        int s0 = 0, s1 = 0;
+        if (act_type == HERD_DTYPE_Q8_K) {
+            const struct block_q8_k *b = (const void *)(p + (g / 8) * sizeof *b);
+            int16_t bs[2];
+            memcpy(&d, &b->d, 4);
+            memcpy(bs, (const uint8_t *)b + offsetof(struct block_q8_k, bsums) + 4 * (g % 8), 4);
+            s0 = bs[0];
+            s1 = bs[1];
+        } else {
+            const struct block_q8_0 *b = (const void *)(p + g * sizeof *b);
+            d = fp16_to_f32(b->d);
+            for (int l = 0; l < 16; l++) {
+                s0 += b->qs[l];
+                s1 += b->qs[16 + l];
+            }
+        }
+        da[g] = d;
+        ds[2 * g] = d * (float)s0;
+        ds[2 * g + 1] = d * (float)s1;
+    }
+}
+
 /* ---- one weight row times one activation row, per type */
 
 static float dot_f32_row(const void *w, const void *x, int64_t n)
