@@ -80,6 +80,7 @@ void q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 void act_group_sums(herd_dtype act_type, const void *xa, int64_t n, float *da, float *ds);
 void kernels_fill_matmul_q_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f_avx2(struct herd_cpu_kernels *k);
+void kernels_fill_matmul_neon(struct herd_cpu_kernels *k);
 void kernels_fill_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_neon(struct herd_cpu_kernels *k);

@@ -21,6 +21,21 @@ if(HERD_AARCH64_CC)
   string(APPEND neon_cmd "echo neon sources compile")
   add_test(NAME kernels_neon_compile COMMAND sh -c "${neon_cmd}")
   set_tests_properties(kernels_neon_compile PROPERTIES LABELS "kernels")
+  # With user-mode qemu (apt-get install qemu-user) the NEON variant also RUNS: test_kernels
+  # cross-linked statically, checked against ref like the x86 variants.
+  find_program(HERD_QEMU_AARCH64 qemu-aarch64)
+  if(HERD_QEMU_AARCH64)
+    file(GLOB neon_run_srcs ${PROJECT_SOURCE_DIR}/src/base/*.c ${PROJECT_SOURCE_DIR}/src/quant/*.c)
+    list(APPEND neon_run_srcs ${neon_srcs} ${PROJECT_SOURCE_DIR}/tests/unit/test_kernels.c)
+    list(JOIN neon_run_srcs " " neon_run_list)
+    add_test(NAME kernels_neon_run COMMAND sh -c
+      "${HERD_AARCH64_CC} -std=c11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter \
+       -D_GNU_SOURCE -DHERD_HAVE_NEON_KERNELS=1 -I${PROJECT_SOURCE_DIR}/include \
+       -I${PROJECT_SOURCE_DIR}/src -I${PROJECT_SOURCE_DIR}/tests/unit ${neon_run_list} \
+       -static -lm -lpthread -o ${PROJECT_BINARY_DIR}/test_kernels_neon && \
+       ${HERD_QEMU_AARCH64} ${PROJECT_BINARY_DIR}/test_kernels_neon")
+    set_tests_properties(kernels_neon_run PROPERTIES LABELS "kernels")
+  endif()
 else()
   message(STATUS "aarch64-linux-gnu-gcc not found: NEON kernels not compile-tested")
 endif()

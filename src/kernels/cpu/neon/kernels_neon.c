@@ -1,6 +1,7 @@
 /*
- * kernels_neon.c - ARM NEON (aarch64) variants: f32 dot, axpy and RMSNorm so far; the
- * matrix products keep the scalar reference (issue 5). Compile-tested on x86-64 hosts with
+ * kernels_neon.c - ARM NEON (aarch64) variants: f32 dot, axpy and RMSNorm here; matrix
+ * products for F32/F16/Q8_0/Q4_0/Q4_K in matmul_neon.c (other weight types keep the
+ * scalar reference). Compile-tested on x86-64 hosts with
  * the aarch64 cross compiler (tests/cmake/kernels.cmake).
  */
 #include "kernels/kernels.h"
@@ -46,4 +47,5 @@ void kernels_fill_neon(struct herd_cpu_kernels *k)
     k->dot_f32 = dot_f32_neon;
     k->axpy_f32 = axpy_f32_neon;
     k->rmsnorm = rmsnorm_neon;
+    kernels_fill_matmul_neon(k);
 }
