@@ -81,6 +81,7 @@ void act_group_sums(herd_dtype act_type, const void *xa, int64_t n, float *da, f
 void kernels_fill_matmul_q_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_neon(struct herd_cpu_kernels *k);
+void kernels_fill_quantize_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_neon(struct herd_cpu_kernels *k);
