@@ -80,6 +80,8 @@ for f in "${files[@]}"; do
   for t in $threads; do
     tag=$(basename "$f" .gguf)-t$t
     echo "== $tag" >&2
+    # Page-cache the file first (both engines mmap it), so neither run pays for the disk.
+    cat "$f" > /dev/null
     if [ $((i % 2)) -eq 0 ]; then run_herd "$f" "$t" "$tag"; run_llama "$f" "$t" "$tag"
     else run_llama "$f" "$t" "$tag"; run_herd "$f" "$t" "$tag"; fi
     i=$((i + 1))
