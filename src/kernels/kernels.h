@@ -70,6 +70,7 @@ void kernels_fill_ops_avx2(struct herd_cpu_kernels *k);
 /* AVX-512 decode products (cpu/avx512/gemv_q_avx512.c): the kernel for weight type t,
  * row length n and n_b activation rows, or NULL when it does not cover the case. */
 matmul_fn gemv_q_avx512(herd_dtype t, int64_t n, int64_t n_b);
+void gemv_q_avx512_init(void); /* picks the sub-variants (VBMI) once */
 
 /* Shared by the variants (cpu/ref/matmul_ref.c): the activation quantizers, exactly as
  * ggml's quantize_row_q8_0/q8_K references, and the K-quant field decoders. */

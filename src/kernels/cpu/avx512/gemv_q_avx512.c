@@ -24,14 +24,16 @@
 #include "quant/quant.h"
 
 #include <immintrin.h>
+#include <stdlib.h> /* getenv */
 
 #define GEMV_MAX_N 65536 /* longest row planned on the stack (Llama 3.1 405B FFN: 53248) */
 #define GEMV_MAX_B 3     /* decode batch handled in one pass over the weights */
-/* Software prefetch distance in bytes: the hardware streamer alone leaves gaps at the row
- * starts; a few KB ahead covers DRAM latency at ~20 GB/s per core. Prefetching past the
- * end of the matrix is harmless (prefetches never fault). */
+/* Software prefetch distance in bytes. The hardware streamer alone leaves the DRAM queue
+ * half empty: measured on the 2-vCPU Sapphire Rapids host, 1 thread, 4096 x 4096 decode,
+ * 512 B ahead gave ~10 GB/s, 2 KB ~12, 4-12 KB ~14-16 (the machine's plain read loop
+ * reaches ~15). Prefetching past the end of the matrix is harmless (never faults). */
 #ifndef PREFETCH
-#define PREFETCH 2048
+#define PREFETCH 8192
 #endif
 
 /* Per activation row: codes in the order the weight loop consumes them, and per group
@@ -316,15 +318,97 @@ row_q6k(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
         out[b] = hsum2(_mm512_add_ps(acc[b][0], acc[b][1]), accm[b]);
 }
 
+/* ---- Q4_0 with AVX512_VBMI: one vpermt2b picks the 16-byte nibble fields of 4 blocks out
+ * of two 64-byte loads (8 blocks = 144 bytes = 3 loads, 2 permutes) instead of 4 loads and
+ * 3 inserts per 4 blocks: ~20% fewer 512-bit uops per byte, the binding resource. */
+
+__attribute__((target("avx512vbmi"), always_inline)) static inline void
+row_q4_0_vbmi_nb(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
+                 float *out)
+{
+    /* byte 16k + j of the fields of blocks 0..3: 18k + 2 + j; of blocks 4..7 (from the loads
+     * at 64 and 80): 72 + 18k + 2 + j, as an index into (bytes 64..127, bytes 80..143) */
+    uint8_t i0[64], i1[64], id[64] = {0};
+    for (int i = 0; i < 64; i++) {
+        const int k = i / 16, j = i % 16, s = 72 + 18 * k + 2 + j;
+        i0[i] = (uint8_t)(18 * k + 2 + j);
+        i1[i] = (uint8_t)(s <= 127 ? s - 64 : 64 + s - 80);
+    }
+    for (int i = 0; i < 16; i++) /* the fp16 d of blocks 0..7: bytes 18k, 18k + 1 */
+        id[i] = (uint8_t)(18 * (i / 2) + i % 2);
+    const __m512i idx0 = _mm512_loadu_si512((const void *)i0);
+    const __m512i idx1 = _mm512_loadu_si512((const void *)i1);
+    const __m512i idxd = _mm512_loadu_si512((const void *)id);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[GEMV_MAX_B][2], accm[GEMV_MAX_B];
+    for (int b = 0; b < nb; b++)
+        acc[b][0] = acc[b][1] = accm[b] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < n / 512; c++) { /* 16 blocks */
+        const uint8_t *blk = row + c * 16 * 18;
+        for (int l = 0; l < 16 * 18; l += 64)
+            _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
+        /* bytes 0..143 and 144..287 as (0, 64, 80) + 144h: no gather for the scales */
+        __m512i v[2][3];
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 3; l++)
+                v[h][l] = _mm512_loadu_si512((const void *)(blk + 144 * h + (l ? 48 + 16 * l : 0)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(
+            _mm256_castsi128_si256(
+                _mm512_castsi512_si128(_mm512_permutex2var_epi8(v[0][0], idxd, v[0][1]))),
+            _mm512_castsi512_si128(_mm512_permutex2var_epi8(v[1][0], idxd, v[1][1])), 1));
+        __m512 s[GEMV_MAX_B];
+#pragma GCC unroll 8
+        for (int b = 0; b < nb; b++) {
+            s[b] = _mm512_mul_ps(dw, _mm512_loadu_ps(pl[b]->sa + c * 16));
+            accm[b] = _mm512_fmadd_ps(dw, _mm512_loadu_ps(pl[b]->so + c * 16), accm[b]);
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) { /* blocks 4g .. 4g + 3 */
+            const int h = g / 2;
+            __m512i p = g % 2 == 0 ? _mm512_permutex2var_epi8(v[h][0], idx0, v[h][1])
+                                   : _mm512_permutex2var_epi8(v[h][1], idx1, v[h][2]);
+            __m512i lo = _mm512_and_si512(p, lo4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), lo4);
+            const __m512i idx = _mm512_add_epi32(
+                _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                _mm512_set1_epi32(4 * g));
+#pragma GCC unroll 8
+            for (int b = 0; b < nb; b++) {
+                const int8_t *q = pl[b]->q + c * 512 + 128 * g;
+                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo,
+                                                _mm512_loadu_si512((const void *)q));
+                d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512((const void *)(q + 64)));
+                acc[b][g & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
+                                                _mm512_permutexvar_ps(idx, s[b]), acc[b][g & 1]);
+            }
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        out[b] = hsum2(_mm512_add_ps(acc[b][0], acc[b][1]), accm[b]);
+}
+
+__attribute__((target("avx512vbmi"))) static void
+row_q4_0_vbmi(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
+              float *out)
+{
+    switch (nb) {
+    case 1: row_q4_0_vbmi_nb(1, row, pl, n, out); break;
+    case 2: row_q4_0_vbmi_nb(2, row, pl, n, out); break;
+    default: row_q4_0_vbmi_nb(3, row, pl, n, out); break;
+    }
+}
+
 /* ---- drivers: plan each activation row, then stream the rows once */
 
-enum gt { GT_Q8_0, GT_Q4_0, GT_Q4_1, GT_Q4_K, GT_Q6_K };
+enum gt { GT_Q8_0, GT_Q4_0, GT_Q4_1, GT_Q4_K, GT_Q6_K, GT_Q4_0_VBMI };
 
 static inline __attribute__((always_inline)) void
 row_any(enum gt t, int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
         float *out)
 {
-    if (t == GT_Q4_K)
+    if (t == GT_Q4_0_VBMI)
+        row_q4_0_vbmi(nb, row, pl, n, out);
+    else if (t == GT_Q4_K)
         row_q4k(nb, row, pl, n, out);
     else if (t == GT_Q6_K)
         row_q6k(nb, row, pl, n, out);
@@ -342,12 +426,15 @@ gemv(enum gt t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size
         if (t == GT_Q4_K || t == GT_Q6_K)
             plan_k(t == GT_Q4_K ? WK_Q4_K : WK_Q6_K, &plans[b], xa + (size_t)b * xrb, n);
         else
-            plan_q8_0((enum wq)t, &plans[b], xa + (size_t)b * xrb, n);
+            plan_q8_0(t == GT_Q4_0_VBMI ? WQ_Q4_0 : (enum wq)t, &plans[b],
+                      xa + (size_t)b * xrb, n);
         pl[b] = &plans[b];
     }
     size_t rb = t == GT_Q4_K   ? (size_t)(n / QK_K) * sizeof(struct block_q4_k)
                 : t == GT_Q6_K ? (size_t)(n / QK_K) * sizeof(struct block_q6_k)
-                               : (size_t)(n / 32) * (size_t)wq_block_bytes((enum wq)t);
+                : t == GT_Q4_0_VBMI
+                    ? (size_t)(n / 32) * 18
+                    : (size_t)(n / 32) * (size_t)wq_block_bytes((enum wq)t);
     for (int64_t r = r0; r < r1; r++) {
         float o[GEMV_MAX_B];
         const uint8_t *row = w + (size_t)r * rb;
@@ -373,6 +460,12 @@ static void gemv_q4_0(float *y, int64_t ldy, const void *w, const void *xa, size
     gemv(GT_Q4_0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
 }
 
+static void gemv_q4_0_vbmi(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                           int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    gemv(GT_Q4_0_VBMI, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
 static void gemv_q4_1(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
                       int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
@@ -391,13 +484,22 @@ static void gemv_q6k(float *y, int64_t ldy, const void *w, const void *xa, size_
     gemv(GT_Q6_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
 }
 
+/* Set once while the kernel tables are built (kernels.c, under pthread_once). */
+static int use_vbmi;
+
+void gemv_q_avx512_init(void)
+{
+    /* HERD_GEMV_NO_VBMI: the pre-VBMI Q4_0 loop, for comparison and for its test */
+    use_vbmi = __builtin_cpu_supports("avx512vbmi") && !getenv("HERD_GEMV_NO_VBMI");
+}
+
 matmul_fn gemv_q_avx512(herd_dtype t, int64_t n, int64_t n_b)
 {
     if (n % 512 != 0 || n > GEMV_MAX_N || n_b < 1 || n_b > GEMV_MAX_B)
         return NULL;
     switch (t) {
     case HERD_DTYPE_Q8_0: return gemv_q8_0;
-    case HERD_DTYPE_Q4_0: return gemv_q4_0;
+    case HERD_DTYPE_Q4_0: return use_vbmi ? gemv_q4_0_vbmi : gemv_q4_0;
     case HERD_DTYPE_Q4_1: return gemv_q4_1;
     case HERD_DTYPE_Q4_K: return gemv_q4k;
     case HERD_DTYPE_Q6_K: return gemv_q6k;

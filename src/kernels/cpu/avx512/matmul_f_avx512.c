@@ -50,7 +50,11 @@ static inline __attribute__((always_inline)) void rows_dot(enum ftype t, int nr,
             acc[i][b][0] = acc[i][b][1] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 32 <= n; k += 32) {
-        _mm_prefetch((const char *)(row + (k + 512) * elem_bytes(t)), _MM_HINT_T0);
+        /* 8 KB ahead, every line of every row (see PREFETCH in gemv_q_avx512.c) */
+        for (int i = 0; i < nr; i++)
+            for (size_t l = 0; l < 32 * elem_bytes(t); l += 64)
+                _mm_prefetch((const char *)(row + i * rb + k * elem_bytes(t) + 8192 + l),
+                             _MM_HINT_T0);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512 w[2];

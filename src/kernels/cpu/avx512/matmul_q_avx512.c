@@ -466,6 +466,7 @@ static void matmul_q6k_q8k_avx512(float *y, int64_t ldy, const void *w, const vo
 
 void kernels_fill_matmul_q_avx512(struct herd_cpu_kernels *k)
 {
+    gemv_q_avx512_init();
     static const struct {
         herd_dtype t;
         matmul_fn fn;
