@@ -18,7 +18,8 @@
  *  - Every weight row is read once for all n_b activation rows; float accumulators stay
  *    in registers, one horizontal sum per row.
  * Results equal the generic path's (cpu/avx512/matmul_q_avx512.c) up to f32 reassociation.
- * Rows must be multiples of 512 weights (all Llama matrices); others go elsewhere.
+ * Types: Q8_0, Q4_0 (VBMI sub-variant), Q4_1, Q4_K, Q5_K, Q6_K. Rows must be multiples of
+ * 512 weights (all Llama matrices); others go elsewhere.
  */
 #include "kernels/kernels.h"
 #include "quant/quant.h"
@@ -214,9 +215,14 @@ static inline __m128i q4k_scales(const uint8_t *q)
     return _mm_insert_epi64(_mm_cvtsi64_si128((long long)sc), (long long)m, 1);
 }
 
+/* Q4_K, or Q5_K (q5: same fields plus qh, the fifth bit of sub-block j's weight l being bit
+ * j of qh[l]). */
 static inline __attribute__((always_inline)) void
-row_q4k(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n, float *out)
+row_q4k(int q5, int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
+        float *out)
 {
+    const int bb = q5 ? (int)sizeof(struct block_q5_k) : (int)sizeof(struct block_q4_k);
+    const int qo = q5 ? 48 : 16;
     const __m512i lo4 = _mm512_set1_epi8(0x0f);
     /* lanes of the dot of codes v (sub-blocks order[2v], order[2v + 1]) -> scale index */
     const __m512i half = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
@@ -224,8 +230,8 @@ row_q4k(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
     for (int b = 0; b < nb; b++)
         acc[b][0] = acc[b][1] = accm[b] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *blk = row + i * sizeof(struct block_q4_k);
-        for (int l = 0; l < (int)sizeof(struct block_q4_k); l += 64)
+        const uint8_t *blk = row + i * bb;
+        for (int l = 0; l < bb; l += 64)
             _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
         /* f = [d * sc_j, dmin * m_j]: d and dmin are the block's first two fp16 */
         uint32_t dd;
@@ -235,13 +241,25 @@ row_q4k(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
             _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd))));
         const __m512 f = _mm512_mul_ps(
             _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q4k_scales(blk + 4))), dm);
-        const __m512i p0 = _mm512_loadu_si512((const void *)(blk + 16));
-        const __m512i p1 = _mm512_loadu_si512((const void *)(blk + 80));
+        const __m512i p0 = _mm512_loadu_si512((const void *)(blk + qo));
+        const __m512i p1 = _mm512_loadu_si512((const void *)(blk + qo + 64));
         __m512i u[4];
         u[0] = _mm512_and_si512(p0, lo4);
         u[1] = _mm512_and_si512(_mm512_srli_epi16(p0, 4), lo4);
         u[2] = _mm512_and_si512(p1, lo4);
         u[3] = _mm512_and_si512(_mm512_srli_epi16(p1, 4), lo4);
+        if (q5) {
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const void *)(blk + 16)));
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) { /* sub-blocks a (low 32 bytes), a + 2 (high) */
+                const int a = (v & 1) + 4 * (v >> 1);
+                const __m512i bit = _mm512_mask_blend_epi8(0xffffffff00000000ull,
+                                                           _mm512_set1_epi8((char)(1 << a)),
+                                                           _mm512_set1_epi8((char)(4 << a)));
+                u[v] = _mm512_mask_add_epi8(u[v], _mm512_test_epi8_mask(qh, bit), u[v],
+                                            _mm512_set1_epi8(16));
+            }
+        }
         #pragma GCC unroll 8
         for (int b = 0; b < nb; b++) {
             /* lanes 0..7: d * da * sc_j; lanes 8..15: dmin * m_j * (-da * bsum_j) */
@@ -400,7 +418,7 @@ row_q4_0_vbmi(int nb, const uint8_t *row, const struct act_plan *const *pl, int6
 
 /* ---- drivers: plan each activation row, then stream the rows once */
 
-enum gt { GT_Q8_0, GT_Q4_0, GT_Q4_1, GT_Q4_K, GT_Q6_K, GT_Q4_0_VBMI };
+enum gt { GT_Q8_0, GT_Q4_0, GT_Q4_1, GT_Q4_K, GT_Q6_K, GT_Q4_0_VBMI, GT_Q5_K };
 
 static inline __attribute__((always_inline)) void
 row_any(enum gt t, int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
@@ -408,8 +426,8 @@ row_any(enum gt t, int nb, const uint8_t *row, const struct act_plan *const *pl,
 {
     if (t == GT_Q4_0_VBMI)
         row_q4_0_vbmi(nb, row, pl, n, out);
-    else if (t == GT_Q4_K)
-        row_q4k(nb, row, pl, n, out);
+    else if (t == GT_Q4_K || t == GT_Q5_K)
+        row_q4k(t == GT_Q5_K, nb, row, pl, n, out);
     else if (t == GT_Q6_K)
         row_q6k(nb, row, pl, n, out);
     else
@@ -423,14 +441,15 @@ gemv(enum gt t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size
     struct act_plan plans[GEMV_MAX_B]; /* ~290 KB of stack: no allocation per token */
     const struct act_plan *pl[GEMV_MAX_B];
     for (int64_t b = 0; b < n_b; b++) {
-        if (t == GT_Q4_K || t == GT_Q6_K)
-            plan_k(t == GT_Q4_K ? WK_Q4_K : WK_Q6_K, &plans[b], xa + (size_t)b * xrb, n);
+        if (t == GT_Q4_K || t == GT_Q5_K || t == GT_Q6_K)
+            plan_k(t == GT_Q6_K ? WK_Q6_K : WK_Q4_K, &plans[b], xa + (size_t)b * xrb, n);
         else
             plan_q8_0(t == GT_Q4_0_VBMI ? WQ_Q4_0 : (enum wq)t, &plans[b],
                       xa + (size_t)b * xrb, n);
         pl[b] = &plans[b];
     }
     size_t rb = t == GT_Q4_K   ? (size_t)(n / QK_K) * sizeof(struct block_q4_k)
+                : t == GT_Q5_K ? (size_t)(n / QK_K) * sizeof(struct block_q5_k)
                 : t == GT_Q6_K ? (size_t)(n / QK_K) * sizeof(struct block_q6_k)
                 : t == GT_Q4_0_VBMI
                     ? (size_t)(n / 32) * 18
@@ -478,6 +497,12 @@ static void gemv_q4k(float *y, int64_t ldy, const void *w, const void *xa, size_
     gemv(GT_Q4_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
 }
 
+static void gemv_q5k(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                     int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    gemv(GT_Q5_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
 static void gemv_q6k(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
                      int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
@@ -502,6 +527,7 @@ matmul_fn gemv_q_avx512(herd_dtype t, int64_t n, int64_t n_b)
     case HERD_DTYPE_Q4_0: return use_vbmi ? gemv_q4_0_vbmi : gemv_q4_0;
     case HERD_DTYPE_Q4_1: return gemv_q4_1;
     case HERD_DTYPE_Q4_K: return gemv_q4k;
+    case HERD_DTYPE_Q5_K: return gemv_q5k;
     case HERD_DTYPE_Q6_K: return gemv_q6k;
     default: return NULL;
     }
