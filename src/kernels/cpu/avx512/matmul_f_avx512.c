@@ -125,11 +125,13 @@ tile(enum ftype t, int nb, const float *p, const uint8_t *x, size_t xrb, int64_t
      int64_t kc, float *y, int64_t ldy, __mmask16 rmask, int first)
 {
     __m512 acc[NR];
+    #pragma GCC unroll 8
     for (int j = 0; j < nb; j++)
         acc[j] = _mm512_setzero_ps();
     if (t == FT_BF16_DP) {
         for (int64_t k = 0; k < kc; k += 2) {
             __m512bh wv = (__m512bh)_mm512_loadu_si512(p + 8 * k);
+            #pragma GCC unroll 8
             for (int j = 0; j < nb; j++) {
                 int32_t a2;
                 memcpy(&a2, x + (size_t)j * xrb + 2 * (k0 + k), 4);
@@ -139,12 +141,14 @@ tile(enum ftype t, int nb, const float *p, const uint8_t *x, size_t xrb, int64_t
     } else {
         for (int64_t k = 0; k < kc; k++) {
             __m512 wv = _mm512_loadu_ps(p + 16 * k);
+            #pragma GCC unroll 8
             for (int j = 0; j < nb; j++) {
                 const float *xj = (const float *)(x + (size_t)j * xrb);
                 acc[j] = _mm512_fmadd_ps(wv, _mm512_set1_ps(xj[k0 + k]), acc[j]);
             }
         }
     }
+    #pragma GCC unroll 8
     for (int j = 0; j < nb; j++) {
         float *yj = y + j * ldy;
         __m512 v = first ? acc[j] : _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(rmask, yj));

@@ -338,14 +338,18 @@ tile(enum qtype t, int nb, const struct panel *p, const uint8_t *xa, size_t xrb,
 {
     const int G = group_size(t);
     __m512 acc[NR];
+    #pragma GCC unroll 8
     for (int j = 0; j < nb; j++)
         acc[j] = _mm512_setzero_ps();
     for (int g = 0; g < gpc; g++) {
         __m512i it[NR];
+        #pragma GCC unroll 8
         for (int j = 0; j < nb; j++)
             it[j] = _mm512_setzero_si512();
+        #pragma GCC unroll 8
         for (int q = 0; q < G / 4; q++) {
             __m512i wq = _mm512_loadu_si512((const void *)p->q[g * G / 4 + q]);
+            #pragma GCC unroll 8
             for (int j = 0; j < nb; j++) {
                 int32_t a4;
                 memcpy(&a4, act_codes(t, xa + (size_t)j * xrb, c * KC + g * G + 4 * q), 4);
@@ -353,6 +357,7 @@ tile(enum qtype t, int nb, const struct panel *p, const uint8_t *xa, size_t xrb,
             }
         }
         __m512 s = _mm512_loadu_ps(p->s[g]), m = _mm512_loadu_ps(p->m[g]);
+        #pragma GCC unroll 8
         for (int j = 0; j < nb; j++) {
             __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(it[j]),
                                      _mm512_set1_ps(da[j * gpc + g]));
@@ -360,6 +365,7 @@ tile(enum qtype t, int nb, const struct panel *p, const uint8_t *xa, size_t xrb,
             acc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(ds[j * gpc + g]), acc[j]);
         }
     }
+    #pragma GCC unroll 8
     for (int j = 0; j < nb; j++) {
         float *yj = y + j * ldy;
         __m512 v = first ? acc[j] : _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(rmask, yj));
