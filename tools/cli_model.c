@@ -71,8 +71,10 @@ int cli_model_option(struct cli_model_opts *o, int argc, char **argv, int *i)
             o->kv_type = HERD_DTYPE_F16;
         else if (strcmp(v, "f32") == 0)
             o->kv_type = HERD_DTYPE_F32;
+        else if (strcmp(v, "q8_0") == 0)
+            o->kv_type = HERD_DTYPE_Q8_0;
         else
-            return -cli_fail("--kv-type: expected f16 or f32, got '%s'", v);
+            return -cli_fail("--kv-type: expected f16, f32 or q8_0, got '%s'", v);
         o->kv_set = 1;
     } else {
         return 1;

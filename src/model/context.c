@@ -5,6 +5,7 @@
  * caching in the server.
  */
 #include "context.h"
+#include "quant/quant.h" /* dtype_row_bytes for the cache rows */
 
 herd_context_params herd_context_default_params(void)
 {
@@ -58,9 +59,14 @@ herd_status context_new_local(const herd_model *m, const herd_context_params *pa
         p.n_batch = 512;
     if (p.n_threads == 0)
         p.n_threads = m->n_threads;
-    if (p.kv_type != HERD_DTYPE_F16 && p.kv_type != HERD_DTYPE_F32)
-        return herd_fail(HERD_ERR_UNSUPPORTED, "KV cache type %s: use f16 or f32",
+    if (p.kv_type != HERD_DTYPE_F16 && p.kv_type != HERD_DTYPE_F32 &&
+        p.kv_type != HERD_DTYPE_Q8_0)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "KV cache type %s: use f16, f32 or q8_0",
                          herd_dtype_name(p.kv_type) ? herd_dtype_name(p.kv_type) : "?");
+    /* Q8_0 blocks of 32 must not straddle two heads: each head is read on its own. */
+    if (p.kv_type == HERD_DTYPE_Q8_0 && in->head_dim % 32 != 0)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "a q8_0 KV cache needs head_dim to be a "
+                         "multiple of 32 (this model's is %d): use f16", in->head_dim);
 
     herd_context *c = herd_calloc(1, sizeof *c);
     if (!c)
@@ -73,7 +79,8 @@ herd_status context_new_local(const herd_model *m, const herd_context_params *pa
     c->kv_type = p.kv_type;
     c->n_layers = sh->l1 - sh->l0;
     c->kv_dim = (int64_t)sh->n_kvh * in->head_dim;
-    c->kv_elem = p.kv_type == HERD_DTYPE_F16 ? 2 : 4;
+    c->kv_row_bytes = dtype_row_bytes(p.kv_type, c->kv_dim);
+    c->kv_head_bytes = dtype_row_bytes(p.kv_type, in->head_dim);
     int64_t q_dim = (int64_t)sh->n_h * in->head_dim;
     int64_t max_cols = in->dim;
     if (q_dim > max_cols)
@@ -84,11 +91,10 @@ herd_status context_new_local(const herd_model *m, const herd_context_params *pa
     herd_status s = herd_pool_new(p.n_threads, &c->pool);
     if (s != HERD_OK)
         goto fail;
-    size_t per_layer = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)c->kv_dim;
-    size_t kv_elems = per_layer * (size_t)c->n_layers;
+    size_t kv_rows = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)c->n_layers;
     void *kc = NULL, *vc = NULL, *len = NULL;
-    if ((s = herd_alloc_array(&kc, kv_elems, c->kv_elem, "KV cache (keys)")) ||
-        (s = herd_alloc_array(&vc, kv_elems, c->kv_elem, "KV cache (values)")) ||
+    if ((s = herd_alloc_array(&kc, kv_rows, c->kv_row_bytes, "KV cache (keys)")) ||
+        (s = herd_alloc_array(&vc, kv_rows, c->kv_row_bytes, "KV cache (values)")) ||
         (s = herd_alloc_array(&len, (size_t)c->n_seq, sizeof(int32_t), "sequence lengths"))) {
         herd_free(kc);
         herd_free(vc);
@@ -162,7 +168,7 @@ int32_t herd_context_n_ctx(const herd_context *c)
 
 int64_t herd_context_kv_bytes(const herd_context *c)
 {
-    return 2 * (int64_t)c->n_layers * c->n_seq * c->n_ctx * c->kv_dim * c->kv_elem;
+    return 2 * (int64_t)c->n_layers * c->n_seq * c->n_ctx * (int64_t)c->kv_row_bytes;
 }
 
 static herd_status check_seq(const herd_context *c, int32_t seq)
@@ -210,7 +216,7 @@ herd_status seq_copy_local(herd_context *c, int32_t dst, int32_t src, int32_t n)
         c->seq_len[dst] = n;
         return HERD_OK;
     }
-    size_t row = (size_t)c->kv_dim * c->kv_elem;
+    size_t row = c->kv_row_bytes;
     for (int l = 0; l < c->n_layers; l++) {
         memcpy(kv_row(c, c->k_cache, l, dst, 0), kv_row(c, c->k_cache, l, src, 0), row * n);
         memcpy(kv_row(c, c->v_cache, l, dst, 0), kv_row(c, c->v_cache, l, src, 0), row * n);

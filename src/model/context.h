@@ -14,7 +14,8 @@ struct herd_context {
     int32_t n_ctx, n_seq, n_batch;
     herd_dtype kv_type;
     int64_t kv_dim;      /* n_kv_heads * head_dim */
-    size_t kv_elem;      /* bytes per cache element */
+    size_t kv_row_bytes; /* bytes of one position's kv_dim elements in kv_type */
+    size_t kv_head_bytes; /* bytes of one head's head_dim elements in kv_type */
     uint8_t *k_cache;    /* (n_layers, n_seq, n_ctx, kv_dim) */
     uint8_t *v_cache;    /* (n_layers, n_seq, n_ctx, kv_dim) */
     int32_t *seq_len;    /* (n_seq) positions held */
@@ -38,7 +39,7 @@ static inline uint8_t *kv_row(const herd_context *c, uint8_t *cache, int l, int3
                               int32_t pos)
 {
     size_t idx = (((size_t)l * c->n_seq + (size_t)seq) * c->n_ctx + (size_t)pos);
-    return cache + idx * (size_t)c->kv_dim * c->kv_elem;
+    return cache + idx * c->kv_row_bytes;
 }
 
 /* The local halves of the public calls (context.c, forward.c); follow.c runs them on every

@@ -19,6 +19,7 @@
  * stages by point-to-point messages, and the vocabulary slices of the logits meet on rank 0.
  */
 #include "context.h"
+#include "quant/quant.h" /* Q8_0 cache rows */
 #include "dist/dist.h"
 
 #include <math.h> /* expf, cos, sin */
@@ -115,8 +116,52 @@ static void store_kv(herd_context *c, uint8_t *dst, const float *src)
 {
     if (c->kv_type == HERD_DTYPE_F16)
         c->k->f32_to_f16_row((uint16_t *)dst, src, c->kv_dim);
+    else if (c->kv_type == HERD_DTYPE_Q8_0)
+        quantize_row(HERD_DTYPE_Q8_0, dst, src, c->kv_dim);
     else
         memcpy(dst, src, (size_t)c->kv_dim * sizeof(float));
+}
+
+/* Q8_0 cache rows (--kv-type q8_0): a head is head_dim / 32 whole blocks. */
+static float dot_f32_q8_0(const float *q, const struct block_q8_0 *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n / QK8_0; i++) {
+        float t = 0.0f;
+        for (int j = 0; j < QK8_0; j++)
+            t += q[i * QK8_0 + j] * (float)b[i].qs[j];
+        s += fp16_to_f32(b[i].d) * t;
+    }
+    return s;
+}
+
+static void axpy_q8_0(float *y, float a, const struct block_q8_0 *b, int n)
+{
+    for (int i = 0; i < n / QK8_0; i++) {
+        float ad = a * fp16_to_f32(b[i].d);
+        for (int j = 0; j < QK8_0; j++)
+            y[i * QK8_0 + j] += ad * (float)b[i].qs[j];
+    }
+}
+
+/* q . one head of a cache row, and y += a * that head, in the cache's type. */
+static float kv_dot(const herd_context *c, const float *q, const uint8_t *row, int hd)
+{
+    if (c->kv_type == HERD_DTYPE_F16)
+        return c->k->dot_f32_f16(q, (const uint16_t *)row, hd);
+    if (c->kv_type == HERD_DTYPE_Q8_0)
+        return dot_f32_q8_0(q, (const struct block_q8_0 *)row, hd);
+    return c->k->dot_f32(q, (const float *)row, hd);
+}
+
+static void kv_axpy(const herd_context *c, float *y, float a, const uint8_t *row, int hd)
+{
+    if (c->kv_type == HERD_DTYPE_F16)
+        c->k->axpy_f16(y, a, (const uint16_t *)row, hd);
+    else if (c->kv_type == HERD_DTYPE_Q8_0)
+        axpy_q8_0(y, a, (const struct block_q8_0 *)row, hd);
+    else
+        c->k->axpy_f32(y, a, (const float *)row, hd);
 }
 
 /* RoPE on the new queries and keys, then the keys and values into the cache. */
@@ -149,14 +194,11 @@ static void attend(herd_context *c, const struct tok_job *j, int64_t t, int h, f
     const float *q = c->q + t * (int64_t)n_h * hd + (int64_t)h * hd;
     float *out = c->att + t * (int64_t)n_h * hd + (int64_t)h * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    size_t off = (size_t)kvh * hd * c->kv_elem;
-    int f16 = c->kv_type == HERD_DTYPE_F16;
+    size_t off = (size_t)kvh * c->kv_head_bytes;
     float mx = -INFINITY;
     for (int32_t p = 0; p <= pos; p++) {
         const uint8_t *kr = kv_row(c, c->k_cache, j->layer, seq, p) + off;
-        float s = f16 ? c->k->dot_f32_f16(q, (const uint16_t *)kr, hd)
-                      : c->k->dot_f32(q, (const float *)kr, hd);
-        s *= scale;
+        float s = kv_dot(c, q, kr, hd) * scale;
         sc[p] = s;
         if (s > mx)
             mx = s;
@@ -170,10 +212,7 @@ static void attend(herd_context *c, const struct tok_job *j, int64_t t, int h, f
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p <= pos; p++) {
         const uint8_t *vr = kv_row(c, c->v_cache, j->layer, seq, p) + off;
-        if (f16)
-            c->k->axpy_f16(out, sc[p] * inv, (const uint16_t *)vr, hd);
-        else
-            c->k->axpy_f32(out, sc[p] * inv, (const float *)vr, hd);
+        kv_axpy(c, out, sc[p] * inv, vr, hd);
     }
 }
 

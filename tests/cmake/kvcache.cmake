@@ -1,0 +1,15 @@
+# KV cache types (label golden): --kv-type f32 / f16 / q8_0 against the numpy reference on
+# a tiny model whose head_dim (64) holds whole Q8_0 blocks (tests/mpi/make_mpi_models.py's
+# mpi_k_f32 shape, made here so the test does not depend on an MPI build).
+if(NOT Python3_Interpreter_FOUND)
+  return()
+endif()
+set(KV_MODELS ${CMAKE_BINARY_DIR}/kv-models)
+add_test(NAME kvcache_make
+         COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/mpi/make_mpi_models.py ${KV_MODELS})
+set_tests_properties(kvcache_make PROPERTIES FIXTURES_SETUP kv_models LABELS golden)
+add_test(NAME kvcache_types
+         COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/tools/check_kv_types.py ${HERD_BIN}
+                 ${KV_MODELS}/mpi_k_f32)
+set_tests_properties(kvcache_types PROPERTIES FIXTURES_REQUIRED kv_models LABELS golden
+                     TIMEOUT 300)
