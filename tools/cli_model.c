@@ -109,6 +109,9 @@ int cli_model_open(struct cli_model_opts *o, herd_model **m, herd_context **c)
         *m = NULL;
         return r;
     }
+    fprintf(stderr, "herd: context %d positions, KV cache %s %.1f MiB\n",
+            herd_context_n_ctx(*c), herd_dtype_name(cp.kv_type),
+            (double)herd_context_kv_bytes(*c) / (1024.0 * 1024.0));
     return 0;
 }
 
