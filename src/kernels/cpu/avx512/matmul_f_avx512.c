@@ -141,6 +141,9 @@ tile(enum ftype t, int nb, const float *p, const uint8_t *x, size_t xrb, int64_t
     } else {
         for (int64_t k = 0; k < kc; k++) {
             __m512 wv = _mm512_loadu_ps(p + 16 * k);
+            /* keep wv in a register: otherwise gcc folds the panel load into every FMA and
+             * the tile needs two loads per FMA (load-bound at half the FMA rate) */
+            __asm__("" : "+v"(wv));
             #pragma GCC unroll 8
             for (int j = 0; j < nb; j++) {
                 const float *xj = (const float *)(x + (size_t)j * xrb);
