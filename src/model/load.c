@@ -8,6 +8,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <math.h>   /* powf, M_PI */
+#include <stdio.h>  /* snprintf for tensor names */
 #include <stdlib.h>
 
 herd_status weight_bind(struct weight *w, const struct tensor_info *t, int64_t n_rows,
@@ -34,6 +35,47 @@ herd_status weight_bind(struct weight *w, const struct tensor_info *t, int64_t n
     w->n_rows = n_rows;
     w->n_cols = n_cols;
     w->row_bytes = rb;
+    return HERD_OK;
+}
+
+herd_status model_bind_layer(herd_model *m, int l, const struct layer_names *names,
+                             tensor_find_fn find, const void *src)
+{
+    const herd_model_info *in = &m->info;
+    struct layer *L = &m->layers[l];
+    int64_t q_dim = (int64_t)in->n_heads * in->head_dim;
+    int64_t kv_dim = (int64_t)in->n_kv_heads * in->head_dim;
+    const struct {
+        const char *pattern;
+        struct weight *w;
+        int64_t rows, cols;
+    } mats[] = {
+        {names->wq, &L->wq, q_dim, in->dim},
+        {names->wk, &L->wk, kv_dim, in->dim},
+        {names->wv, &L->wv, kv_dim, in->dim},
+        {names->wo, &L->wo, in->dim, q_dim},
+        {names->w_gate, &L->w_gate, in->hidden_dim, in->dim},
+        {names->w_up, &L->w_up, in->hidden_dim, in->dim},
+        {names->w_down, &L->w_down, in->dim, in->hidden_dim},
+    };
+    const struct {
+        const char *pattern;
+        float **v;
+    } norms[] = {{names->attn_norm, &L->attn_norm}, {names->ffn_norm, &L->ffn_norm}};
+    char name[128];
+    herd_status s;
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0] + sizeof norms / sizeof norms[0]; i++) {
+        int is_mat = i < sizeof mats / sizeof mats[0];
+        size_t k = is_mat ? i : i - sizeof mats / sizeof mats[0];
+        snprintf(name, sizeof name, is_mat ? mats[k].pattern : norms[k].pattern, l);
+        const struct tensor_info *t = find(src, name);
+        if (!t)
+            return herd_fail(HERD_ERR_FORMAT, "missing tensor %s", name);
+        s = is_mat ? weight_bind(mats[k].w, t, mats[k].rows, mats[k].cols)
+                   : norm_load(norms[k].v, t, in->dim);
+        if (s != HERD_OK)
+            return s;
+    }
     return HERD_OK;
 }
 

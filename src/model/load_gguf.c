@@ -135,39 +135,15 @@ static herd_status read_hparams(herd_model *m, const struct gguf_file *f)
     return HERD_OK;
 }
 
-static herd_status bind_layer(herd_model *m, const struct gguf_file *f, int l)
+static const struct layer_names gguf_layer_names = {
+    "blk.%d.attn_q.weight",   "blk.%d.attn_k.weight",    "blk.%d.attn_v.weight",
+    "blk.%d.attn_output.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight",
+    "blk.%d.ffn_down.weight", "blk.%d.attn_norm.weight", "blk.%d.ffn_norm.weight",
+};
+
+static const struct tensor_info *find_in_gguf(const void *f, const char *name)
 {
-    const herd_model_info *in = &m->info;
-    struct layer *L = &m->layers[l];
-    int64_t q_dim = (int64_t)in->n_heads * in->head_dim;
-    int64_t kv_dim = (int64_t)in->n_kv_heads * in->head_dim;
-    struct {
-        const char *suffix;
-        struct weight *w;
-        int64_t rows, cols;
-    } mats[] = {
-        {"attn_q", &L->wq, q_dim, in->dim},        {"attn_k", &L->wk, kv_dim, in->dim},
-        {"attn_v", &L->wv, kv_dim, in->dim},       {"attn_output", &L->wo, in->dim, q_dim},
-        {"ffn_gate", &L->w_gate, in->hidden_dim, in->dim},
-        {"ffn_up", &L->w_up, in->hidden_dim, in->dim},
-        {"ffn_down", &L->w_down, in->dim, in->hidden_dim},
-    };
-    char name[96];
-    const struct tensor_info *t;
-    herd_status s;
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
-        snprintf(name, sizeof name, "blk.%d.%s.weight", l, mats[i].suffix);
-        if ((s = need_tensor(f, name, &t)) || (s = weight_bind(mats[i].w, t, mats[i].rows,
-                                                               mats[i].cols)))
-            return s;
-    }
-    snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
-    if ((s = need_tensor(f, name, &t)) || (s = norm_load(&L->attn_norm, t, in->dim)))
-        return s;
-    snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
-    if ((s = need_tensor(f, name, &t)) || (s = norm_load(&L->ffn_norm, t, in->dim)))
-        return s;
-    return HERD_OK;
+    return find_tensor(f, name);
 }
 
 static herd_status bind(herd_model *m, const struct gguf_file *f)
@@ -214,7 +190,7 @@ static herd_status bind(herd_model *m, const struct gguf_file *f)
     if (!m->layers)
         return herd_fail(HERD_ERR_NOMEM, "layers");
     for (int l = 0; l < in->n_layers; l++)
-        if ((s = bind_layer(m, f, l)))
+        if ((s = model_bind_layer(m, l, &gguf_layer_names, find_in_gguf, f)))
             return s;
     if (gguf_find(f, "tokenizer.ggml.tokens")) {
         if ((s = tokenizer_from_gguf(f, &m->tok)))

@@ -87,40 +87,17 @@ static herd_status open_index(herd_model *m, const char *dir, const char *index_
     return s;
 }
 
-static herd_status bind_layer(herd_model *m, int l)
+static const struct layer_names hf_layer_names = {
+    "model.layers.%d.self_attn.q_proj.weight", "model.layers.%d.self_attn.k_proj.weight",
+    "model.layers.%d.self_attn.v_proj.weight", "model.layers.%d.self_attn.o_proj.weight",
+    "model.layers.%d.mlp.gate_proj.weight",    "model.layers.%d.mlp.up_proj.weight",
+    "model.layers.%d.mlp.down_proj.weight",    "model.layers.%d.input_layernorm.weight",
+    "model.layers.%d.post_attention_layernorm.weight",
+};
+
+static const struct tensor_info *find_in_shards(const void *m, const char *name)
 {
-    const herd_model_info *in = &m->info;
-    struct layer *L = &m->layers[l];
-    int64_t q_dim = (int64_t)in->n_heads * in->head_dim;
-    int64_t kv_dim = (int64_t)in->n_kv_heads * in->head_dim;
-    struct {
-        const char *suffix;
-        struct weight *w;
-        int64_t rows, cols;
-    } mats[] = {
-        {"self_attn.q_proj", &L->wq, q_dim, in->dim},
-        {"self_attn.k_proj", &L->wk, kv_dim, in->dim},
-        {"self_attn.v_proj", &L->wv, kv_dim, in->dim},
-        {"self_attn.o_proj", &L->wo, in->dim, q_dim},
-        {"mlp.gate_proj", &L->w_gate, in->hidden_dim, in->dim},
-        {"mlp.up_proj", &L->w_up, in->hidden_dim, in->dim},
-        {"mlp.down_proj", &L->w_down, in->dim, in->hidden_dim},
-    };
-    char name[128];
-    const struct tensor_info *t;
-    herd_status s;
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
-        snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, mats[i].suffix);
-        if ((s = need(m, name, &t)) || (s = weight_bind(mats[i].w, t, mats[i].rows, mats[i].cols)))
-            return s;
-    }
-    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-    if ((s = need(m, name, &t)) || (s = norm_load(&L->attn_norm, t, in->dim)))
-        return s;
-    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-    if ((s = need(m, name, &t)) || (s = norm_load(&L->ffn_norm, t, in->dim)))
-        return s;
-    return HERD_OK;
+    return find_tensor(m, name);
 }
 
 static herd_status read_config(herd_model *m, const char *dir)
@@ -213,7 +190,7 @@ static herd_status bind(herd_model *m, const char *dir)
     if (!m->layers)
         return herd_fail(HERD_ERR_NOMEM, "layers");
     for (int l = 0; l < in->n_layers; l++)
-        if ((s = bind_layer(m, l)))
+        if ((s = model_bind_layer(m, l, &hf_layer_names, find_in_shards, m)))
             return s;
     char *tok_path = herd_path_join(dir, "tokenizer.json");
     if (!tok_path)

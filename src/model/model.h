@@ -86,6 +86,16 @@ herd_status model_bind_hf(herd_model *m, const char *dir);
  * in messages. */
 herd_status weight_bind(struct weight *w, const struct tensor_info *t, int64_t n_rows,
                         int64_t n_cols);
+/* The names of one layer's tensors in a file format: printf patterns taking the layer. */
+struct layer_names {
+    const char *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down, *attn_norm, *ffn_norm;
+};
+/* Finds a tensor by name in src (a GGUF file, or the model's safetensors shards). */
+typedef const struct tensor_info *(*tensor_find_fn)(const void *src, const char *name);
+/* Binds layer l's weights and norms, checking each tensor's presence, type and shape. */
+herd_status model_bind_layer(herd_model *m, int l, const struct layer_names *names,
+                             tensor_find_fn find, const void *src);
+
 /* Copies a norm vector of any float type into an owned f32 array. */
 herd_status norm_load(float **out, const struct tensor_info *t, int64_t n);
 /* After hyper-parameters are set: checks them and computes inv_freq (llama3 scaling from
