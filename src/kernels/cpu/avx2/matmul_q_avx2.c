@@ -199,10 +199,10 @@ tile(enum qtype t, int nb, const uint8_t *row, const uint8_t *xa, size_t xrb, in
      int64_t ng, const float *da, const float *ds, int64_t gstride, float *y, int64_t ldy,
      int first)
 {
-    __m256 acc[NBT];
+    __m256 acc[NBT], accv[NBT]; /* accv: K-quant offsets, summed once at the end */
     float accm[NBT];
     for (int b = 0; b < nb; b++) {
-        acc[b] = _mm256_setzero_ps();
+        acc[b] = accv[b] = _mm256_setzero_ps();
         accm[b] = 0.0f;
     }
     struct ksb c;
@@ -225,15 +225,15 @@ tile(enum qtype t, int nb, const uint8_t *row, const uint8_t *xa, size_t xrb, in
                 if (!k_type(t))
                     accm[b] += o.m0 * dsb[2 * g] + o.m1 * dsb[2 * g + 1];
                 else if (j == 0) /* the super-block's 16 offsets at once */
-                    accm[b] += hsum(_mm256_fmadd_ps(
+                    accv[b] = _mm256_fmadd_ps(
                         _mm256_loadu_ps(c.m), _mm256_loadu_ps(dsb + 2 * g),
-                        _mm256_mul_ps(_mm256_loadu_ps(c.m + 8),
-                                      _mm256_loadu_ps(dsb + 2 * g + 8))));
+                        _mm256_fmadd_ps(_mm256_loadu_ps(c.m + 8),
+                                        _mm256_loadu_ps(dsb + 2 * g + 8), accv[b]));
             }
         }
     }
     for (int b = 0; b < nb; b++) {
-        float v = hsum(acc[b]) + accm[b];
+        float v = hsum(_mm256_add_ps(acc[b], accv[b])) + accm[b];
         y[b * ldy] = first ? v : y[b * ldy] + v;
     }
 }
