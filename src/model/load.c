@@ -199,6 +199,25 @@ static void count_params(herd_model *m)
     in->weight_dtype = m->layers[0].wq.type;
 }
 
+/* Generation ends at any of Llama 3's end tokens the tokenizer has, beside the ids the file
+ * names (a GGUF often names only one; a base model's generation_config only
+ * <|end_of_text|>), as llama.cpp's end-of-generation set does. */
+static void add_end_tokens(herd_model *m)
+{
+    static const char *const names[] = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>"};
+    herd_model_info *in = &m->info;
+    if (!m->tok)
+        return;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        int32_t id = herd_token_special(m->tok, names[i]);
+        int dup = id < 0 || id >= in->n_vocab;
+        for (int j = 0; j < in->n_eos && !dup; j++)
+            dup = in->eos_ids[j] == id;
+        if (!dup && in->n_eos < (int)(sizeof in->eos_ids / sizeof in->eos_ids[0]))
+            in->eos_ids[in->n_eos++] = id;
+    }
+}
+
 herd_status herd_model_load(const char *path, const herd_model_params *params,
                             herd_model **out)
 {
@@ -237,6 +256,7 @@ herd_status model_load_local(const char *path, int32_t n_threads, herd_model **o
         s = herd_fail(HERD_ERR_IO, "%s: no such file or folder", path);
     if (s != HERD_OK)
         goto fail;
+    add_end_tokens(m);
     count_params(m);
     shard_full(m, &m->sh);
     *out = m;
