@@ -209,8 +209,17 @@ static double nmse(const float *a, const float *ref, int64_t n)
     return den > 0 ? num / den : num;
 }
 
+/* The smallest shift that keeps a row of type t valid C (its scalars naturally aligned)
+ * while breaking every SIMD alignment: 4 bytes for f32 data and Q8_K (float d), 2 for the
+ * rest (fp16 scales). Files give no more than that: GGUF aligns tensors to 32 and blocks are
+ * 18, 34, 144... bytes; safetensors offsets are multiples of the element size. */
+static size_t misalign(herd_dtype t)
+{
+    return t == HERD_DTYPE_F32 || t == HERD_DTYPE_Q8_K ? 4 : 2;
+}
+
 /* y (n_b, ldy) for rows [r0, r1) with kernel k; x (n_b, n_cols) f32. Pointers are shifted
- * by one byte/element from any alignment the allocator gives. */
+ * off any alignment the allocator gives (misalign). */
 static void run_mm(const struct herd_cpu_kernels *k, herd_dtype t, const uint8_t *w,
                    const float *x, int64_t n_cols, int64_t n_b, int64_t r0, int64_t r1,
                    float *y, int64_t ldy)
@@ -218,7 +227,7 @@ static void run_mm(const struct herd_cpu_kernels *k, herd_dtype t, const uint8_t
     const struct matmul_kernel *mk = &k->mm[t];
     size_t xrb = kernels_act_row_bytes(mk->act_type, n_cols);
     uint8_t *xa_buf = malloc(xrb * (size_t)n_b + 64);
-    uint8_t *xa = xa_buf + 3;
+    uint8_t *xa = xa_buf + misalign(mk->act_type);
     if (mk->convert) {
         for (int64_t b = 0; b < n_b; b++)
             mk->convert(xa + (size_t)b * xrb, x + b * n_cols, n_cols);
@@ -268,7 +277,7 @@ static void check_mm_variant(const struct herd_cpu_kernels *k, const struct mm_c
     const int64_t r0 = n_rows > 4 ? 1 : 0, r1 = n_rows > 6 ? n_rows - 1 : n_rows;
     size_t rb = (size_t)(n / block_elems(c->t)) * block_size_bytes(c->t);
     uint8_t *w_buf = malloc(rb * n_rows + 64);
-    uint8_t *w = w_buf + 1; /* unaligned on purpose (quant blocks are, in files) */
+    uint8_t *w = w_buf + misalign(c->t); /* off SIMD alignment on purpose */
     float *x = malloc(sizeof(float) * n * n_b);
     float *y_buf = malloc(sizeof(float) * (ldy * n_b + 1));
     float *y = y_buf + 1, *yr = malloc(sizeof(float) * ldy * n_b);
