@@ -1,5 +1,5 @@
 /*
- * gemv_q_avx512.c - decode-time (n_b = 1..3) products of quantized weights with Q8_0 / Q8_K
+ * gemv_q_avx512.c - decode-time (n_b = 1..4 per pass) products of quantized weights with Q8_0 / Q8_K
  * activations, AVX-512 VNNI. Decoding is memory-bound, so these loops are built to spend as
  * few vector instructions per weight byte as possible (about 0.15-0.2 per byte, the two
  * 512-bit ports of an Intel core then keep up with ~30 GB/s at 3 GHz):
@@ -28,7 +28,7 @@
 #include <stdlib.h> /* getenv */
 
 #define GEMV_MAX_N 65536 /* longest row planned on the stack (Llama 3.1 405B FFN: 53248) */
-#define GEMV_MAX_B 3     /* decode batch handled in one pass over the weights */
+#define GEMV_MAX_B 4     /* activation rows handled in one pass over the weights */
 /* Software prefetch distance in bytes. The hardware streamer alone leaves the DRAM queue
  * half empty: measured on the 2-vCPU Sapphire Rapids host, 1 thread, 4096 x 4096 decode,
  * 512 B ahead gave ~10 GB/s, 2 KB ~12, 4-12 KB ~14-16 (the machine's plain read loop
@@ -412,7 +412,8 @@ row_q4_0_vbmi(int nb, const uint8_t *row, const struct act_plan *const *pl, int6
     switch (nb) {
     case 1: row_q4_0_vbmi_nb(1, row, pl, n, out); break;
     case 2: row_q4_0_vbmi_nb(2, row, pl, n, out); break;
-    default: row_q4_0_vbmi_nb(3, row, pl, n, out); break;
+    case 3: row_q4_0_vbmi_nb(3, row, pl, n, out); break;
+    default: row_q4_0_vbmi_nb(4, row, pl, n, out); break;
     }
 }
 
@@ -438,7 +439,7 @@ static inline __attribute__((always_inline)) void
 gemv(enum gt t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
      int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    struct act_plan plans[GEMV_MAX_B]; /* ~290 KB of stack: no allocation per token */
+    struct act_plan plans[GEMV_MAX_B]; /* ~390 KB of stack: no allocation per token */
     const struct act_plan *pl[GEMV_MAX_B];
     for (int64_t b = 0; b < n_b; b++) {
         if (t == GT_Q4_K || t == GT_Q5_K || t == GT_Q6_K)
@@ -460,7 +461,8 @@ gemv(enum gt t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size
         switch (n_b) {
         case 1: row_any(t, 1, row, pl, n, o); break;
         case 2: row_any(t, 2, row, pl, n, o); break;
-        default: row_any(t, 3, row, pl, n, o); break;
+        case 3: row_any(t, 3, row, pl, n, o); break;
+        default: row_any(t, 4, row, pl, n, o); break;
         }
         for (int64_t b = 0; b < n_b; b++)
             y[b * ldy + r] = o[b];

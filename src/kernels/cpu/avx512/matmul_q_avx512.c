@@ -413,7 +413,7 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
 }
 
 /* n_b below this streams rows (decode); at or above, repacked panels (prefill). */
-#define GEMM_MIN_NB 4
+#define GEMM_MIN_NB 9 /* below: gemv passes (measured: 8 rows in 2 passes < one gemm) */
 
 /* Rows whose length is not a multiple of 512 (no Llama weight) go to the table entry this
  * variant replaced (avx2 or ref). */
@@ -423,9 +423,16 @@ static inline __attribute__((always_inline)) void
 matmul_q(enum qtype t, herd_dtype dt, float *y, int64_t ldy, const void *w, const void *xa,
          size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    matmul_fn fast = n_b < GEMM_MIN_NB ? gemv_q_avx512(dt, n, n_b) : NULL;
-    if (fast)
-        fast(y, ldy, w, xa, xrb, n, n_b, r0, r1);
+    matmul_fn fast = n_b < GEMM_MIN_NB ? gemv_q_avx512(dt, n, 1) : NULL;
+    if (fast) {
+        /* Small batches (decode, a few server slots): passes of up to 4 activation rows
+         * over the streamed weights beat repacking them into gemm panels. */
+        for (int64_t b0 = 0; b0 < n_b; b0 += 4) {
+            int64_t nb = n_b - b0 < 4 ? n_b - b0 : 4;
+            fast(y + b0 * ldy, ldy, w, (const uint8_t *)xa + (size_t)b0 * xrb, xrb, n, nb,
+                 r0, r1);
+        }
+    }
     else if (n % CHUNK != 0 || n / group_size(t) > MAX_GROUPS)
         fallback[dt](y, ldy, w, xa, xrb, n, n_b, r0, r1);
     else if (n_b >= GEMM_MIN_NB)
