@@ -92,3 +92,23 @@ foreach(i RANGE 1 99)
 endforeach()
 model_bad(prompt_past_model_ctx "context" logits -m ${MODEL_DIR}/ctx64_f32/model.gguf
   --tokens ${ids100} ${out})
+
+# herd's own GGUF writer (herd quantize --type f32/bf16/f16: a conversion, no quantization)
+# must carry a model exactly: the HF folder converted by herd (q/k permuted to Meta's
+# order, rope_freqs written) gives the reference's logits like the gguf-package copy does.
+foreach(conv "gqa2_untied_f32:f32" "gqa4_tied_bf16:bf16" "headdim_sharded_f32:f32")
+  string(REPLACE ":" ";" parts ${conv})
+  list(GET parts 0 cfg)
+  list(GET parts 1 type)
+  set(out ${MODEL_WORK}/herd-${cfg}.gguf)
+  add_test(NAME model_herd_writer_${cfg}
+    COMMAND ${HERD_BIN} quantize ${MODEL_DIR}/${cfg}/hf ${out}
+            --type ${type})
+  set_tests_properties(model_herd_writer_${cfg} PROPERTIES LABELS golden
+    FIXTURES_REQUIRED model_files FIXTURES_SETUP herd_gguf_${cfg})
+  add_test(NAME model_golden_${cfg}_herd_gguf
+    COMMAND ${COMPARE} golden --herd ${HERD_BIN} --golden ${HERD_TESTS}/golden/model/${cfg}.golden
+            --model ${out} --hf ${MODEL_DIR}/${cfg}/hf --work ${MODEL_WORK}/${cfg}_herd_gguf)
+  set_tests_properties(model_golden_${cfg}_herd_gguf PROPERTIES LABELS golden
+    FIXTURES_REQUIRED "model_files;herd_gguf_${cfg}" SKIP_RETURN_CODE 77 TIMEOUT 900)
+endforeach()
