@@ -197,26 +197,40 @@ static void swap_cand(struct cand *a, struct cand *b)
     *b = t;
 }
 
-/* Moves the k first candidates in cand_before order to c[0..k), in no particular order
- * (quickselect, median-of-three pivots). */
+/* One quickselect step on c[lo..hi): a median-of-three pivot is moved to its final place,
+ * which is returned; the candidates before it (cand_before) end in c[lo..place), and *mass
+ * is the sum of their p. */
+static size_t partition_step(struct cand *c, size_t lo, size_t hi, double *mass)
+{
+    size_t mid = lo + (hi - lo) / 2;
+    if (cand_before(&c[hi - 1], &c[lo]))
+        swap_cand(&c[hi - 1], &c[lo]);
+    if (cand_before(&c[mid], &c[lo]))
+        swap_cand(&c[mid], &c[lo]);
+    if (cand_before(&c[hi - 1], &c[mid]))
+        swap_cand(&c[hi - 1], &c[mid]);
+    struct cand pivot = c[mid];
+    swap_cand(&c[mid], &c[hi - 1]);
+    size_t store = lo;
+    double sum = 0;
+    for (size_t i = lo; i < hi - 1; i++) {
+        if (cand_before(&c[i], &pivot)) {
+            sum += c[i].p;
+            swap_cand(&c[i], &c[store++]);
+        }
+    }
+    swap_cand(&c[store], &c[hi - 1]);
+    *mass = sum;
+    return store;
+}
+
+/* Moves the k first candidates in cand_before order to c[0..k), in no particular order. */
 static void select_top(struct cand *c, size_t n, size_t k)
 {
     size_t lo = 0, hi = n;
+    double unused;
     while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cand_before(&c[hi - 1], &c[lo]))
-            swap_cand(&c[hi - 1], &c[lo]);
-        if (cand_before(&c[mid], &c[lo]))
-            swap_cand(&c[mid], &c[lo]);
-        if (cand_before(&c[hi - 1], &c[mid]))
-            swap_cand(&c[hi - 1], &c[mid]);
-        struct cand pivot = c[mid];
-        swap_cand(&c[mid], &c[hi - 1]);
-        size_t store = lo;
-        for (size_t i = lo; i < hi - 1; i++)
-            if (cand_before(&c[i], &pivot))
-                swap_cand(&c[i], &c[store++]);
-        swap_cand(&c[store], &c[hi - 1]);
+        size_t store = partition_step(c, lo, hi, &unused);
         if (store == k || store + 1 == k)
             return;
         if (store > k)
@@ -252,24 +266,8 @@ static size_t nucleus(struct cand *c, size_t n, double total, double top_p)
     double want = top_p * total, acc = 0;
     size_t lo = 0, hi = n;
     while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cand_before(&c[hi - 1], &c[lo]))
-            swap_cand(&c[hi - 1], &c[lo]);
-        if (cand_before(&c[mid], &c[lo]))
-            swap_cand(&c[mid], &c[lo]);
-        if (cand_before(&c[hi - 1], &c[mid]))
-            swap_cand(&c[hi - 1], &c[mid]);
-        struct cand pivot = c[mid];
-        swap_cand(&c[mid], &c[hi - 1]);
-        size_t store = lo;
-        double mass = 0;
-        for (size_t i = lo; i < hi - 1; i++) {
-            if (cand_before(&c[i], &pivot)) {
-                mass += c[i].p;
-                swap_cand(&c[i], &c[store++]);
-            }
-        }
-        swap_cand(&c[store], &c[hi - 1]);
+        double mass;
+        size_t store = partition_step(c, lo, hi, &mass);
         if (acc + mass >= want) {
             hi = store;
         } else if (acc + mass + c[store].p >= want) {
