@@ -71,47 +71,37 @@ static void k4_pack_scales(uint8_t q[K_SCALE_SIZE], const uint8_t ls[8], const u
 
 /* ---- dequantizers */
 
+/* One super-block of Q4_K (qh NULL) or Q5_K: 4 pairs of 32-weight sub-blocks, the pair's
+ * low nibbles then its high nibbles, w = d * sc * q - dmin * m. Q5_K's fifth bit of
+ * sub-block 2j sits in bit 2j of qh[l], of 2j+1 in bit 2j+1. */
+static void dequantize_k4_block(float *y, uint16_t d16, uint16_t dmin16,
+                                const uint8_t *scales, const uint8_t *q, const uint8_t *qh)
+{
+    const float d = fp16_to_f32(d16), dmin = fp16_to_f32(dmin16);
+    for (int j = 0; j < QK_K / 64; j++, q += 32) {
+        const uint8_t u1 = (uint8_t)(1u << (2 * j)), u2 = (uint8_t)(2u << (2 * j));
+        uint8_t sc, m;
+        k4_scale_min(2 * j, scales, &sc, &m);
+        const float d1 = d * sc, m1 = dmin * m;
+        k4_scale_min(2 * j + 1, scales, &sc, &m);
+        const float d2 = d * sc, m2 = dmin * m;
+        for (int l = 0; l < 32; l++)
+            *y++ = d1 * (float)((q[l] & 0x0f) + (qh && (qh[l] & u1) ? 16 : 0)) - m1;
+        for (int l = 0; l < 32; l++)
+            *y++ = d2 * (float)((q[l] >> 4) + (qh && (qh[l] & u2) ? 16 : 0)) - m2;
+    }
+}
+
 void dequantize_row_q4_k_ref(float *y, const struct block_q4_k *x, int64_t n)
 {
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = fp16_to_f32(x[i].d);
-        const float dmin = fp16_to_f32(x[i].dmin);
-        const uint8_t *q = x[i].qs;
-        for (int j = 0; j < QK_K / 64; j++, q += 32) {
-            uint8_t sc, m;
-            k4_scale_min(2 * j, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = dmin * m;
-            k4_scale_min(2 * j + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = dmin * m;
-            for (int l = 0; l < 32; l++)
-                *y++ = d1 * (float)(q[l] & 0x0f) - m1;
-            for (int l = 0; l < 32; l++)
-                *y++ = d2 * (float)(q[l] >> 4) - m2;
-        }
-    }
+    for (int64_t i = 0; i < n / QK_K; i++)
+        dequantize_k4_block(y + i * QK_K, x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL);
 }
 
 void dequantize_row_q5_k_ref(float *y, const struct block_q5_k *x, int64_t n)
 {
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = fp16_to_f32(x[i].d);
-        const float dmin = fp16_to_f32(x[i].dmin);
-        const uint8_t *ql = x[i].qs;
-        const uint8_t *qh = x[i].qh;
-        for (int j = 0; j < QK_K / 64; j++, ql += 32) {
-            /* Fifth bits: sub-block 2j in bit 2j of qh[l], 2j+1 in bit 2j+1. */
-            const uint8_t u1 = (uint8_t)(1u << (2 * j)), u2 = (uint8_t)(2u << (2 * j));
-            uint8_t sc, m;
-            k4_scale_min(2 * j, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = dmin * m;
-            k4_scale_min(2 * j + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = dmin * m;
-            for (int l = 0; l < 32; l++)
-                *y++ = d1 * (float)((ql[l] & 0x0f) + (qh[l] & u1 ? 16 : 0)) - m1;
-            for (int l = 0; l < 32; l++)
-                *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
-        }
-    }
+    for (int64_t i = 0; i < n / QK_K; i++)
+        dequantize_k4_block(y + i * QK_K, x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh);
 }
 
 void dequantize_row_q6_k_ref(float *y, const struct block_q6_k *x, int64_t n)
