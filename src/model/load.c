@@ -17,6 +17,9 @@ herd_status weight_bind(struct weight *w, const struct tensor_info *t, int64_t n
     if (!dtype_supported(t->type))
         return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: unsupported dtype %d (%s)", t->name,
                          (int)t->type, herd_dtype_name(t->type) ? herd_dtype_name(t->type) : "?");
+    if (!kernels_get()->mm[t->type].matmul)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: no matrix kernel for dtype %s",
+                         t->name, herd_dtype_name(t->type));
     if (t->n_dims != 2 || t->ne[0] != n_cols || t->ne[1] != n_rows)
         return herd_fail(HERD_ERR_FORMAT,
                          "tensor %s: shape [%lld, %lld] (rows, cols), expected [%lld, %lld]",

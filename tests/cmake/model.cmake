@@ -112,3 +112,19 @@ foreach(conv "gqa2_untied_f32:f32" "gqa4_tied_bf16:bf16" "headdim_sharded_f32:f3
   set_tests_properties(model_golden_${cfg}_herd_gguf PROPERTIES LABELS golden
     FIXTURES_REQUIRED "model_files;herd_gguf_${cfg}" SKIP_RETURN_CODE 77 TIMEOUT 900)
 endforeach()
+
+# A Q4_K_M conversion of a model whose rows are not whole K-quant super-blocks falls back to
+# Q5_0 / Q8_0 tensors, as llama.cpp's does; such a file must run (it once crashed on a
+# missing Q5_0 kernel) and stay close to the f32 model.
+set(q5_out ${MODEL_WORK}/q4_k_m-fallback.gguf)
+add_test(NAME model_q5_0_fallback_quantize
+  COMMAND ${HERD_BIN} quantize ${MODEL_DIR}/gqa2_untied_f32/hf ${q5_out} --type q4_k_m)
+set_tests_properties(model_q5_0_fallback_quantize PROPERTIES LABELS golden
+  FIXTURES_REQUIRED model_files FIXTURES_SETUP q5_0_model)
+add_test(NAME model_q5_0_fallback_runs
+  COMMAND ${COMPARE} golden --herd ${HERD_BIN}
+          --golden ${HERD_TESTS}/golden/model/gqa2_untied_f32.golden --model ${q5_out}
+          --hf ${MODEL_DIR}/gqa2_untied_f32/hf --work ${MODEL_WORK}/q5_0_fallback
+          --tol 0.25 --logits-only)
+set_tests_properties(model_q5_0_fallback_runs PROPERTIES LABELS golden
+  FIXTURES_REQUIRED "model_files;q5_0_model" SKIP_RETURN_CODE 77 TIMEOUT 300)

@@ -348,8 +348,53 @@ static void matmul_q6_k_ref(float *y, int64_t ldy, const void *w, const void *xa
                 r1, dot_q6_k_row);
 }
 
+/* Types no fast kernel knows (Q5_0, Q5_1: rare in Llama 3 files, llama.cpp's fallback for
+ * rows that are not whole K-quant blocks): the weight row is dequantized 256 at a time by
+ * quant/'s reference and dotted with f32 activations, so every type herd reads also runs. */
+static float dot_dequant_row(herd_dtype t, const void *w, const void *x, int64_t n)
+{
+    float buf[256];
+    const float *a = x;
+    const int64_t chunk = 256; /* a multiple of every block size that reaches here (32) */
+    const size_t chunk_bytes = dtype_row_bytes(t, chunk);
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i += chunk) {
+        int64_t m = n - i < chunk ? n - i : chunk;
+        dequantize_row(t, buf, (const uint8_t *)w + (size_t)(i / chunk) * chunk_bytes, m);
+        for (int64_t j = 0; j < m; j++)
+            s += buf[j] * a[i + j];
+    }
+    return s;
+}
+
+static float dot_q5_0_row(const void *w, const void *x, int64_t n)
+{
+    return dot_dequant_row(HERD_DTYPE_Q5_0, w, x, n);
+}
+
+static float dot_q5_1_row(const void *w, const void *x, int64_t n)
+{
+    return dot_dequant_row(HERD_DTYPE_Q5_1, w, x, n);
+}
+
+static void matmul_q5_0_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                            int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_rows(y, ldy, w, dtype_row_bytes(HERD_DTYPE_Q5_0, n), xa, xrb, n, n_b, r0, r1,
+                dot_q5_0_row);
+}
+
+static void matmul_q5_1_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                            int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_rows(y, ldy, w, dtype_row_bytes(HERD_DTYPE_Q5_1, n), xa, xrb, n, n_b, r0, r1,
+                dot_q5_1_row);
+}
+
 void kernels_fill_matmul_ref(struct herd_cpu_kernels *k)
 {
+    k->mm[HERD_DTYPE_Q5_0] = (struct matmul_kernel){HERD_DTYPE_F32, NULL, matmul_q5_0_ref};
+    k->mm[HERD_DTYPE_Q5_1] = (struct matmul_kernel){HERD_DTYPE_F32, NULL, matmul_q5_1_ref};
     k->mm[HERD_DTYPE_F32] = (struct matmul_kernel){HERD_DTYPE_F32, NULL, matmul_f32_ref};
     k->mm[HERD_DTYPE_F16] = (struct matmul_kernel){HERD_DTYPE_F32, NULL, matmul_f16_ref};
     k->mm[HERD_DTYPE_BF16] = (struct matmul_kernel){HERD_DTYPE_F32, NULL, matmul_bf16_ref};
