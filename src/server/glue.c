@@ -13,13 +13,43 @@
 #include <math.h>  /* INFINITY */
 #include <stdio.h> /* snprintf */
 
+/* A forced tool call's opening is part of the assistant's turn: its tokens follow the
+ * header, as if the model had written them. */
+static herd_status append_prefix(const herd_tokenizer *tok, const char *prefix, int32_t **ids,
+                                 size_t *n_ids)
+{
+    int32_t *more = NULL;
+    size_t n_more = 0;
+    herd_status s = herd_tokenize(tok, prefix, strlen(prefix), false, false, &more, &n_more);
+    if (s != HERD_OK)
+        return s;
+    int32_t *all = herd_realloc(*ids, (*n_ids + n_more) * sizeof *all);
+    if (!all) {
+        herd_free(more);
+        return herd_fail(HERD_ERR_NOMEM, "cannot allocate the prompt");
+    }
+    memcpy(all + *n_ids, more, n_more * sizeof *all);
+    *ids = all;
+    *n_ids += n_more;
+    herd_free(more);
+    return HERD_OK;
+}
+
 bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
                      const struct srv_params *p, int32_t **ids, size_t *n_ids,
                      struct srv_error *err)
 {
     *ids = NULL;
     *n_ids = 0;
+    /* tool_choice "none": the model is not told about the tools at all (the body is
+     * p's own and only this thread reads it now, so the list is lifted out and back) */
+    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(p->body, "tool_choice");
+    cJSON *tools = NULL;
+    if (cJSON_IsString(choice) && !strcmp(choice->valuestring, "none"))
+        tools = cJSON_DetachItemFromObjectCaseSensitive(p->body, "tools");
     char *json = cJSON_PrintUnformatted(p->body);
+    if (tools)
+        cJSON_AddItemToObject(p->body, "tools", tools);
     if (!json) {
         srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return false;
@@ -28,8 +58,13 @@ bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
     opt.tmpl = herd_chat_template_for(info);
     herd_status s = herd_chat_render_tokens(tok, json, strlen(json), &opt, ids, n_ids);
     cJSON_free(json);
+    if (s == HERD_OK && p->force_prefix)
+        s = append_prefix(tok, p->force_prefix, ids, n_ids);
     if (s == HERD_OK)
         return true;
+    herd_free(*ids);
+    *ids = NULL;
+    *n_ids = 0;
     if (s == HERD_ERR_INVALID)
         srv_error_set(err, 400, "invalid_request_error", NULL, "messages", "%s",
                       herd_last_error());
@@ -119,4 +154,113 @@ herd_status srv_sampler_new(const struct srv_params *p, const herd_model_info *i
     herd_status s = herd_sampler_new(&sp, info->n_vocab, out);
     herd_free(bias);
     return s;
+}
+
+herd_status srv_token_classes(const herd_tokenizer *tok, const herd_model_info *info,
+                              uint8_t **out)
+{
+    *out = herd_calloc((size_t)info->n_vocab, 1);
+    if (!*out)
+        return herd_fail(HERD_ERR_NOMEM, "cannot allocate token classes");
+    for (int32_t id = 0; id < info->n_vocab; id++) {
+        size_t len = 0;
+        const char *b = herd_token_bytes(tok, id, &len);
+        char name[128]; /* special token names are short: "<|reserved_special_token_250|>" */
+        if (srv_is_stop_token(tok, info, id)) {
+            (*out)[id] = SRV_TOK_STOP;
+        } else if (!b || len == 0) {
+            (*out)[id] = SRV_TOK_SPECIAL;
+        } else if (len >= 4 && len < sizeof name && b[0] == '<' && b[1] == '|') {
+            memcpy(name, b, len);
+            name[len] = '\0';
+            if (herd_token_special(tok, name) == id)
+                (*out)[id] = SRV_TOK_SPECIAL;
+        }
+    }
+    return HERD_OK;
+}
+
+/* Whether id keeps j valid and completable in budget tokens; *cost gets the completion
+ * length after it (INT32_MAX when invalid). */
+static bool json_token_ok(const herd_tokenizer *tok, const uint8_t *cls,
+                          const struct srv_jsonc *j, int32_t id, int32_t budget, int32_t *cost)
+{
+    *cost = INT32_MAX;
+    if (cls[id] == SRV_TOK_STOP) {
+        if (!srv_jsonc_done(j))
+            return false;
+        *cost = 0;
+        return true;
+    }
+    if (cls[id] != SRV_TOK_TEXT)
+        return false;
+    size_t len = 0;
+    const char *b = herd_token_bytes(tok, id, &len);
+    struct srv_jsonc t = *j;
+    if (!b || !srv_jsonc_feed(&t, b, len))
+        return false;
+    *cost = srv_jsonc_cost(&t);
+    return *cost <= budget;
+}
+
+/* Rejection sampling first: the usual draw is kept when valid, which with a real model is
+ * nearly always, so sampling stays exact among valid tokens at the price of one draw. Each
+ * retry is a full pass of the sampler over the vocabulary (about a millisecond at 128k),
+ * so after a few the row is masked once, completely: every invalid token gets -inf and one
+ * draw from the rest is again exact. */
+#define JSON_MAX_RETRIES 8
+
+int32_t srv_sample_json(herd_sampler *smp, const herd_tokenizer *tok, const uint8_t *cls,
+                        const float *row, float *scratch, int32_t n_vocab,
+                        struct srv_jsonc *j, int32_t budget)
+{
+    int32_t id = -1, cost = 0;
+    const float *cur = row;
+    for (int r = 0; r < JSON_MAX_RETRIES; r++) {
+        if (herd_sampler_sample(smp, cur, n_vocab, &id) != HERD_OK)
+            break;
+        if (json_token_ok(tok, cls, j, id, budget, &cost))
+            goto take;
+        if (cur == row) {
+            memcpy(scratch, row, (size_t)n_vocab * sizeof *scratch);
+            cur = scratch;
+        }
+        scratch[id] = -INFINITY;
+    }
+    /* mask everything invalid; remember the best fallback in case the sampler cannot
+     * draw (logit_bias banned every valid token) */
+    int32_t n_ok = 0, best = -1, closest = -1, closest_cost = INT32_MAX;
+    for (int32_t i = 0; i < n_vocab; i++) {
+        if (json_token_ok(tok, cls, j, i, budget, &cost)) {
+            n_ok++;
+            if (best < 0 || row[i] > row[best])
+                best = i;
+            scratch[i] = row[i];
+            continue;
+        }
+        scratch[i] = -INFINITY;
+        if (cost == INT32_MAX)
+            continue; /* invalid, not just over budget */
+        if (closest < 0 || cost < closest_cost ||
+            (cost == closest_cost && row[i] > row[closest])) {
+            closest = i;
+            closest_cost = cost;
+        }
+    }
+    if (n_ok == 0) {
+        id = closest; /* the budget is too small: get as near to a complete object as we can */
+        if (id < 0)
+            return -1;
+        goto take;
+    }
+    if (herd_sampler_sample(smp, scratch, n_vocab, &id) != HERD_OK ||
+        !json_token_ok(tok, cls, j, id, budget, &cost))
+        id = best;
+take:
+    if (cls[id] == SRV_TOK_TEXT) {
+        size_t len = 0;
+        const char *b = herd_token_bytes(tok, id, &len);
+        srv_jsonc_feed(j, b, len);
+    }
+    return id;
 }

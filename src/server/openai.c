@@ -67,6 +67,10 @@ void srv_params_free(struct srv_params *p)
         herd_free(p->stop[i]);
     herd_free(p->bias_ids);
     herd_free(p->bias_vals);
+    herd_free(p->force_prefix);
+    for (int i = 0; i < p->n_force_alts; i++)
+        herd_free(p->force_alts[i]);
+    herd_free(p->force_alts);
     cJSON_Delete(p->body);
     memset(p, 0, sizeof *p);
 }
@@ -281,6 +285,62 @@ static bool parse_messages(const cJSON *o, struct srv_error *e)
     return true;
 }
 
+/* name as a JSON string body (escaped, no quotes), followed by tail; owned or NULL. */
+static char *quoted_name(const char *name, const char *head, const char *tail)
+{
+    cJSON *str = cJSON_CreateString(name);
+    char *q = str ? cJSON_PrintUnformatted(str) : NULL;
+    cJSON_Delete(str);
+    if (!q)
+        return NULL;
+    struct herd_buf b;
+    buf_init(&b, 0);
+    buf_puts(&b, head);
+    buf_append(&b, q + 1, strlen(q) - 2); /* without the quotes */
+    buf_puts(&b, tail);
+    cJSON_free(q);
+    if (b.err != HERD_OK) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_take(&b, NULL);
+}
+
+/* Llama 3.1's JSON tool call is {"name": "<fn>", "parameters": {...}}. A named
+ * tool_choice fixes everything up to the arguments' '{'; "required" fixes the opening and
+ * lets the model pick the name among the tools' (force_alts). */
+#define CALL_HEAD "{\"name\": \""
+#define CALL_TAIL "\", \"parameters\": {"
+
+static bool force_call(const cJSON *tools, const char *name, struct srv_params *p,
+                       struct srv_error *e)
+{
+    if (name) {
+        p->force_prefix = quoted_name(name, CALL_HEAD, CALL_TAIL);
+        if (!p->force_prefix)
+            goto nomem;
+        return true;
+    }
+    p->force_prefix = herd_strdup(CALL_HEAD);
+    int n = cJSON_GetArraySize(tools);
+    p->force_alts = herd_calloc((size_t)n, sizeof *p->force_alts);
+    if (!p->force_prefix || !p->force_alts)
+        goto nomem;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *tn = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        p->force_alts[p->n_force_alts] = quoted_name(tn->valuestring, "", CALL_TAIL);
+        if (!p->force_alts[p->n_force_alts])
+            goto nomem;
+        p->n_force_alts++;
+    }
+    return true;
+nomem:
+    srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    return false;
+}
+
 static bool parse_tools(const cJSON *o, struct srv_params *p, struct srv_error *e)
 {
     const cJSON *tools = field(o, "tools");
@@ -315,9 +375,11 @@ static bool parse_tools(const cJSON *o, struct srv_params *p, struct srv_error *
         }
         if (strcmp(c, "auto") != 0 && strcmp(c, "required") != 0)
             return bad(e, "tool_choice", "expected none, auto, required or a named function");
-        if (!have_tools && !strcmp(c, "required"))
+        if (!strcmp(c, "auto"))
+            return true;
+        if (!have_tools)
             return bad(e, "tool_choice", "tool_choice 'required' needs tools");
-        return true;
+        return force_call(tools, NULL, p, e);
     }
     const cJSON *fn = cJSON_IsObject(choice) ? field(choice, "function") : NULL;
     const cJSON *name = fn ? cJSON_GetObjectItemCaseSensitive(fn, "name") : NULL;
@@ -330,7 +392,7 @@ static bool parse_tools(const cJSON *o, struct srv_params *p, struct srv_error *
         const cJSON *tn = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
         if (cJSON_IsString(tn) && !strcmp(tn->valuestring, name->valuestring))
-            return true;
+            return force_call(tools, name->valuestring, p, e);
     }
     srv_error_set(e, 400, "invalid_request_error", NULL, "tool_choice",
                   "tool_choice names '%.60s', which is not in tools", name->valuestring);

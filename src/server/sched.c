@@ -35,6 +35,9 @@ struct slot {
     herd_sampler *smp;
     herd_detok_stream *detok;
     struct herd_buf held;     /* text withheld while it may be the start of a stop string */
+    bool constrained;         /* json_object or a forced tool call: output must be JSON */
+    struct srv_jsonc jc;      /* what the output so far is, as a JSON prefix */
+    float *scratch;           /* (n_vocab) masked logits; made on first constrained use */
     int64_t text_off;         /* bytes of generated token text, for text_offset */
     uint64_t last_used;
     double t_last;
@@ -50,6 +53,7 @@ struct srv_sched {
     int32_t *b_tok, *b_pos, *b_seq; /* (n_batch) */
     int8_t *b_logits;               /* (n_batch) */
     float *logits;                  /* (n_slots, n_vocab) */
+    uint8_t *tok_class;             /* (n_vocab) SRV_TOK_*, for constrained decoding */
     struct herd_pool *pool;         /* samples slots in parallel after each forward */
     uint64_t tick;
     int32_t rr;                     /* rotating start of prefill, for fairness */
@@ -130,6 +134,31 @@ static void slot_release(struct srv_sched *s, struct slot *sl)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* JSON output (response_format json_object, or a forced tool call whose opening is
+ * already in the prompt and is shown as the first output). */
+static bool slot_constrain(struct srv_sched *s, struct slot *sl, const struct srv_params *p)
+{
+    sl->constrained = p->json_object || p->force_prefix;
+    if (!sl->constrained)
+        return true;
+    if (!sl->scratch) {
+        sl->scratch = herd_malloc((size_t)s->n_vocab * sizeof *sl->scratch);
+        if (!sl->scratch) {
+            herd_fail(HERD_ERR_NOMEM, "cannot allocate the constrained-decoding row");
+            return false;
+        }
+    }
+    srv_jsonc_init(&sl->jc);
+    if (p->force_prefix) {
+        size_t n = strlen(p->force_prefix);
+        srv_jsonc_feed(&sl->jc, p->force_prefix, n);
+        buf_append(&sl->held, p->force_prefix, n);
+    }
+    if (p->n_force_alts)
+        srv_jsonc_expect(&sl->jc, p->force_alts, p->n_force_alts);
+    return true;
+}
+
 /* Places r in an idle slot, reusing the longest cached prefix. Returns false (and finishes
  * r with an error) when its per-request state cannot be made. */
 static bool slot_assign(struct srv_sched *s, struct srv_req *r)
@@ -181,6 +210,11 @@ static bool slot_assign(struct srv_sched *s, struct srv_req *r)
     target->max_gen = r->p.max_tokens > 0 ? r->p.max_tokens : s->n_ctx - r->n_prompt;
     buf_init(&target->held, 0);
     r->n_cached = keep;
+    if (!slot_constrain(s, target, &r->p)) {
+        req_finish(r, SRV_FINISH_ERROR, herd_last_error());
+        srv_req_unref(r);
+        return false;
+    }
     if (srv_sampler_new(&r->p, s->info, &target->smp) != HERD_OK ||
         herd_detok_stream_new(s->tok, &target->detok) != HERD_OK) {
         req_finish(r, SRV_FINISH_ERROR, herd_last_error());
@@ -282,8 +316,16 @@ static void sample_rows(void *arg, int ith, int nth)
             continue;
         const float *row = s->logits + (size_t)sl->logit_row * (size_t)s->n_vocab;
         int32_t id = -1;
-        if (herd_sampler_sample(sl->smp, row, s->n_vocab, &id) != HERD_OK)
+        if (sl->constrained) {
+            /* tokens that may follow this one, by max_tokens and by the context */
+            int32_t budget = sl->max_gen - sl->n_gen - 1;
+            if (budget > s->n_ctx - sl->n_cache - 1)
+                budget = s->n_ctx - sl->n_cache - 1;
+            id = srv_sample_json(sl->smp, s->tok, s->tok_class, row, sl->scratch, s->n_vocab,
+                                 &sl->jc, budget);
+        } else if (herd_sampler_sample(sl->smp, row, s->n_vocab, &id) != HERD_OK) {
             id = -1;
+        }
         sl->sampled = id;
         sl->sampled_lp = id >= 0 && sl->req->p.logprobs ? logprob_entry(s, sl, row, id) : NULL;
     }
@@ -315,21 +357,25 @@ static void on_sampled(struct srv_sched *s, struct slot *sl)
         lp = NULL;
     }
     bool length = !stop_tok && (sl->n_gen >= sl->max_gen || sl->n_cache >= s->n_ctx);
+    /* a complete JSON answer ends the turn; nothing but blanks could follow it */
+    bool json_done = !stop_tok && sl->constrained && srv_jsonc_done(&sl->jc);
+    if (json_done)
+        length = false;
     char piece[1024]; /* a token's bytes plus a held partial UTF-8 sequence; tokens are short */
     size_t n = 0;
     if (!stop_tok && herd_detok_stream_push(sl->detok, id, piece, sizeof piece, &n) == HERD_OK)
         buf_append(&sl->held, piece, n);
-    if (stop_tok || length) {
+    if (stop_tok || length || json_done) {
         /* what the stream still holds (a cut UTF-8 sequence) comes out as U+FFFD */
         if (herd_detok_stream_push(sl->detok, -1, piece, sizeof piece, &n) == HERD_OK)
             buf_append(&sl->held, piece, n);
     }
-    if (release_text(sl, lp, stop_tok || length)) {
+    if (release_text(sl, lp, stop_tok || length || json_done)) {
         finish_slot(s, sl, SRV_FINISH_STOP);
         return;
     }
-    if (stop_tok || length) {
-        finish_slot(s, sl, stop_tok ? SRV_FINISH_STOP : SRV_FINISH_LENGTH);
+    if (stop_tok || length || json_done) {
+        finish_slot(s, sl, length ? SRV_FINISH_LENGTH : SRV_FINISH_STOP);
         return;
     }
     sl->next_tok = id;
@@ -513,6 +559,9 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
             goto fail;
         }
     }
+    st = srv_token_classes(s->tok, s->info, &s->tok_class);
+    if (st != HERD_OK)
+        goto fail;
     int n_pool = sp->n_threads > 0 ? sp->n_threads : herd_n_cores();
     st = herd_pool_new(n_pool < s->n_slots ? n_pool : s->n_slots, &s->pool);
     if (st != HERD_OK)
@@ -558,8 +607,11 @@ void srv_sched_free(struct srv_sched *s)
     if (!s)
         return;
     srv_sched_stop(s);
-    for (int32_t i = 0; s->slots && i < s->n_slots; i++)
+    for (int32_t i = 0; s->slots && i < s->n_slots; i++) {
         herd_free(s->slots[i].cache);
+        herd_free(s->slots[i].scratch);
+    }
+    herd_free(s->tok_class);
     herd_context_free(s->ctx);
     herd_pool_free(s->pool);
     herd_free(s->slots);

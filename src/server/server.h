@@ -55,6 +55,13 @@ struct srv_params {
     bool echo;                /* completions: prompt text first */
     bool json_object;         /* response_format {"type":"json_object"} */
     bool tools_active;        /* tools given and tool_choice is not "none" */
+    /* A forced tool call (tool_choice "required" or named): the output starts with
+     * force_prefix (fed into the prompt for a named function, shown as output) and then
+     * spells one of force_alts (a tool name and what follows it); the rest is constrained
+     * to JSON that closes the call object. NULL / 0 when not forced. */
+    char *force_prefix;
+    char **force_alts;
+    int n_force_alts;
     cJSON *body;              /* the parsed request (owned), for chat rendering */
 };
 
@@ -147,6 +154,36 @@ size_t srv_utf8_valid_prefix(const char *s, size_t n);
  * completing (and so may be emitted now). */
 long srv_stop_scan(const char *h, size_t n, char *const *stop, int n_stop, size_t *safe);
 
+/* ---- json_constraint.c: an incremental JSON validator for constrained decoding */
+
+#define SRV_JSONC_MAX_DEPTH 64 /* nesting limit: the container stack is one uint64_t */
+
+/* A prefix of a JSON document whose top level is an object. Plain value: copy it to try
+ * bytes without committing them. */
+struct srv_jsonc {
+    uint64_t arrays;          /* bit d: the container at depth d is an array */
+    int32_t depth;            /* open containers */
+    uint8_t mode;             /* where in the grammar (json_constraint.c) */
+    uint8_t sub;              /* string: 1 for a key; literal: which one */
+    uint8_t aux;              /* hex digits / UTF-8 bytes left; literal bytes matched */
+    uint8_t lo, hi;           /* range of the next UTF-8 continuation byte */
+    uint8_t n_ws;             /* consecutive whitespace bytes */
+    char *const *alts;        /* forced alternatives (borrowed), or NULL */
+    int32_t n_alts;
+    int32_t alt_ref;          /* a live alternative */
+    int32_t alt_pos;          /* bytes of it matched; -1 when none is being forced */
+};
+
+void srv_jsonc_init(struct srv_jsonc *j);
+/* From here on the bytes must first spell one of alts (borrowed; none may be empty). */
+void srv_jsonc_expect(struct srv_jsonc *j, char *const *alts, int32_t n_alts);
+/* Feeds bytes; false when they make the prefix invalid (j is then undefined). */
+bool srv_jsonc_feed(struct srv_jsonc *j, const char *s, size_t n);
+/* The top-level object is complete. */
+bool srv_jsonc_done(const struct srv_jsonc *j);
+/* Bytes in the shortest valid completion (0 when done). */
+int32_t srv_jsonc_cost(const struct srv_jsonc *j);
+
 /* ---- glue.c: chat/ and sample/ */
 
 /* Renders a chat request to prompt ids. On failure fills err (400 for a conversation the
@@ -159,6 +196,20 @@ bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
 cJSON *srv_parse_tool_calls(const char *text, size_t len, const char *req_id, char **content);
 /* Whether id ends generation (end of turn, end of message, end of text, model eos ids). */
 bool srv_is_stop_token(const herd_tokenizer *tok, const herd_model_info *info, int32_t id);
+/* Token classes for constrained decoding: SRV_TOK_TEXT (bytes), SRV_TOK_STOP (ends
+ * generation), SRV_TOK_SPECIAL (other control tokens, never valid JSON). Owned array of
+ * n_vocab, made once per server. */
+enum { SRV_TOK_TEXT = 0, SRV_TOK_STOP = 1, SRV_TOK_SPECIAL = 2 };
+herd_status srv_token_classes(const herd_tokenizer *tok, const herd_model_info *info,
+                              uint8_t **out);
+/* Samples a token whose bytes keep j a valid prefix, and feeds them to j. budget: tokens
+ * that may follow this one; a token is refused when its shortest completion would not
+ * fit (when none fits, the one closest to done wins). scratch: n_vocab floats. row is not
+ * modified. Returns -1 when no token is valid at all. Never allocates. */
+int32_t srv_sample_json(herd_sampler *smp, const herd_tokenizer *tok, const uint8_t *cls,
+                        const float *row, float *scratch, int32_t n_vocab,
+                        struct srv_jsonc *j, int32_t budget);
+
 /* A sampler for the request: its temperature/top_p or else the model's defaults, its
  * penalties, logit_bias and seed (a fresh random seed when none). */
 herd_status srv_sampler_new(const struct srv_params *p, const herd_model_info *info,

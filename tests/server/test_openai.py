@@ -5,8 +5,9 @@ Drives the server with the official `openai` Python client (unmodified: models, 
 completions, streaming, errors), with curl (health, auth, metrics, 404/405/413), and with
 raw sockets (malformed HTTP and JSON; the server must answer or close, never die). Checks
 usage counts, greedy determinism, stream == non-stream text, stop strings, logit_bias,
-logprobs, the prefix cache, disconnects freeing slots, and 503 + Retry-After when the
-queue is full.
+logprobs, the prefix cache, constrained decoding (response_format json_object and forced
+tool calls must parse whatever the random weights say), disconnects freeing slots, and 503 +
+Retry-After when the queue is full.
 
 Usage: test_openai.py --herd build/herd --work DIR
 """
@@ -216,6 +217,88 @@ def test_tools_accepted(srv, c):
         {"role": "user", "content": "Weather?"}], tools=tools, max_tokens=4, stream=True)
     finishes = [ch.choices[0].finish_reason for ch in s if ch.choices]
     check(finishes[-1] in ("stop", "length", "tool_calls"), "tools + stream finishes")
+
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+    {"type": "function", "function": {
+        "name": "get_time", "description": "Local time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+ASK = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+def test_json_object(srv, c):
+    """response_format json_object: random weights write garbage, but the constrained
+    output must still be one JSON object (the budget rule closes it before max_tokens)."""
+    fmt = {"type": "json_object"}
+    for i, (temp, tokens) in enumerate([(0, 48), (1.0, 48), (1.5, 64), (1.0, 16)]):
+        r = c.chat.completions.create(model="m", messages=HELLO, max_tokens=tokens,
+                                      temperature=temp, seed=100 + i, response_format=fmt)
+        ch = r.choices[0]
+        try:
+            obj = json.loads(ch.message.content)
+        except ValueError:
+            obj = None
+        check(isinstance(obj, dict), f"json_object T={temp}: a JSON object: "
+              f"{ch.message.content!r}")
+        check(ch.finish_reason == "stop", f"json_object T={temp}: finish {ch.finish_reason}")
+        check(r.usage.completion_tokens <= tokens, "json_object within max_tokens")
+    s = c.chat.completions.create(model="m", messages=HELLO, max_tokens=48, temperature=1.0,
+                                  seed=7, response_format=fmt, stream=True)
+    text = "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
+    try:
+        check(isinstance(json.loads(text), dict), "json_object stream: a JSON object")
+    except ValueError:
+        check(False, f"json_object stream parses: {text!r}")
+
+
+def check_call(r, names, what):
+    ch = r.choices[0]
+    check(ch.finish_reason == "tool_calls", f"{what}: finish {ch.finish_reason}")
+    calls = ch.message.tool_calls or []
+    check(len(calls) == 1, f"{what}: one tool call: {ch.message}")
+    if calls:
+        check(calls[0].function.name in names, f"{what}: name {calls[0].function.name}")
+        try:
+            args = json.loads(calls[0].function.arguments)
+        except ValueError:
+            args = None
+        check(isinstance(args, dict), f"{what}: arguments {calls[0].function.arguments!r}")
+        check(calls[0].id and calls[0].type == "function", f"{what}: id and type")
+
+
+def test_forced_tools(srv, c):
+    """tool_choice named / "required": the answer must be a call, whatever the weights."""
+    named = {"type": "function", "function": {"name": "get_time"}}
+    for i, temp in enumerate((0, 1.0)):
+        r = c.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice=named,
+                                      max_tokens=48, temperature=temp, seed=11 + i)
+        check_call(r, {"get_time"}, f"named T={temp}")
+        r = c.chat.completions.create(model="m", messages=ASK, tools=TOOLS,
+                                      tool_choice="required", max_tokens=64, temperature=temp,
+                                      seed=21 + i)
+        check_call(r, {"get_weather", "get_time"}, f"required T={temp}")
+    s = c.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice=named,
+                                  max_tokens=48, temperature=1.0, seed=5, stream=True)
+    calls, finish = [], None
+    for ch in s:
+        if ch.choices:
+            calls += ch.choices[0].delta.tool_calls or []
+            finish = ch.choices[0].finish_reason or finish
+    check(finish == "tool_calls" and len(calls) == 1 and calls[0].function.name == "get_time",
+          f"named + stream: {finish} {calls}")
+    # "none": the tools are not even in the prompt, and no call comes back
+    auto = c.chat.completions.create(model="m", messages=ASK, tools=TOOLS, max_tokens=1,
+                                     temperature=0)
+    none = c.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice="none",
+                                     max_tokens=1, temperature=0)
+    plain = c.chat.completions.create(model="m", messages=ASK, max_tokens=1, temperature=0)
+    check(none.usage.prompt_tokens == plain.usage.prompt_tokens < auto.usage.prompt_tokens,
+          f"tool_choice none omits tools: {none.usage.prompt_tokens} "
+          f"{plain.usage.prompt_tokens} {auto.usage.prompt_tokens}")
+    check(not none.choices[0].message.tool_calls, "tool_choice none: no tool_calls")
 
 
 def test_errors(srv, c):
@@ -445,6 +528,8 @@ def main():
         if real:
             test_utf8_stream(srv, c, model)
         test_tools_accepted(srv, c)
+        test_json_object(srv, c)
+        test_forced_tools(srv, c)
         test_errors(srv, c)
         test_curl(srv, a.work)
         test_malformed(srv)
