@@ -44,8 +44,10 @@ enum {
 };
 
 /* Consecutive whitespace allowed between tokens: enough for pretty-printing 16 levels
- * deep, but a model cannot stall in an endless run of blanks. */
+ * deep, but a model cannot stall in an endless run of blanks. Before the object a
+ * newline or two is plenty. */
 #define J_MAX_WS 40
+#define J_MAX_LEADING_WS 4
 
 static const char *const literals[3] = {"true", "false", "null"};
 
@@ -241,7 +243,7 @@ static bool number_byte(struct srv_jsonc *j, unsigned char c, bool *reread)
 static bool between_byte(struct srv_jsonc *j, unsigned char c)
 {
     if (is_ws(c)) {
-        if (j->n_ws >= J_MAX_WS)
+        if (j->n_ws >= (j->mode == J_START ? J_MAX_LEADING_WS : J_MAX_WS))
             return false;
         j->n_ws++;
         return true;

@@ -103,6 +103,8 @@ static const struct prefix_case cases[] = {
     /* whitespace between tokens, but not without end */
     {"{ \"a\" :\t1 ,\r\n \"b\" : [ ] }", true, true, 0},
     {"{\"a\": 1  }  ", true, true, 0},
+    {"\r\n\t {}", true, true, 0},
+    {"     {", false, false, -1}, /* at most 4 blanks before the object */
 };
 
 static bool feed_str(struct srv_jsonc *j, const char *s)
