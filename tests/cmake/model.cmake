@@ -100,7 +100,7 @@ foreach(conv "gqa2_untied_f32:f32" "gqa4_tied_bf16:bf16" "headdim_sharded_f32:f3
   string(REPLACE ":" ";" parts ${conv})
   list(GET parts 0 cfg)
   list(GET parts 1 type)
-  set(out ${MODEL_WORK}/herd-${cfg}.gguf)
+  set(out ${MODEL_DIR}/herd-${cfg}.gguf) # MODEL_DIR exists once model_make ran
   add_test(NAME model_herd_writer_${cfg}
     COMMAND ${HERD_BIN} quantize ${MODEL_DIR}/${cfg}/hf ${out}
             --type ${type})
@@ -116,7 +116,7 @@ endforeach()
 # A Q4_K_M conversion of a model whose rows are not whole K-quant super-blocks falls back to
 # Q5_0 / Q8_0 tensors, as llama.cpp's does; such a file must run (it once crashed on a
 # missing Q5_0 kernel) and stay close to the f32 model.
-set(q5_out ${MODEL_WORK}/q4_k_m-fallback.gguf)
+set(q5_out ${MODEL_DIR}/q4_k_m-fallback.gguf)
 add_test(NAME model_q5_0_fallback_quantize
   COMMAND ${HERD_BIN} quantize ${MODEL_DIR}/gqa2_untied_f32/hf ${q5_out} --type q4_k_m)
 set_tests_properties(model_q5_0_fallback_quantize PROPERTIES LABELS golden
