@@ -555,7 +555,7 @@ int cmd_run(int argc, char **argv)
     struct cli_model_opts o = {0};
     struct run_opts r = {0};
     r.sp = herd_sampler_default_params();
-    o.ctx = 4096; /* a chat needs far less than the 128k a Llama 3.1 cache could take */
+    o.ctx = 0; /* the library default: min(model maximum, 4096), far less than 128k */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             printf("usage: herd run -m MODEL [-p TEXT] [--system TEXT] [--ctx N] [-n N]\n"

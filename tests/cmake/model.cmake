@@ -92,6 +92,10 @@ foreach(i RANGE 1 99)
 endforeach()
 model_bad(prompt_past_model_ctx "context" logits -m ${MODEL_DIR}/ctx64_f32/model.gguf
   --tokens ${ids100} ${out})
+# herd run on a model whose whole context (64) is smaller than run's usual 4096: the
+# default context is the model's, and the message that does not fit says so (it once
+# failed at start with "4096 positions exceeds the model's maximum").
+model_bad(run_small_model_ctx "context holds 64" run -m ${MODEL_DIR}/ctx64_f32/hf -p hi -n 4)
 
 # herd's own GGUF writer (herd quantize --type f32/bf16/f16: a conversion, no quantization)
 # must carry a model exactly: the HF folder converted by herd (q/k permuted to Meta's
