@@ -227,6 +227,22 @@ static int cmp_tensor_data(const void *a, const void *b)
     return (px > py) - (px < py);
 }
 
+/* Pointers to the n elements of base (elem bytes each), sorted by cmp, into *out (owned). */
+static herd_status sorted_index(struct reader *r, const void *base, size_t n, size_t elem,
+                                int (*cmp)(const void *, const void *), const char *what,
+                                const void ***out)
+{
+    const void **ix;
+    herd_status s = herd_alloc_array((void **)&ix, n, sizeof *ix, what);
+    if (s != HERD_OK)
+        return herd_fail_prefix(s, "%s", r->path);
+    for (size_t i = 0; i < n; i++)
+        ix[i] = (const uint8_t *)base + i * elem;
+    qsort(ix, n, sizeof *ix, cmp);
+    *out = ix;
+    return HERD_OK;
+}
+
 static herd_status read_kvs(struct reader *r, struct gguf_file *f)
 {
     char what[160];
@@ -266,14 +282,11 @@ static herd_status check_unique_keys(struct reader *r, struct gguf_file *f)
 {
     if (f->n_kv < 2)
         return HERD_OK;
-    const struct gguf_kv **by_key;
-    herd_status s = herd_alloc_array((void **)&by_key, (size_t)f->n_kv, sizeof *by_key,
-                                     "gguf key index");
+    const struct gguf_kv **by_key = NULL;
+    herd_status s = sorted_index(r, f->kv, (size_t)f->n_kv, sizeof *f->kv, cmp_kv_key,
+                                 "gguf key index", (const void ***)&by_key);
     if (s != HERD_OK)
-        return herd_fail_prefix(s, "%s", r->path);
-    for (uint64_t i = 0; i < f->n_kv; i++)
-        by_key[i] = &f->kv[i];
-    qsort(by_key, (size_t)f->n_kv, sizeof *by_key, cmp_kv_key);
+        return s;
     for (uint64_t i = 1; i < f->n_kv; i++) {
         if (cmp_kv_key(&by_key[i - 1], &by_key[i]) == 0) {
             const struct gguf_kv *kv = by_key[i];
@@ -389,14 +402,11 @@ static herd_status place_tensors(struct reader *r, struct gguf_file *f, const ui
     }
     if (f->n_tensors < 2)
         return HERD_OK;
-    const struct tensor_info **ix;
-    herd_status s = herd_alloc_array((void **)&ix, (size_t)f->n_tensors, sizeof *ix,
-                                     "gguf tensor index");
+    const struct tensor_info **ix = NULL;
+    herd_status s = sorted_index(r, f->tensors, (size_t)f->n_tensors, sizeof *f->tensors,
+                                 cmp_tensor_name, "gguf tensor index", (const void ***)&ix);
     if (s != HERD_OK)
-        return herd_fail_prefix(s, "%s", r->path);
-    for (uint64_t i = 0; i < f->n_tensors; i++)
-        ix[i] = &f->tensors[i];
-    qsort(ix, (size_t)f->n_tensors, sizeof *ix, cmp_tensor_name);
+        return s;
     for (uint64_t i = 1; i < f->n_tensors; i++) {
         if (strcmp(ix[i - 1]->name, ix[i]->name) == 0) {
             s = bad(r, HERD_ERR_FORMAT, "tensor '%.96s': duplicate name", ix[i]->name);
