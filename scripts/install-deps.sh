@@ -7,7 +7,7 @@ set -euo pipefail
 
 apt_pkgs="build-essential cmake pkg-config clang python3 python3-pip python3-venv
   libpcre2-dev libcjson-dev libmicrohttpd-dev libedit-dev libopenmpi-dev openmpi-bin
-  tmux curl
+  curl
   gcc-aarch64-linux-gnu qemu-user"
 missing=""
 for p in $apt_pkgs; do

@@ -1,6 +1,6 @@
 # Chat suite (issue 4): golden renders of the official Llama 3.1/3.2 templates, one CTest
 # per conversation in tests/golden/chat/MANIFEST (made by scripts/golden_chat.py), and the
-# end-to-end `herd run` test in a real terminal (tmux).
+# end-to-end `herd run` test in a real terminal (a pseudo-terminal).
 set(chat_golden ${CMAKE_CURRENT_SOURCE_DIR}/golden/chat)
 file(STRINGS ${chat_golden}/MANIFEST chat_cases)
 list(POP_FRONT chat_cases chat_magic)
@@ -21,8 +21,8 @@ foreach(line ${chat_cases})
   set_tests_properties(chat_render_${name} PROPERTIES LABELS golden)
 endforeach()
 
-find_program(TMUX_BIN tmux)
-add_test(NAME chat_run_tmux
-         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/run_tmux.sh ${HERD_BIN} ${CMAKE_CURRENT_BINARY_DIR}/chat)
-set_tests_properties(chat_run_tmux PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 300
-  ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS};TMUX_BIN=${TMUX_BIN}")
+add_test(NAME chat_run_pty
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/run_pty.py ${HERD_BIN}
+                 ${CMAKE_CURRENT_BINARY_DIR}/chat)
+set_tests_properties(chat_run_pty PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 300
+  ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
