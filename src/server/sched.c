@@ -18,6 +18,8 @@
 
 #include <math.h>  /* exp, log */
 #include <stdio.h> /* snprintf */
+#include <stdlib.h> /* getenv, atoi */
+#include <time.h>   /* nanosleep: the HERD_SERVER_TEST_STEP_MS test hook */
 
 struct slot {
     int32_t id;
@@ -57,6 +59,8 @@ struct srv_sched {
     struct herd_pool *pool;         /* samples slots in parallel after each forward */
     uint64_t tick;
     int32_t rr;                     /* rotating start of prefill, for fairness */
+    int32_t test_step_ms;           /* HERD_SERVER_TEST_STEP_MS: sleep after each step, so
+                                     * tests can hold a slot busy on a tiny fast model */
 
     pthread_t thread;
     bool started;
@@ -501,6 +505,10 @@ static void *sched_main(void *arg)
         srv_sched_load(s, &active, &queued);
         srv_metrics_gauges(s->metrics, queued, active);
         step(s);
+        if (s->test_step_ms > 0)
+            nanosleep(&(struct timespec){s->test_step_ms / 1000,
+                                         (long)(s->test_step_ms % 1000) * 1000000L},
+                      NULL);
     }
     return NULL;
 }
@@ -518,6 +526,8 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     pthread_cond_init(&s->cv, NULL);
     s->info = herd_model_get_info(m);
     s->tok = herd_model_tokenizer(m);
+    const char *delay = getenv("HERD_SERVER_TEST_STEP_MS");
+    s->test_step_ms = delay ? atoi(delay) : 0;
     s->metrics = metrics;
     s->n_slots = sp->n_slots > 0 ? sp->n_slots : 1;
     s->n_batch = sp->n_batch > 0 ? sp->n_batch : 512;

@@ -484,13 +484,16 @@ def test_disconnect(srv):
 
 
 def test_queue_full(herd, model):
-    srv = common.Server(herd, model, "--parallel", 1, "--queue", 1, "--ctx", 2048)
+    # 20 ms per step keeps the one slot busy ~1 s however fast the tiny model runs, so the
+    # second request waits in the queue and the third and fourth find it full
+    srv = common.Server(herd, model, "--parallel", 1, "--queue", 1, "--ctx", 2048,
+                        env=dict(os.environ, HERD_SERVER_TEST_STEP_MS="20"))
     try:
         results = []
 
         def one():
             s, h, b = srv.request("POST", "/v1/chat/completions", {
-                "messages": HELLO, "max_tokens": 200, "temperature": 0,
+                "messages": HELLO, "max_tokens": 50, "temperature": 0,
                 "logit_bias": BAN})
             results.append((s, h.get("Retry-After")))
 
@@ -501,7 +504,7 @@ def test_queue_full(herd, model):
         for t in ts:
             t.join()
         codes = sorted(s for s, _ in results)
-        check(503 in codes and 200 in codes, f"queue limit -> 503: {codes}")
+        check(codes == [200, 200, 503, 503], f"queue limit -> 503: {codes}")
         check(all(ra == "1" for s, ra in results if s == 503), "503 has Retry-After")
         check(srv.stop() == 0, "clean exit on SIGTERM")
     finally:
@@ -533,13 +536,20 @@ def main():
         test_errors(srv, c)
         test_curl(srv, a.work)
         test_malformed(srv)
-        test_disconnect(srv)
         check(srv.proc.poll() is None, "server alive at the end")
         check(srv.stop() == 0, "clean exit on SIGTERM")
     finally:
         srv.stop()
         if failed:
             print("server log:\n" + "".join(srv.log[-30:]))
+    # 5 ms per step: the streams that clients abandon are still running when they leave
+    srv = common.Server(a.herd, model, "--parallel", 4, "--ctx", 1024, api_key=KEY,
+                        env=dict(os.environ, HERD_SERVER_TEST_STEP_MS="5"))
+    try:
+        test_disconnect(srv)
+        check(srv.stop() == 0, "clean exit on SIGTERM after disconnects")
+    finally:
+        srv.stop()
     test_queue_full(a.herd, model)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
