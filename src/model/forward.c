@@ -221,10 +221,11 @@ static void attention_rows(void *arg, int ith, int nth)
     struct tok_job *j = arg;
     herd_context *c = j->c;
     int n_heads = c->m->sh.n_h;
-    int64_t lo, hi;
-    herd_split(j->n * n_heads, ith, nth, &lo, &hi);
     float *sc = c->scores + (int64_t)ith * c->n_ctx;
-    for (int64_t u = lo; u < hi; u++)
+    /* (token, head) pairs dealt round-robin: a token's cost grows with its position, so
+     * contiguous ranges left the thread with the batch's last tokens doing ~3/4 of a
+     * causal prefill's attention */
+    for (int64_t u = ith; u < j->n * n_heads; u += nth)
         attend(c, j, u / n_heads, (int)(u % n_heads), sc);
 }
 

@@ -445,7 +445,7 @@ int main(void)
 {
     static const char *const isas[] = {"avx2", "avx512", "neon"};
     static const int64_t rows[] = {1, 7, 33, 67};
-    static const int64_t nbs[] = {1, 2, 3, 4, 17, 64};
+    static const int64_t nbs[] = {1, 2, 3, 4, 8, 13, 17, 64};
     check_dispatch();
     for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++)
         check_ref_semantics(&mm_cases[c]);

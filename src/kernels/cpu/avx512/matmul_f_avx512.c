@@ -4,9 +4,9 @@
  *  - gemv (n_b < 4): each weight row streamed once for all n_b activation rows, two rows
  *    per pass (each activation load feeds two FMAs), two FMA chains per (row, activation);
  *    F16 widened with vcvtph2ps, BF16 by a 16-bit shift; activations f32.
- *  - gemm (n_b >= 4): per chunk of K (KC) and panel of 16 rows, the weights are transposed
- *    into a panel where one vector holds element k of 16 rows; the 16 x 8 register tile
- *    then does one FMA per (k, activation row) with the activation broadcast from memory.
+ *  - gemm (n_b >= 4): per chunk of K (KC) and panel of 32 rows, the weights are transposed
+ *    into a panel where two vectors hold element k of 32 rows; the 32 x 12 register tile
+ *    then does two FMAs per (k, activation row) on one broadcast of the activation.
  *    BF16 weights on CPUs with AVX512_BF16 pair with BF16 activations (as ggml does) and
  *    use vdpbf16ps on (k, k+1) pairs: twice the FMA rate, products exact, sums in f32.
  */
@@ -86,108 +86,165 @@ static inline __attribute__((always_inline)) void rows_dot(enum ftype t, int nr,
 
 /* ---- gemm */
 
-#define KC 256
-#define NR 8
+#define KC 128 /* weights of a row per panel: 32 rows x 128 x 4 bytes = 16 KB, in L1 */
+#define MR 32  /* rows per panel: two vectors per k */
+#define NR 12  /* activation rows per tile: 24 accumulators + 2 weight vectors + 1 broadcast */
 
-/* f32 panel: p[k][16]; bf16 panel: p[k/2][16] pairs, as uint32 words. */
+/* Rows r .. r + nr - 1 (nr <= 32; missing rows repeat the last), elements k0 .. k0 + kc - 1,
+ * into p: f32 panel p[k][32]; bf16 pair panel p[k/2][32] as uint32 words. */
 static inline __attribute__((always_inline)) void
 repack(enum ftype t, float *p, const uint8_t *w, size_t rb, int64_t r, int64_t nr, int64_t k0,
        int64_t kc)
 {
-    const __m512i rows = _mm512_mullo_epi32(
-        _mm512_min_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                         _mm512_set1_epi32((int)nr - 1)),
-        _mm512_set1_epi32((int)rb));
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i last = _mm512_set1_epi32((int)nr - 1), rbv = _mm512_set1_epi32((int)rb);
+    const __m512i rows[2] = {
+        _mm512_mullo_epi32(_mm512_min_epi32(iota, last), rbv),
+        _mm512_mullo_epi32(_mm512_min_epi32(_mm512_add_epi32(iota, _mm512_set1_epi32(16)),
+                                            last),
+                           rbv)};
     const uint8_t *base = w + (size_t)r * rb + (size_t)k0 * elem_bytes(t);
-    if (t == FT_F32) {
-        for (int64_t k = 0; k < kc; k++)
-            _mm512_storeu_ps(p + 16 * k, _mm512_i32gather_ps(rows, base + 4 * k, 1));
-        return;
-    }
-    for (int64_t k = 0; k < kc; k += 2) { /* kc is even here */
-        __m512i v = _mm512_i32gather_epi32(rows, base + 2 * k, 1);
-        if (t == FT_BF16_DP) {
-            _mm512_storeu_si512(p + 8 * k, v);
-        } else if (t == FT_F16) {
-            _mm512_storeu_ps(p + 16 * k, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)));
-            _mm512_storeu_ps(p + 16 * k + 16,
-                             _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))));
-        } else {
-            _mm512_storeu_ps(p + 16 * k, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
-            _mm512_storeu_ps(p + 16 * k + 16, _mm512_castsi512_ps(_mm512_andnot_si512(
-                                                  _mm512_set1_epi32(0xffff), v)));
+    for (int h = 0; h < 2; h++) {
+        if (t == FT_F32) {
+            for (int64_t k = 0; k < kc; k++)
+                _mm512_storeu_ps(p + MR * k + 16 * h,
+                                 _mm512_i32gather_ps(rows[h], base + 4 * k, 1));
+            continue;
+        }
+        for (int64_t k = 0; k < kc; k += 2) { /* kc is even here */
+            __m512i v = _mm512_i32gather_epi32(rows[h], base + 2 * k, 1);
+            float *d = p + MR * k + 16 * h;
+            if (t == FT_BF16_DP) {
+                _mm512_storeu_si512(p + MR * (k / 2) + 16 * h, v);
+            } else if (t == FT_F16) {
+                _mm512_storeu_ps(d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)));
+                _mm512_storeu_ps(d + MR,
+                                 _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))));
+            } else {
+                _mm512_storeu_ps(d, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+                _mm512_storeu_ps(d + MR, _mm512_castsi512_ps(_mm512_andnot_si512(
+                                             _mm512_set1_epi32(0xffff), v)));
+            }
         }
     }
 }
 
+/* y[j][0..31] (+)= panel . x[j] over the chunk, for nb <= NR activation rows; xp holds the
+ * chunk's activations as 32-bit words k-major, NR per k (see pack_x). Per k: two panel
+ * loads, one broadcast per activation row, two FMAs per broadcast, so 2 + nb loads feed
+ * 2 nb FMAs and the FMA ports, not the load ports, set the pace. */
 static inline __attribute__((always_inline)) void
-tile(enum ftype t, int nb, const float *p, const uint8_t *x, size_t xrb, int64_t k0,
-     int64_t kc, float *y, int64_t ldy, __mmask16 rmask, int first)
+tile(enum ftype t, int nb, const float *p, const uint32_t *xp, int64_t kc, float *y,
+     int64_t ldy, __mmask16 m0, __mmask16 m1, int first)
 {
-    __m512 acc[NR];
-    #pragma GCC unroll 8
+    __m512 a0[NR], a1[NR];
+    #pragma GCC unroll 12
     for (int j = 0; j < nb; j++)
-        acc[j] = _mm512_setzero_ps();
-    if (t == FT_BF16_DP) {
-        for (int64_t k = 0; k < kc; k += 2) {
-            __m512bh wv = (__m512bh)_mm512_loadu_si512(p + 8 * k);
-            #pragma GCC unroll 8
-            for (int j = 0; j < nb; j++) {
-                int32_t a2;
-                memcpy(&a2, x + (size_t)j * xrb + 2 * (k0 + k), 4);
-                acc[j] = _mm512_dpbf16_ps(acc[j], wv, (__m512bh)_mm512_set1_epi32(a2));
-            }
-        }
-    } else {
-        for (int64_t k = 0; k < kc; k++) {
-            __m512 wv = _mm512_loadu_ps(p + 16 * k);
-            /* keep wv in a register: otherwise gcc folds the panel load into every FMA and
-             * the tile needs two loads per FMA (load-bound at half the FMA rate) */
-            __asm__("" : "+v"(wv));
-            #pragma GCC unroll 8
-            for (int j = 0; j < nb; j++) {
-                const float *xj = (const float *)(x + (size_t)j * xrb);
-                acc[j] = _mm512_fmadd_ps(wv, _mm512_set1_ps(xj[k0 + k]), acc[j]);
+        a0[j] = a1[j] = _mm512_setzero_ps();
+    const int64_t nk = t == FT_BF16_DP ? kc / 2 : kc;
+    for (int64_t k = 0; k < nk; k++) {
+        __m512 w0 = _mm512_loadu_ps(p + MR * k), w1 = _mm512_loadu_ps(p + MR * k + 16);
+        /* keep the panel vectors and each broadcast in registers: otherwise gcc folds the
+         * loads into every FMA and the tile issues two loads per FMA (load-bound) */
+        __asm__("" : "+v"(w0), "+v"(w1));
+        #pragma GCC unroll 12
+        for (int j = 0; j < nb; j++) {
+            __m512i xb = _mm512_set1_epi32((int)xp[NR * k + j]);
+            __asm__("" : "+v"(xb));
+            if (t == FT_BF16_DP) {
+                a0[j] = _mm512_dpbf16_ps(a0[j], (__m512bh)w0, (__m512bh)xb);
+                a1[j] = _mm512_dpbf16_ps(a1[j], (__m512bh)w1, (__m512bh)xb);
+            } else {
+                a0[j] = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(xb), a0[j]);
+                a1[j] = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(xb), a1[j]);
             }
         }
     }
-    #pragma GCC unroll 8
+    #pragma GCC unroll 12
     for (int j = 0; j < nb; j++) {
         float *yj = y + j * ldy;
-        __m512 v = first ? acc[j] : _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(rmask, yj));
-        _mm512_mask_storeu_ps(yj, rmask, v);
+        __m512 v0 = first ? a0[j] : _mm512_add_ps(a0[j], _mm512_maskz_loadu_ps(m0, yj));
+        __m512 v1 = first ? a1[j] : _mm512_add_ps(a1[j], _mm512_maskz_loadu_ps(m1, yj + 16));
+        _mm512_mask_storeu_ps(yj, m0, v0);
+        _mm512_mask_storeu_ps(yj + 16, m1, v1);
     }
 }
+
+/* Activation rows b0 .. b0 + nb - 1, elements k0 .. k0 + kc - 1, as tiles of NR rows, each
+ * k-major: xp[(tile * nk + k) * NR + j] (nk = kc, or kc / 2 bf16 pairs). The rows of x lie
+ * a multiple of 4 KB apart in every Llama shape, so the tile's NR broadcasts of one k would
+ * all fall in one L1 set and miss; packed, they share one or two cache lines. */
+static inline __attribute__((always_inline)) void
+pack_x(enum ftype t, uint32_t *xp, const uint8_t *xa, size_t xrb, int64_t b0, int64_t nb,
+       int64_t k0, int64_t kc)
+{
+    const int64_t nk = t == FT_BF16_DP ? kc / 2 : kc;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint32_t *x = (const uint32_t *)(xa + (size_t)(b0 + b) * xrb) +
+                            (t == FT_BF16_DP ? k0 / 2 : k0);
+        uint32_t *d = xp + (b / NR) * nk * NR + b % NR;
+        for (int64_t k = 0; k < nk; k++)
+            d[k * NR] = x[k];
+    }
+}
+
+#define XB 240 /* activation rows per packed block: 240 x 128 x 4 bytes = 120 KB, in L2 */
+
+#define TILE(nb) tile(t, nb, p, xp + (b / NR) * nk * NR, kc, yb, ldy, m0, m1, k0 == 0)
 
 static inline __attribute__((always_inline)) void
 gemm(enum ftype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
      int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    float p[KC * 16];
-    const size_t rb = (size_t)n * elem_bytes(t == FT_BF16_DP ? FT_BF16 : t);
-    for (int64_t k0 = 0; k0 < n; k0 += KC) {
-        const int64_t kc = n - k0 < KC ? n - k0 : KC;
-        for (int64_t r = r0; r < r1; r += 16) {
-            const int64_t nr = r1 - r < 16 ? r1 - r : 16;
-            const __mmask16 rmask = (__mmask16)((1u << nr) - 1);
-            repack(t, p, w, rb, r, nr, k0, kc);
-            for (int64_t b = 0; b < n_b; b += NR) {
-                const uint8_t *x = xa + (size_t)b * xrb;
-                float *yb = y + b * ldy + r;
-                switch (n_b - b < NR ? n_b - b : NR) {
-                case 1: tile(t, 1, p, x, xrb, k0, kc, yb, ldy, rmask, k0 == 0); break;
-                case 2: tile(t, 2, p, x, xrb, k0, kc, yb, ldy, rmask, k0 == 0); break;
-                case 3: tile(t, 3, p, x, xrb, k0, kc, yb, ldy, rmask, k0 == 0); break;
-                case 4: tile(t, 4, p, x, xrb, k0, kc, yb, ldy, rmask, k0 == 0); break;
-                case 5: tile(t, 5, p, x, xrb, k0, kc, yb, ldy, rmask, k0 == 0); break;
-                case 6: tile(t, 6, p, x, xrb, k0, kc, yb, ldy, rmask, k0 == 0); break;
-                case 7: tile(t, 7, p, x, xrb, k0, kc, yb, ldy, rmask, k0 == 0); break;
-                default: tile(t, 8, p, x, xrb, k0, kc, yb, ldy, rmask, k0 == 0); break;
+    float p[KC * MR] __attribute__((aligned(64)));
+    uint32_t xp[XB * KC] __attribute__((aligned(64)));
+    const size_t eb = elem_bytes(t == FT_BF16_DP ? FT_BF16 : t), rb = (size_t)n * eb;
+    for (int64_t b0 = 0; b0 < n_b; b0 += XB) {
+        const int64_t nbb = n_b - b0 < XB ? n_b - b0 : XB;
+        for (int64_t k0 = 0; k0 < n; k0 += KC) {
+            const int64_t kc = n - k0 < KC ? n - k0 : KC;
+            const int64_t nk = t == FT_BF16_DP ? kc / 2 : kc;
+            pack_x(t, xp, xa, xrb, b0, nbb, k0, kc);
+            for (int64_t r = r0; r < r1; r += MR) {
+                const int64_t nr = r1 - r < MR ? r1 - r : MR;
+                const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+                const __mmask16 m1 = nr >= 32  ? 0xffff
+                                     : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1)
+                                               : 0;
+                repack(t, p, w, rb, r, nr, k0, kc);
+                /* the next panel's rows, while this one computes: its 32 short row pieces
+                 * are too many streams for the hardware prefetcher, and the gathers of
+                 * repack stalled on DRAM */
+                if (r + MR < r1) {
+                    const uint8_t *nx = w + (size_t)(r + MR) * rb + (size_t)k0 * eb;
+                    const int64_t nnr = r1 - r - MR < MR ? r1 - r - MR : MR;
+                    for (int64_t i = 0; i < nnr; i++)
+                        for (int64_t l = 0; l < kc * (int64_t)eb; l += 64)
+                            _mm_prefetch((const char *)(nx + (size_t)i * rb + l), _MM_HINT_T1);
+                }
+                for (int64_t b = 0; b < nbb; b += NR) {
+                    float *yb = y + (b0 + b) * ldy + r;
+                    switch (nbb - b < NR ? nbb - b : NR) {
+                    case 1: TILE(1); break;
+                    case 2: TILE(2); break;
+                    case 3: TILE(3); break;
+                    case 4: TILE(4); break;
+                    case 5: TILE(5); break;
+                    case 6: TILE(6); break;
+                    case 7: TILE(7); break;
+                    case 8: TILE(8); break;
+                    case 9: TILE(9); break;
+                    case 10: TILE(10); break;
+                    case 11: TILE(11); break;
+                    default: TILE(12); break;
+                    }
                 }
             }
         }
     }
 }
+
+#undef TILE
 
 #define GEMM_MIN_NB 4
 
