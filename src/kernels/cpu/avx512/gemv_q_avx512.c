@@ -417,6 +417,184 @@ row_q4_0_vbmi(int nb, const uint8_t *row, const struct act_plan *const *pl, int6
     }
 }
 
+/* ---- Q8_0, 2..8 activation rows: 16 weight rows at a time, lanes = rows
+ *
+ * With several activation rows the loop above is compute-bound: per 64 weights and
+ * activation row it spends a vpdpbusd, a conversion, a scale permute and an FMA, because
+ * each vpdpbusd mixes two blocks with different scales. Here a block of 16 rows is
+ * transposed in registers (32 shuffles, shared by every activation row) so that vector q
+ * holds bytes 4q .. 4q + 3 of the block in each of the 16 rows; a chain of 8 vpdpbusd
+ * against broadcasts of the activation's dwords then leaves every lane with one row's whole
+ * block dot, and the scales apply once per block: 11 instructions per 512 products and
+ * activation row instead of 32. */
+
+#define R16_MAX_B 8
+
+/* Z = 8 vectors [row a | row b] of one block's 32 codes (as 8 dwords each), paired
+ * (0|4) (1|5) (2|6) (3|7) (8|12) (9|13) (10|14) (11|15): on return t[q] lane r holds dword
+ * q of row r, rows in natural order. */
+static inline __attribute__((always_inline)) void transpose_16x8(const __m512i z[8],
+                                                                 __m512i t[8])
+{
+    __m512i a[8], b[8];
+    #pragma GCC unroll 8
+    for (int i = 0; i < 4; i++) {
+        a[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
+    }
+    #pragma GCC unroll 8
+    for (int i = 0; i < 2; i++) { /* rows 0-3 (and 4-7) from a[0..3], 8-11 (12-15) from a[4..7] */
+        b[4 * i + 0] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+        b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+    }
+    /* b[q] (q < 4): 128-bit lanes [rows 0-3 dword q | rows 0-3 dword q+4 | rows 4-7 dword q |
+     * rows 4-7 dword q+4]; b[4 + q] the same for rows 8-15 */
+    #pragma GCC unroll 8
+    for (int q = 0; q < 4; q++) {
+        t[q] = _mm512_shuffle_i32x4(b[q], b[4 + q], 0x88);
+        t[q + 4] = _mm512_shuffle_i32x4(b[q], b[4 + q], 0xdd);
+    }
+}
+
+#define R16_KB 256 /* blocks per K chunk: the plan of 8 rows then takes 80 KB */
+
+/* The activation rows of one K chunk, interleaved so one pointer reaches all of them:
+ * q[j][b] the codes of block j of row b, s[j][b] = {da, -128 * da * sum(q)}. */
+struct r16_plan {
+    int8_t q[R16_KB][R16_MAX_B][32];
+    float s[R16_KB][R16_MAX_B][2];
+};
+
+static void plan_r16(struct r16_plan *p, const uint8_t *xa, size_t xrb, int nb, int64_t j0,
+                     int64_t nj)
+{
+    for (int b = 0; b < nb; b++)
+        for (int64_t j = 0; j < nj; j++) {
+            const struct block_q8_0 *x = (const void *)(xa + (size_t)b * xrb + (j0 + j) * 34);
+            int sum = 0;
+            for (int l = 0; l < 32; l++)
+                sum += x->qs[l];
+            memcpy(p->q[j][b], x->qs, 32);
+            p->s[j][b][0] = fp16_to_f32(x->d);
+            p->s[j][b][1] = -128.0f * p->s[j][b][0] * (float)sum;
+        }
+}
+
+/* Rows r .. r + 15 of Q8_0 weights (row bytes rb, w at block j0 of row r) times the nb
+ * planned activation rows over nj blocks; y[b * ldy + i] (+)= row r + i . x[b]. */
+static inline __attribute__((always_inline)) void
+rows16_q8_0(int nb, const uint8_t *w, size_t rb, const struct r16_plan *p, int64_t nj,
+            float *y, int64_t ldy, int first)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i rowoff = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)rb));
+    static const int pair[8][2] = {{0, 4}, {1, 5}, {2, 6}, {3, 7},
+                                   {8, 12}, {9, 13}, {10, 14}, {11, 15}};
+    __m512 acc[R16_MAX_B];
+    #pragma GCC unroll 8
+    for (int b = 0; b < nb; b++)
+        acc[b] = _mm512_setzero_ps();
+    #pragma GCC unroll 8
+    for (int64_t j = 0; j < nj; j++) {
+        const uint8_t *blk = w + j * 34;
+        if ((j & 1) == 0)
+            #pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                _mm_prefetch((const char *)(blk + (size_t)i * rb + 1024), _MM_HINT_T0);
+        __m512i z[8], t[8];
+        #pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            __m256i lo = _mm256_loadu_si256((const void *)(blk + pair[i][0] * rb + 2));
+            __m256i hi = _mm256_loadu_si256((const void *)(blk + pair[i][1] * rb + 2));
+            z[i] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
+                                    flip);
+        }
+        transpose_16x8(z, t);
+        const __m512 dw = _mm512_cvtph_ps(
+            _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(rowoff, blk, 1)));
+        #pragma GCC unroll 8
+        for (int b = 0; b < nb; b++) {
+            const int8_t *xq = p->q[j][b];
+            /* broadcasts straight from memory (a load-port op); through a general register
+             * gcc spent a shuffle-port op per dword */
+#define XQ(q) _mm512_broadcastd_epi32(_mm_loadu_si32(xq + 4 * (q)))
+            __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), t[0], XQ(0));
+            __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), t[4], XQ(4));
+            d0 = _mm512_dpbusd_epi32(d0, t[1], XQ(1));
+            d1 = _mm512_dpbusd_epi32(d1, t[5], XQ(5));
+            d0 = _mm512_dpbusd_epi32(d0, t[2], XQ(2));
+            d1 = _mm512_dpbusd_epi32(d1, t[6], XQ(6));
+            d0 = _mm512_dpbusd_epi32(d0, t[3], XQ(3));
+            d1 = _mm512_dpbusd_epi32(d1, t[7], XQ(7));
+#undef XQ
+            __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1)),
+                                       _mm512_set1_ps(p->s[j][b][0]),
+                                       _mm512_set1_ps(p->s[j][b][1]));
+            acc[b] = _mm512_fmadd_ps(f, dw, acc[b]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int b = 0; b < nb; b++) {
+        float *yb = y + b * ldy;
+        _mm512_storeu_ps(yb, first ? acc[b] : _mm512_add_ps(acc[b], _mm512_loadu_ps(yb)));
+    }
+}
+
+static void row_q8_0_any(int nb, const uint8_t *row, const struct act_plan *const *pl,
+                         int64_t n, float *out);
+
+/* Q8_0 weights x 2..8 Q8_0 activation rows: K chunks of R16_KB blocks, each planned once
+ * and run over every group of 16 rows; the last (r1 - r0) % 16 rows go through the
+ * one-row loop. */
+static void gemv_q8_0_r16(float *y, int64_t ldy, const void *wv, const void *xav, size_t xrb,
+                          int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    const uint8_t *w = wv, *xa0 = xav;
+    const size_t rb = (size_t)(n / 32) * 34;
+    struct r16_plan plan;
+    const int64_t r16 = r0 + (r1 - r0) / 16 * 16;
+    for (int64_t j0 = 0; j0 < n / 32 && r16 > r0; j0 += R16_KB) {
+        const int64_t nj = n / 32 - j0 < R16_KB ? n / 32 - j0 : R16_KB;
+        plan_r16(&plan, xa0, xrb, (int)n_b, j0, nj);
+        for (int64_t r = r0; r < r16; r += 16) {
+            const uint8_t *wr = w + (size_t)r * rb + j0 * 34;
+            float *yr = y + r;
+            switch (n_b) {
+            case 2: rows16_q8_0(2, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
+            case 3: rows16_q8_0(3, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
+            case 4: rows16_q8_0(4, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
+            case 5: rows16_q8_0(5, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
+            case 6: rows16_q8_0(6, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
+            case 7: rows16_q8_0(7, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
+            default: rows16_q8_0(8, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
+            }
+        }
+    }
+    int64_t r = r16;
+    if (r == r1)
+        return;
+    /* the last rows of the range, one at a time, in passes of up to 4 activation rows */
+    for (int64_t b0 = 0; b0 < n_b; b0 += GEMV_MAX_B) {
+        const int nb = n_b - b0 < GEMV_MAX_B ? (int)(n_b - b0) : GEMV_MAX_B;
+        struct act_plan plans[GEMV_MAX_B];
+        const struct act_plan *pl[GEMV_MAX_B];
+        for (int b = 0; b < nb; b++) {
+            plan_q8_0(WQ_Q8_0, &plans[b], xa0 + (size_t)(b0 + b) * xrb, n);
+            pl[b] = &plans[b];
+        }
+        for (int64_t i = r; i < r1; i++) {
+            float o[GEMV_MAX_B];
+            row_q8_0_any(nb, w + (size_t)i * rb, pl, n, o);
+            for (int b = 0; b < nb; b++)
+                y[(b0 + b) * ldy + i] = o[b];
+        }
+    }
+}
+
 /* ---- drivers: plan each activation row, then stream the rows once */
 
 enum gt { GT_Q8_0, GT_Q4_0, GT_Q4_1, GT_Q4_K, GT_Q6_K, GT_Q4_0_VBMI, GT_Q5_K };
@@ -433,6 +611,17 @@ row_any(enum gt t, int nb, const uint8_t *row, const struct act_plan *const *pl,
         row_q6k(nb, row, pl, n, out);
     else
         row_q8_0((enum wq)t, nb, row, pl, n, out);
+}
+
+static void row_q8_0_any(int nb, const uint8_t *row, const struct act_plan *const *pl,
+                         int64_t n, float *out)
+{
+    switch (nb) {
+    case 1: row_q8_0(WQ_Q8_0, 1, row, pl, n, out); break;
+    case 2: row_q8_0(WQ_Q8_0, 2, row, pl, n, out); break;
+    case 3: row_q8_0(WQ_Q8_0, 3, row, pl, n, out); break;
+    default: row_q8_0(WQ_Q8_0, 4, row, pl, n, out); break;
+    }
 }
 
 static inline __attribute__((always_inline)) void
@@ -512,17 +701,23 @@ static void gemv_q6k(float *y, int64_t ldy, const void *w, const void *xa, size_
 }
 
 /* Set once while the kernel tables are built (kernels.c, under pthread_once). */
-static int use_vbmi;
+static int use_vbmi, no_r16;
 
 void gemv_q_avx512_init(void)
 {
     /* HERD_GEMV_NO_VBMI: the pre-VBMI Q4_0 loop, for comparison and for its test */
     use_vbmi = __builtin_cpu_supports("avx512vbmi") && !getenv("HERD_GEMV_NO_VBMI");
+    /* HERD_GEMV_NO_R16: Q8_0 batches of 2..8 in passes of the one-row loop, for comparison */
+    no_r16 = getenv("HERD_GEMV_NO_R16") != NULL;
 }
 
 matmul_fn gemv_q_avx512(herd_dtype t, int64_t n, int64_t n_b)
 {
-    if (n % 512 != 0 || n > GEMV_MAX_N || n_b < 1 || n_b > GEMV_MAX_B)
+    if (n % 512 != 0 || n > GEMV_MAX_N || n_b < 1 || n_b > R16_MAX_B)
+        return NULL;
+    if (t == HERD_DTYPE_Q8_0 && n_b >= 2 && !no_r16)
+        return gemv_q8_0_r16;
+    if (n_b > GEMV_MAX_B)
         return NULL;
     switch (t) {
     case HERD_DTYPE_Q8_0: return gemv_q8_0;

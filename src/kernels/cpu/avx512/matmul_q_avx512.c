@@ -423,8 +423,11 @@ static inline __attribute__((always_inline)) void
 matmul_q(enum qtype t, herd_dtype dt, float *y, int64_t ldy, const void *w, const void *xa,
          size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
+    matmul_fn whole = n_b < GEMM_MIN_NB ? gemv_q_avx512(dt, n, n_b) : NULL;
     matmul_fn fast = n_b < GEMM_MIN_NB ? gemv_q_avx512(dt, n, 1) : NULL;
-    if (fast) {
+    if (whole) {
+        whole(y, ldy, w, xa, xrb, n, n_b, r0, r1);
+    } else if (fast) {
         /* Small batches (decode, a few server slots): passes of up to 4 activation rows
          * over the streamed weights beat repacking them into gemm panels. */
         for (int64_t b0 = 0; b0 < n_b; b0 += 4) {
