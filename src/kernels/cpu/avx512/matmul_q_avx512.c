@@ -330,11 +330,25 @@ static inline __attribute__((always_inline)) void repack(enum qtype t, struct pa
     }
 }
 
+/* The chunk's activation codes for tiles of NR rows: xq[tile][quad][NR] as 4-byte words, so
+ * a tile's broadcasts walk one pointer (computing each row's block address per vpdpbusd
+ * cost scalar ops on the vector ports). */
+static inline __attribute__((always_inline)) void
+pack_codes(enum qtype t, int32_t *xq, const uint8_t *xa, size_t xrb, int64_t nb, int64_t c)
+{
+    for (int64_t j = 0; j < nb; j++) {
+        int32_t *d = xq + (j / NR) * (KC / 4) * NR + j % NR;
+        const uint8_t *x = xa + (size_t)j * xrb;
+        for (int64_t k = 0; k < KC; k += 32) /* 32 codes lie together in either format */
+            for (int q = 0; q < 8; q++)
+                memcpy(&d[(k / 4 + q) * NR], act_codes(t, x, c * KC + k + 4 * q), 4);
+    }
+}
+
 /* y[b][r..r+16) (+)= panel . activation rows b0..b0+nb; nb <= NR, known at compile time. */
 static inline __attribute__((always_inline)) void
-tile(enum qtype t, int nb, const struct panel *p, const uint8_t *xa, size_t xrb, int64_t c,
-     const float *da, const float *ds, int gpc, float *y, int64_t ldy, __mmask16 rmask,
-     int first)
+tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float *da,
+     const float *ds, int gpc, float *y, int64_t ldy, __mmask16 rmask, int first)
 {
     const int G = group_size(t);
     __m512 acc[NR];
@@ -349,12 +363,11 @@ tile(enum qtype t, int nb, const struct panel *p, const uint8_t *xa, size_t xrb,
         #pragma GCC unroll 8
         for (int q = 0; q < G / 4; q++) {
             __m512i wq = _mm512_loadu_si512((const void *)p->q[g * G / 4 + q]);
+            const int32_t *aq = xq + (g * G / 4 + q) * NR;
             #pragma GCC unroll 8
-            for (int j = 0; j < nb; j++) {
-                int32_t a4;
-                memcpy(&a4, act_codes(t, xa + (size_t)j * xrb, c * KC + g * G + 4 * q), 4);
-                it[j] = _mm512_dpbusd_epi32(it[j], wq, _mm512_set1_epi32(a4));
-            }
+            for (int j = 0; j < nb; j++)
+                it[j] = _mm512_dpbusd_epi32(it[j], wq,
+                                            _mm512_broadcastd_epi32(_mm_loadu_si32(aq + j)));
         }
         __m512 s = _mm512_loadu_ps(p->s[g]), m = _mm512_loadu_ps(p->m[g]);
         #pragma GCC unroll 8
@@ -379,33 +392,42 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
 {
     struct panel p;
     float da[NB_MAX * 32], ds[NB_MAX * 32];
+    int32_t xq[NB_MAX * KC / 4];
     const int gpc = CHUNK / group_size(t);
-    const size_t rb = row_bytes(t, n);
+    const size_t rb = row_bytes(t, n), cb = rb / (size_t)(n / KC); /* bytes of a row chunk */
     for (int64_t b0 = 0; b0 < n_b; b0 += NB_MAX) {
         const int64_t nbp = n_b - b0 < NB_MAX ? n_b - b0 : NB_MAX;
         for (int64_t c = 0; c < n / KC; c++) {
             for (int64_t j = 0; j < nbp; j++)
                 act_prepare(t, xa + (size_t)(b0 + j) * xrb, c * gpc, gpc, da + j * gpc,
                             ds + j * gpc);
+            pack_codes(t, xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
             for (int64_t r = r0; r < r1; r += 16) {
                 const int64_t nr = r1 - r < 16 ? r1 - r : 16;
                 const __mmask16 rmask = (__mmask16)((1u << nr) - 1);
                 repack(t, &p, w, rb, r, nr, c);
+                /* the next panel's 16 row pieces, while this one computes: too many short
+                 * streams for the hardware prefetcher, and decoding them stalled on DRAM */
+                for (int64_t i = r + 16; i < r + 32 && i < r1; i++)
+                    for (size_t l = 0; l < cb; l += 64)
+                        _mm_prefetch((const char *)(w + (size_t)i * rb + (size_t)c * cb + l),
+                                     _MM_HINT_T0);
                 for (int64_t j = 0; j < nbp; j += NR) {
-                    const int64_t b = b0 + j;
-                    const uint8_t *x = xa + (size_t)b * xrb;
-                    float *yb = y + b * ldy + r;
+                    float *yb = y + (b0 + j) * ldy + r;
+                    const int32_t *xqj = xq + (j / NR) * (KC / 4) * NR;
                     const float *daj = da + j * gpc, *dsj = ds + j * gpc;
+#define TILE(nb) tile(t, nb, &p, xqj, daj, dsj, gpc, yb, ldy, rmask, c == 0)
                     switch (nbp - j < NR ? nbp - j : NR) {
-                    case 1: tile(t, 1, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
-                    case 2: tile(t, 2, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
-                    case 3: tile(t, 3, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
-                    case 4: tile(t, 4, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
-                    case 5: tile(t, 5, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
-                    case 6: tile(t, 6, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
-                    case 7: tile(t, 7, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
-                    default: tile(t, 8, &p, x, xrb, c, daj, dsj, gpc, yb, ldy, rmask, c == 0); break;
+                    case 1: TILE(1); break;
+                    case 2: TILE(2); break;
+                    case 3: TILE(3); break;
+                    case 4: TILE(4); break;
+                    case 5: TILE(5); break;
+                    case 6: TILE(6); break;
+                    case 7: TILE(7); break;
+                    default: TILE(8); break;
                     }
+#undef TILE
                 }
             }
         }
