@@ -7,7 +7,9 @@ Speed: per file, thread count and test (ppN prefill, tgN decode), herd and llama
                  per token (every weight except token_embd, which is only gathered unless it
                  is tied to the output);
   prefill wall = measured int8 VNNI peak (same thread count) / (2 x layer matmul weights),
-                 i.e. the arithmetic of the layer matmuls of one token at int8 speed.
+                 i.e. the arithmetic of the layer matmuls of one token at int8 speed; for
+                 float weights (F16/BF16/F32, multiplied in fp32 by both engines) the fp32
+                 FMA peak instead.
 Memory: file size, herd's KV cache, peak resident set of each process (/usr/bin/time %M).
 """
 import glob
@@ -83,12 +85,14 @@ def model_facts(path):
     names = {t[0] for t in ts}
     tied = "output.weight" not in names
     per_token = sum(t[3] for t in ts if t[0] != "token_embd.weight" or tied)
-    layer_params = 0
-    for name, ne, _, _ in ts:
+    layer_params = float_params = 0
+    for name, ne, t, _ in ts:
         if name.startswith("blk.") and len(ne) == 2:
             layer_params += ne[0] * ne[1]
+            float_params += ne[0] * ne[1] if t in (0, 1, 30) else 0
     return {"file": os.path.getsize(path), "per_token": per_token,
-            "layer_flop": 2 * layer_params, "tied": tied}
+            "layer_flop": 2 * layer_params, "tied": tied,
+            "float": float_params * 2 > layer_params}
 
 
 def membw(out):
@@ -154,8 +158,9 @@ def main():
             wall = None
             if facts and test[0] == "tg" and lim.get("read"):
                 wall = lim["read"] * 1e9 / facts["per_token"]
-            if facts and test[0] == "pp" and lim.get("int8 vnni"):
-                wall = lim["int8 vnni"] * 1e9 / facts["layer_flop"]
+            peak = lim.get("fp32 fma" if facts and facts["float"] else "int8 vnni")
+            if facts and test[0] == "pp" and peak:
+                wall = peak * 1e9 / facts["layer_flop"]
             ratio = "%.2f×" % (h["avg_ts"] / l["avg_ts"]) if h and l and l["avg_ts"] else "—"
             share = lambda r: "%.0f%%" % (100 * r["avg_ts"] / wall) if r and wall else "—"
             speed.append("| %s | %d | %s%d | %s | %s | %s | %s | %s | %s |" % (
