@@ -7,10 +7,11 @@ foreach(isa ref avx2 avx512)
   set_tests_properties(test_kernels_isa_${isa} PROPERTIES LABELS "unit;kernels"
     ENVIRONMENT "HERD_CPU_ISA=${isa}")
 endforeach()
-# the AVX-512 decode kernels have a VBMI sub-variant (Q4_0); this run checks the other one
+# the AVX-512 decode kernels have a VBMI sub-variant (Q4_0) and a 16-row kernel for Q8_0
+# with 2..8 activation rows; this run checks the loops they replace
 add_test(NAME test_kernels_avx512_novbmi COMMAND test_kernels)
 set_tests_properties(test_kernels_avx512_novbmi PROPERTIES LABELS "unit;kernels"
-  ENVIRONMENT "HERD_CPU_ISA=avx512;HERD_GEMV_NO_VBMI=1")
+  ENVIRONMENT "HERD_CPU_ISA=avx512;HERD_GEMV_NO_VBMI=1;HERD_GEMV_NO_R16=1")
 
 find_program(HERD_AARCH64_CC aarch64-linux-gnu-gcc)
 if(HERD_AARCH64_CC)

@@ -345,6 +345,13 @@ pack_codes(enum qtype t, int32_t *xq, const uint8_t *xa, size_t xrb, int64_t nb,
     }
 }
 
+/* m / s where the offset is a fixed multiple of the scale (Q8_0's -128 for unsigned codes,
+ * Q4_0's -8, Q6_K's -32), else 0 (Q4_1 and Q4_K/Q5_K mins are free). */
+static inline float offset_ratio(enum qtype t)
+{
+    return t == QT_Q8_0 ? -128.0f : t == QT_Q4_0 ? -8.0f : t == QT_Q6_K ? -32.0f : 0.0f;
+}
+
 /* y[b][r..r+16) (+)= panel . activation rows b0..b0+nb; nb <= NR, known at compile time. */
 static inline __attribute__((always_inline)) void
 tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float *da,
@@ -369,13 +376,26 @@ tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float
                 it[j] = _mm512_dpbusd_epi32(it[j], wq,
                                             _mm512_broadcastd_epi32(_mm_loadu_si32(aq + j)));
         }
-        __m512 s = _mm512_loadu_ps(p->s[g]), m = _mm512_loadu_ps(p->m[g]);
-        #pragma GCC unroll 8
-        for (int j = 0; j < nb; j++) {
-            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(it[j]),
-                                     _mm512_set1_ps(da[j * gpc + g]));
-            acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
-            acc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(ds[j * gpc + g]), acc[j]);
+        __m512 s = _mm512_loadu_ps(p->s[g]);
+        if (offset_ratio(t) != 0.0f) {
+            /* m = ratio * s: s * (da * sum(u q) + ratio * DS) in two FMAs; ds holds
+             * ratio * DS here (gemm scales it once per pass) */
+            #pragma GCC unroll 8
+            for (int j = 0; j < nb; j++) {
+                __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(it[j]),
+                                           _mm512_set1_ps(da[j * gpc + g]),
+                                           _mm512_set1_ps(ds[j * gpc + g]));
+                acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
+            }
+        } else {
+            __m512 m = _mm512_loadu_ps(p->m[g]);
+            #pragma GCC unroll 8
+            for (int j = 0; j < nb; j++) {
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(it[j]),
+                                         _mm512_set1_ps(da[j * gpc + g]));
+                acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
+                acc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(ds[j * gpc + g]), acc[j]);
+            }
         }
     }
     #pragma GCC unroll 8
@@ -401,6 +421,9 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
             for (int64_t j = 0; j < nbp; j++)
                 act_prepare(t, xa + (size_t)(b0 + j) * xrb, c * gpc, gpc, da + j * gpc,
                             ds + j * gpc);
+            if (offset_ratio(t) != 0.0f)
+                for (int64_t i = 0; i < nbp * gpc; i++)
+                    ds[i] *= offset_ratio(t);
             pack_codes(t, xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
             for (int64_t r = r0; r < r1; r += 16) {
                 const int64_t nr = r1 - r < 16 ? r1 - r : 16;
