@@ -68,7 +68,8 @@ void kernels_fill_matmul_q_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_ops_avx2(struct herd_cpu_kernels *k);
 /* AVX-512 decode products (cpu/avx512/gemv_q_avx512.c): the kernel for weight type t,
- * row length n and n_b activation rows, or NULL when it does not cover the case. */
+ * row length n and n_b activation rows (1..4; Q8_0 1..8), or NULL when it does not cover
+ * the case. */
 matmul_fn gemv_q_avx512(herd_dtype t, int64_t n, int64_t n_b);
 void gemv_q_avx512_init(void); /* picks the sub-variants (VBMI) once */
 

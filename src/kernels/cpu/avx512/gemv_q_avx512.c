@@ -17,7 +17,10 @@
  *    activation scales in one vector op, and spread to the lanes of each dot by a permute.
  *  - Every weight row is read once for all n_b activation rows; float accumulators stay
  *    in registers, one horizontal sum per row.
- * Results equal the generic path's (cpu/avx512/matmul_q_avx512.c) up to f32 reassociation.
+ * Q8_0 with 2..8 activation rows has its own loop further down (gemv_q8_0_r16: 16 rows
+ * transposed in registers, one block dot per lane), where arithmetic rather than memory
+ * sets the pace. Results equal the generic path's (cpu/avx512/matmul_q_avx512.c) up to
+ * f32 reassociation.
  * Types: Q8_0, Q4_0 (VBMI sub-variant), Q4_1, Q4_K, Q5_K, Q6_K. Rows must be multiples of
  * 512 weights (all Llama matrices); others go elsewhere.
  */
