@@ -44,10 +44,12 @@ struct herd_cpu_kernels {
     /* f32 <-> KV cache element rows */
     void (*f32_to_f16_row)(uint16_t *dst, const float *src, int64_t n);
     void (*f16_to_f32_row)(float *dst, const uint16_t *src, int64_t n);
-    /* dot of a f32 query with a f16 key row */
-    float (*dot_f32_f16)(const float *a, const uint16_t *b, int64_t n);
-    /* y += a * x, x f16 */
-    void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);
+    /* attention over one head's cached positions, n f16 rows of hd elements, stride
+     * elements apart: s[p] = q . row p, and out = sum over p of w[p] * row p */
+    void (*dots_f16)(float *s, const float *q, const uint16_t *rows, int64_t stride, int64_t n,
+                     int64_t hd);
+    void (*wsum_f16)(float *out, const float *w, const uint16_t *rows, int64_t stride, int64_t n,
+                     int64_t hd);
     /* out[i] = silu(gate[i]) * up[i] */
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
 };

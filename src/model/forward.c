@@ -144,11 +144,10 @@ static void axpy_q8_0(float *y, float a, const struct block_q8_0 *b, int n)
     }
 }
 
-/* q . one head of a cache row, and y += a * that head, in the cache's type. */
+/* q . one head of a cache row, and y += a * that head, for the F32 and Q8_0 caches (the
+ * F16 cache goes through dots_f16 / wsum_f16 over all positions at once). */
 static float kv_dot(const herd_context *c, const float *q, const uint8_t *row, int hd)
 {
-    if (c->kv_type == HERD_DTYPE_F16)
-        return c->k->dot_f32_f16(q, (const uint16_t *)row, hd);
     if (c->kv_type == HERD_DTYPE_Q8_0)
         return dot_f32_q8_0(q, (const struct block_q8_0 *)row, hd);
     return c->k->dot_f32(q, (const float *)row, hd);
@@ -156,9 +155,7 @@ static float kv_dot(const herd_context *c, const float *q, const uint8_t *row, i
 
 static void kv_axpy(const herd_context *c, float *y, float a, const uint8_t *row, int hd)
 {
-    if (c->kv_type == HERD_DTYPE_F16)
-        c->k->axpy_f16(y, a, (const uint16_t *)row, hd);
-    else if (c->kv_type == HERD_DTYPE_Q8_0)
+    if (c->kv_type == HERD_DTYPE_Q8_0)
         axpy_q8_0(y, a, (const struct block_q8_0 *)row, hd);
     else
         c->k->axpy_f32(y, a, (const float *)row, hd);
@@ -195,10 +192,18 @@ static void attend(herd_context *c, const struct tok_job *j, int64_t t, int h, f
     float *out = c->att + t * (int64_t)n_h * hd + (int64_t)h * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     size_t off = (size_t)kvh * c->kv_head_bytes;
+    /* an F16 cache (the default) goes through the kernels that walk all positions at once;
+     * they compute exactly what the per-position dot and axpy below do */
+    const bool f16 = c->kv_type == HERD_DTYPE_F16;
+    const int64_t stride = (int64_t)(c->kv_row_bytes / 2);
+    const uint8_t *k0 = kv_row(c, c->k_cache, j->layer, seq, 0) + off;
+    const uint8_t *v0 = kv_row(c, c->v_cache, j->layer, seq, 0) + off;
+    if (f16)
+        c->k->dots_f16(sc, q, (const uint16_t *)k0, stride, pos + 1, hd);
     float mx = -INFINITY;
     for (int32_t p = 0; p <= pos; p++) {
-        const uint8_t *kr = kv_row(c, c->k_cache, j->layer, seq, p) + off;
-        float s = kv_dot(c, q, kr, hd) * scale;
+        float s = (f16 ? sc[p] : kv_dot(c, q, kv_row(c, c->k_cache, j->layer, seq, p) + off, hd)) *
+                  scale;
         sc[p] = s;
         if (s > mx)
             mx = s;
@@ -209,10 +214,16 @@ static void attend(herd_context *c, const struct tok_job *j, int64_t t, int h, f
         sum += sc[p];
     }
     const float inv = 1.0f / sum;
+    for (int32_t p = 0; p <= pos; p++)
+        sc[p] *= inv;
+    if (f16) {
+        c->k->wsum_f16(out, sc, (const uint16_t *)v0, stride, pos + 1, hd);
+        return;
+    }
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int32_t p = 0; p <= pos; p++) {
         const uint8_t *vr = kv_row(c, c->v_cache, j->layer, seq, p) + off;
-        kv_axpy(c, out, sc[p] * inv, vr, hd);
+        kv_axpy(c, out, sc[p], vr, hd);
     }
 }
 

@@ -365,19 +365,28 @@ static void check_ops(const struct herd_cpu_kernels *k)
         ref->f16_to_f32_row(o2, h2, n);
         CHECK_MSG(memcmp(out, o2, 4 * n) == 0, "%s f16_to_f32 n=%lld", k->isa, (long long)n);
 
-        d1 = k->dot_f32_f16(w, h1 + 1, n);
-        d2 = ref->dot_f32_f16(w, h2, n);
-        CHECK_MSG(fabsf(d1 - d2) <= 1e-5f * (float)n + 1e-5f * fabsf(d2),
-                  "%s dot_f32_f16 n=%lld", k->isa, (long long)n);
-
-        memcpy(out, w, sizeof(float) * n);
-        memcpy(o2, w, sizeof(float) * n);
-        k->axpy_f16(out, -1.25f, h1 + 1, n);
-        ref->axpy_f16(o2, -1.25f, h2, n);
+        /* attention over np cached positions, rows stride elements apart (off alignment) */
+        enum { NP = 7 };
+        const int64_t stride = n + 3;
+        uint16_t *kv = malloc(2 * (size_t)(NP * stride + 1));
+        float sk[NP], sr[NP], pw[NP];
+        for (int64_t i = 0; i < NP * stride; i++)
+            kv[1 + i] = f32_to_fp16(rndf());
+        for (int p = 0; p < NP; p++)
+            pw[p] = rndf();
+        k->dots_f16(sk, w, kv + 1, stride, NP, n);
+        ref->dots_f16(sr, w, kv + 1, stride, NP, n);
+        bad = 0;
+        for (int p = 0; p < NP; p++)
+            bad += !(fabsf(sk[p] - sr[p]) <= 1e-5f * (float)n + 1e-5f * fabsf(sr[p]));
+        CHECK_MSG(bad == 0, "%s dots_f16 n=%lld", k->isa, (long long)n);
+        k->wsum_f16(out, pw, kv + 1, stride, NP, n);
+        ref->wsum_f16(o2, pw, kv + 1, stride, NP, n);
         bad = 0;
         for (int64_t i = 0; i < n; i++)
-            bad += !(fabsf(out[i] - o2[i]) <= 1e-5f + 1e-6f * fabsf(o2[i]));
-        CHECK_MSG(bad == 0, "%s axpy_f16 n=%lld", k->isa, (long long)n);
+            bad += !(fabsf(out[i] - o2[i]) <= 1e-5f * NP + 1e-6f * fabsf(o2[i]));
+        CHECK_MSG(bad == 0, "%s wsum_f16 n=%lld", k->isa, (long long)n);
+        free(kv);
 
         for (int64_t i = 0; i < n; i++)
             x[i] = 30 * rndf(); /* reaches exp's saturation in both directions */

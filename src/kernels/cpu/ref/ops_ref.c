@@ -57,6 +57,21 @@ static void axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n)
         y[i] += a * fp16_to_f32(x[i]);
 }
 
+static void dots_f16_ref(float *s, const float *q, const uint16_t *rows, int64_t stride,
+                         int64_t n, int64_t hd)
+{
+    for (int64_t p = 0; p < n; p++)
+        s[p] = dot_f32_f16_ref(q, rows + p * stride, hd);
+}
+
+static void wsum_f16_ref(float *out, const float *w, const uint16_t *rows, int64_t stride,
+                         int64_t n, int64_t hd)
+{
+    memset(out, 0, sizeof(float) * (size_t)hd);
+    for (int64_t p = 0; p < n; p++)
+        axpy_f16_ref(out, w[p], rows + p * stride, hd);
+}
+
 /* silu(g) = g / (1 + exp(-g)); exp overflows to inf for very negative g, giving -0. */
 static void swiglu_ref(float *out, const float *gate, const float *up, int64_t n)
 {
@@ -73,7 +88,7 @@ void kernels_fill_ref(struct herd_cpu_kernels *k)
     k->axpy_f32 = axpy_f32_ref;
     k->f32_to_f16_row = f32_to_f16_row_ref;
     k->f16_to_f32_row = f16_to_f32_row_ref;
-    k->dot_f32_f16 = dot_f32_f16_ref;
-    k->axpy_f16 = axpy_f16_ref;
+    k->dots_f16 = dots_f16_ref;
+    k->wsum_f16 = wsum_f16_ref;
     k->swiglu = swiglu_ref;
 }
