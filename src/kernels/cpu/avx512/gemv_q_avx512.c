@@ -547,8 +547,8 @@ rows16_q8_0(int nb, const uint8_t *w, size_t rb, const struct r16_plan *p, int64
     }
 }
 
-static void row_q8_0_any(int nb, const uint8_t *row, const struct act_plan *const *pl,
-                         int64_t n, float *out);
+static void gemv_q8_0(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                      int64_t n, int64_t n_b, int64_t r0, int64_t r1);
 
 /* Q8_0 weights x 2..8 Q8_0 activation rows: K chunks of R16_KB blocks, each planned once
  * and run over every group of 16 rows; the last (r1 - r0) % 16 rows go through the
@@ -577,25 +577,10 @@ static void gemv_q8_0_r16(float *y, int64_t ldy, const void *wv, const void *xav
             }
         }
     }
-    int64_t r = r16;
-    if (r == r1)
-        return;
-    /* the last rows of the range, one at a time, in passes of up to 4 activation rows */
-    for (int64_t b0 = 0; b0 < n_b; b0 += GEMV_MAX_B) {
-        const int nb = n_b - b0 < GEMV_MAX_B ? (int)(n_b - b0) : GEMV_MAX_B;
-        struct act_plan plans[GEMV_MAX_B];
-        const struct act_plan *pl[GEMV_MAX_B];
-        for (int b = 0; b < nb; b++) {
-            plan_q8_0(WQ_Q8_0, &plans[b], xa0 + (size_t)(b0 + b) * xrb, n);
-            pl[b] = &plans[b];
-        }
-        for (int64_t i = r; i < r1; i++) {
-            float o[GEMV_MAX_B];
-            row_q8_0_any(nb, w + (size_t)i * rb, pl, n, o);
-            for (int b = 0; b < nb; b++)
-                y[(b0 + b) * ldy + i] = o[b];
-        }
-    }
+    /* the last (r1 - r0) % 16 rows: the one-row loop, in passes of up to 4 activation rows */
+    for (int64_t b0 = 0; b0 < n_b && r16 < r1; b0 += GEMV_MAX_B)
+        gemv_q8_0(y + b0 * ldy, ldy, w, xa0 + (size_t)b0 * xrb, xrb, n,
+                  n_b - b0 < GEMV_MAX_B ? n_b - b0 : GEMV_MAX_B, r16, r1);
 }
 
 /* ---- drivers: plan each activation row, then stream the rows once */
@@ -614,17 +599,6 @@ row_any(enum gt t, int nb, const uint8_t *row, const struct act_plan *const *pl,
         row_q6k(nb, row, pl, n, out);
     else
         row_q8_0((enum wq)t, nb, row, pl, n, out);
-}
-
-static void row_q8_0_any(int nb, const uint8_t *row, const struct act_plan *const *pl,
-                         int64_t n, float *out)
-{
-    switch (nb) {
-    case 1: row_q8_0(WQ_Q8_0, 1, row, pl, n, out); break;
-    case 2: row_q8_0(WQ_Q8_0, 2, row, pl, n, out); break;
-    case 3: row_q8_0(WQ_Q8_0, 3, row, pl, n, out); break;
-    default: row_q8_0(WQ_Q8_0, 4, row, pl, n, out); break;
-    }
 }
 
 static inline __attribute__((always_inline)) void
