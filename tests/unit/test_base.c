@@ -89,6 +89,38 @@ static void test_pool(void)
     herd_pool_free(p);
 }
 
+/* Each thread's product of two normal floats whose exact value is subnormal (2^-130). */
+struct tiny_job {
+    volatile float a, b;
+    float out[3];
+};
+
+static void tiny_product(void *arg, int ith, int nth)
+{
+    struct tiny_job *j = arg;
+    (void)nth;
+    j->out[ith] = j->a * j->b;
+}
+
+/* Pool jobs flush subnormals to zero on every thread (the kernels' speed on real scales
+ * depends on it); the caller's own mode comes back after the job. */
+static void test_pool_flushes_subnormals(void)
+{
+    struct tiny_job j = {.a = 0x1p-65f, .b = 0x1p-65f, .out = {1, 1, 1}};
+    struct herd_pool *p = NULL;
+    CHECK(herd_pool_new(3, &p) == HERD_OK);
+    for (int rep = 0; rep < 2; rep++) { /* a worker's first job and a later one */
+        herd_pool_run(p, tiny_product, &j);
+        for (int i = 0; i < 3; i++)
+            CHECK(j.out[i] == 0.0f);
+    }
+    herd_pool_free(p);
+    herd_pool_run(NULL, tiny_product, &j); /* no pool: the caller alone, flushed too */
+    CHECK(j.out[0] == 0.0f);
+    float outside = j.a * j.b;
+    CHECK(outside == 0x1p-130f);
+}
+
 static void test_errors(void)
 {
     herd_fail(HERD_ERR_FORMAT, "tensor %s: expected %d\nrows", "blk.0.attn_q", 4);
@@ -103,6 +135,7 @@ int main(void)
     test_buf();
     test_alloc_hook();
     test_pool();
+    test_pool_flushes_subnormals();
     test_errors();
     return check_done();
 }
