@@ -468,6 +468,16 @@ int main(void)
             for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
                 for (size_t b = 0; b < sizeof nbs / sizeof nbs[0]; b++)
                     check_mm_variant(k, &mm_cases[c], rows[r], nbs[b]);
+        /* prefill of quantized types: rows in several 128-row blocks (the last ragged),
+         * with the scratch for every chunk's packed activations and without it */
+        for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++) {
+            if (block_elems(mm_cases[c].t) == 1)
+                continue;
+            check_mm_variant(k, &mm_cases[c], 300, 17);
+            herd_alloc_fail_after(0);
+            check_mm_variant(k, &mm_cases[c], 300, 17);
+            herd_alloc_fail_after(-1);
+        }
         check_ops(k);
         check_convert(k);
     }

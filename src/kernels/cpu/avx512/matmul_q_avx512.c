@@ -15,11 +15,12 @@
  *  - gemv (n_b < 4, decode): each row is streamed once, decoded and dotted with each
  *    activation row; threads own contiguous row ranges, so the weights stream at memory
  *    bandwidth.
- *  - gemm (n_b >= 4, prefill): for each chunk of K and each panel of 16 rows, the decoded
- *    codes are repacked so one 64-byte vector holds 4 consecutive codes of 16 rows; the
- *    micro-kernel then does vpdpbusd(panel quad, broadcast of 4 activation bytes) for up to
- *    8 activation rows at once, so each decoded weight is reused by every activation row
- *    from L1 (a 16 x 8 register tile).
+ *  - gemm (n_b >= 4, prefill): for each block of RB rows, each chunk of K and each panel
+ *    of 16 rows, the decoded codes are repacked so one 64-byte vector holds 4 consecutive
+ *    codes of 16 rows; the micro-kernel then does vpdpbusd(panel quad, broadcast of 4
+ *    activation bytes) for up to 8 activation rows at once, so each decoded weight is
+ *    reused by every activation row from L1 (a 16 x 8 register tile), and the block's
+ *    outputs stay in L2 across the chunks.
  */
 #include "kernels/kernels.h"
 #include "quant/quant.h"
@@ -406,55 +407,83 @@ tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float
     }
 }
 
+/* Output rows per block. A block's n_b x RB outputs stay in L2 while every chunk of K
+ * adds to them; over all of a thread's rows at once (7168 rows x 256 activation rows is
+ * 7 MB) each chunk re-read and re-wrote y from L3, a fifth of the Q4_K gemm's time. */
+#define RB 128
+
 static inline __attribute__((always_inline)) void
 gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
      int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     struct panel p;
-    float da[NB_MAX * 32], ds[NB_MAX * 32];
-    int32_t xq[NB_MAX * KC / 4];
+    float da1[NB_MAX * 32], ds1[NB_MAX * 32];
+    int32_t xq1[NB_MAX * KC / 4];
     const int gpc = CHUNK / group_size(t);
-    const size_t rb = row_bytes(t, n), cb = rb / (size_t)(n / KC); /* bytes of a row chunk */
+    const int64_t nch = n / KC;
+    const size_t rb = row_bytes(t, n), cb = rb / (size_t)nch; /* bytes of a row chunk */
+    /* Blocks of RB rows need every chunk's packed activations at once (packed while the
+     * first block runs). Without that memory: one block of all rows, one chunk packed. */
+    const size_t xq_bytes = sizeof xq1, f_bytes = sizeof da1;
+    uint8_t *all = herd_malloc((size_t)nch * (xq_bytes + 2 * f_bytes));
     for (int64_t b0 = 0; b0 < n_b; b0 += NB_MAX) {
         const int64_t nbp = n_b - b0 < NB_MAX ? n_b - b0 : NB_MAX;
-        for (int64_t c = 0; c < n / KC; c++) {
-            for (int64_t j = 0; j < nbp; j++)
-                act_prepare(t, xa + (size_t)(b0 + j) * xrb, c * gpc, gpc, da + j * gpc,
-                            ds + j * gpc);
-            if (offset_ratio(t) != 0.0f)
-                for (int64_t i = 0; i < nbp * gpc; i++)
-                    ds[i] *= offset_ratio(t);
-            pack_codes(t, xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
-            for (int64_t r = r0; r < r1; r += 16) {
-                const int64_t nr = r1 - r < 16 ? r1 - r : 16;
-                const __mmask16 rmask = (__mmask16)((1u << nr) - 1);
-                repack(t, &p, w, rb, r, nr, c);
-                /* the next panel's 16 row pieces, while this one computes: too many short
-                 * streams for the hardware prefetcher, and decoding them stalled on DRAM */
-                for (int64_t i = r + 16; i < r + 32 && i < r1; i++)
-                    for (size_t l = 0; l < cb; l += 64)
-                        _mm_prefetch((const char *)(w + (size_t)i * rb + (size_t)c * cb + l),
-                                     _MM_HINT_T0);
-                for (int64_t j = 0; j < nbp; j += NR) {
-                    float *yb = y + (b0 + j) * ldy + r;
-                    const int32_t *xqj = xq + (j / NR) * (KC / 4) * NR;
-                    const float *daj = da + j * gpc, *dsj = ds + j * gpc;
-#define TILE(nb) tile(t, nb, &p, xqj, daj, dsj, gpc, yb, ldy, rmask, c == 0)
-                    switch (nbp - j < NR ? nbp - j : NR) {
-                    case 1: TILE(1); break;
-                    case 2: TILE(2); break;
-                    case 3: TILE(3); break;
-                    case 4: TILE(4); break;
-                    case 5: TILE(5); break;
-                    case 6: TILE(6); break;
-                    case 7: TILE(7); break;
-                    default: TILE(8); break;
+        for (int64_t rb0 = r0; rb0 < r1; rb0 += all ? RB : r1 - r0) {
+            const int64_t rb1 = all && r1 - rb0 > RB ? rb0 + RB : r1;
+            for (int64_t c = 0; c < nch; c++) {
+                uint8_t *slot = all ? all + (size_t)c * (xq_bytes + 2 * f_bytes) : NULL;
+                int32_t *xq = slot ? (int32_t *)(void *)slot : xq1;
+                float *da = slot ? (float *)(void *)(slot + xq_bytes) : da1;
+                float *ds = slot ? (float *)(void *)(slot + xq_bytes + f_bytes) : ds1;
+                if (rb0 == r0) {
+                    for (int64_t j = 0; j < nbp; j++)
+                        act_prepare(t, xa + (size_t)(b0 + j) * xrb, c * gpc, gpc,
+                                    da + j * gpc, ds + j * gpc);
+                    if (offset_ratio(t) != 0.0f)
+                        for (int64_t i = 0; i < nbp * gpc; i++)
+                            ds[i] *= offset_ratio(t);
+                    pack_codes(t, xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
+                }
+                for (int64_t r = rb0; r < rb1; r += 16) {
+                    const int64_t nr = rb1 - r < 16 ? rb1 - r : 16;
+                    const __mmask16 rmask = (__mmask16)((1u << nr) - 1);
+                    repack(t, &p, w, rb, r, nr, c);
+                    /* the next panel's 16 row pieces, while this one computes: too many
+                     * short streams for the hardware prefetcher, and decoding them stalled
+                     * on DRAM. Next: the block's next panel, or its first at chunk c + 1,
+                     * or the next block's first at chunk 0. */
+                    int64_t pr = r + 16, pc = c;
+                    if (pr >= rb1) {
+                        pr = c + 1 < nch ? rb0 : rb1;
+                        pc = c + 1 < nch ? c + 1 : 0;
                     }
+                    for (int64_t i = pr; i < pr + 16 && i < r1; i++)
+                        for (size_t l = 0; l < cb; l += 64)
+                            _mm_prefetch(
+                                (const char *)(w + (size_t)i * rb + (size_t)pc * cb + l),
+                                _MM_HINT_T0);
+                    for (int64_t j = 0; j < nbp; j += NR) {
+                        float *yb = y + (b0 + j) * ldy + r;
+                        const int32_t *xqj = xq + (j / NR) * (KC / 4) * NR;
+                        const float *daj = da + j * gpc, *dsj = ds + j * gpc;
+#define TILE(nb) tile(t, nb, &p, xqj, daj, dsj, gpc, yb, ldy, rmask, c == 0)
+                        switch (nbp - j < NR ? nbp - j : NR) {
+                        case 1: TILE(1); break;
+                        case 2: TILE(2); break;
+                        case 3: TILE(3); break;
+                        case 4: TILE(4); break;
+                        case 5: TILE(5); break;
+                        case 6: TILE(6); break;
+                        case 7: TILE(7); break;
+                        default: TILE(8); break;
+                        }
 #undef TILE
+                    }
                 }
             }
         }
     }
+    herd_free(all);
 }
 
 /* n_b below this streams rows (decode); at or above, repacked panels (prefill). */
