@@ -423,9 +423,10 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
     const int64_t nch = n / KC;
     const size_t rb = row_bytes(t, n), cb = rb / (size_t)nch; /* bytes of a row chunk */
     /* Blocks of RB rows need every chunk's packed activations at once (packed while the
-     * first block runs). Without that memory: one block of all rows, one chunk packed. */
+     * first block runs). Without that memory, or with rows for one block only: one block
+     * of all rows, one chunk packed at a time on the stack. */
     const size_t xq_bytes = sizeof xq1, f_bytes = sizeof da1;
-    uint8_t *all = herd_malloc((size_t)nch * (xq_bytes + 2 * f_bytes));
+    uint8_t *all = r1 - r0 > RB ? herd_malloc((size_t)nch * (xq_bytes + 2 * f_bytes)) : NULL;
     for (int64_t b0 = 0; b0 < n_b; b0 += NB_MAX) {
         const int64_t nbp = n_b - b0 < NB_MAX ? n_b - b0 : NB_MAX;
         for (int64_t rb0 = r0; rb0 < r1; rb0 += all ? RB : r1 - r0) {
