@@ -5,7 +5,6 @@
  * caching in the server.
  */
 #include "context.h"
-#include "quant/quant.h" /* dtype_row_bytes for the cache rows */
 
 herd_context_params herd_context_default_params(void)
 {
@@ -72,60 +71,51 @@ herd_status context_new_local(const herd_model *m, const herd_context_params *pa
     if (!c)
         return herd_fail(HERD_ERR_NOMEM, "context");
     c->m = m;
-    c->k = kernels_get();
+    c->b = m->be.ops;
     c->n_ctx = p.n_ctx;
     c->n_seq = p.n_seq;
     c->n_batch = p.n_batch;
     c->kv_type = p.kv_type;
     c->n_layers = sh->l1 - sh->l0;
     c->kv_dim = (int64_t)sh->n_kvh * in->head_dim;
-    c->kv_row_bytes = dtype_row_bytes(p.kv_type, c->kv_dim);
-    c->kv_head_bytes = dtype_row_bytes(p.kv_type, in->head_dim);
     int64_t q_dim = (int64_t)sh->n_h * in->head_dim;
     int64_t max_cols = in->dim;
     if (q_dim > max_cols)
         max_cols = q_dim;
     if (sh->n_ff > max_cols)
         max_cols = sh->n_ff;
-
-    herd_status s = herd_pool_new(p.n_threads, &c->pool);
+    const struct bctx_params bp = {
+        .n_threads = p.n_threads, .n_ctx = p.n_ctx, .n_seq = p.n_seq, .n_batch = p.n_batch,
+        .n_layers = c->n_layers, .n_heads = sh->n_h, .n_kv_heads = sh->n_kvh,
+        .head_dim = in->head_dim, .kv_type = p.kv_type, .rope_style = m->rope_style,
+        .inv_freq = m->inv_freq, .norm_eps = in->norm_eps, .max_cols = max_cols};
+    herd_status s = c->b->ctx_new((struct backend *)&m->be, &bp, &c->bc);
     if (s != HERD_OK)
         goto fail;
-    size_t kv_rows = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)c->n_layers;
-    void *kc = NULL, *vc = NULL, *len = NULL;
-    if ((s = herd_alloc_array(&kc, kv_rows, c->kv_row_bytes, "KV cache (keys)")) ||
-        (s = herd_alloc_array(&vc, kv_rows, c->kv_row_bytes, "KV cache (values)")) ||
-        (s = herd_alloc_array(&len, (size_t)c->n_seq, sizeof(int32_t), "sequence lengths"))) {
-        herd_free(kc);
-        herd_free(vc);
+    void *len = NULL;
+    if ((s = herd_alloc_array(&len, (size_t)c->n_seq, sizeof(int32_t), "sequence lengths")))
         goto fail;
-    }
-    c->k_cache = kc;
-    c->v_cache = vc;
     c->seq_len = len;
     memset(c->seq_len, 0, (size_t)c->n_seq * sizeof(int32_t));
-    size_t B = (size_t)c->n_batch;
-    int nth = herd_pool_size(c->pool);
-    if ((s = alloc_f32(&c->x, B * in->dim, "activations")) ||
-        (s = alloc_f32(&c->xb, B * max_cols, "activations")) ||
-        (s = alloc_f32(&c->q, B * q_dim, "queries")) ||
-        (s = alloc_f32(&c->kv, B * c->kv_dim * 2, "keys/values")) ||
-        (s = alloc_f32(&c->att, B * q_dim, "attention output")) ||
-        (s = alloc_f32(&c->hb, B * sh->n_ff, "FFN activations")) ||
-        (s = alloc_f32(&c->hb2, B * sh->n_ff, "FFN activations")) ||
-        (s = alloc_f32(&c->rope, B * in->head_dim, "RoPE table")) ||
-        (s = alloc_f32(&c->scores, (size_t)nth * c->n_ctx, "attention scores")))
+    int64_t B = c->n_batch;
+    struct bctx *bc = c->bc;
+    if ((s = c->b->alloc(bc, B * in->dim, &c->x)) ||
+        (s = c->b->alloc(bc, B * max_cols, &c->xb)) ||
+        (s = c->b->alloc(bc, B * q_dim, &c->q)) ||
+        (s = c->b->alloc(bc, B * c->kv_dim * 2, &c->kv)) ||
+        (s = c->b->alloc(bc, B * q_dim, &c->att)) ||
+        (s = c->b->alloc(bc, B * sh->n_ff, &c->hb)) ||
+        (s = c->b->alloc(bc, B * sh->n_ff, &c->hb2)))
         goto fail;
-    if (sh->tp > 1 && (s = alloc_f32(&c->red, B * in->dim, "all-reduce scratch")))
+    if ((sh->rank > 0 || !c->b->host_memory) &&
+        (s = c->b->alloc(bc, B * sh->n_v, &c->logits)))
         goto fail;
-    if (sh->rank > 0 && (s = alloc_f32(&c->logits, B * sh->n_v, "logits slice")))
+    if (sh->tp > 1 && (s = alloc_f32(&c->red, (size_t)B * in->dim, "all-reduce scratch")))
         goto fail;
-    /* Quantized activations are never larger than the f32 rows they come from. */
-    c->act = herd_malloc_aligned(B * (size_t)max_cols * sizeof(float) + 64, 64);
-    if (!c->act) {
-        s = herd_fail(HERD_ERR_NOMEM, "activation buffer");
+    if (sh->n_ranks > 1 && !c->b->host_memory &&
+        (s = alloc_f32(&c->stage, (size_t)B * (sh->n_v > in->dim ? sh->n_v : in->dim),
+                       "dist staging")))
         goto fail;
-    }
     herd_log(HERD_LOG_INFO, "context: %d positions x %d sequences, KV cache %s %.1f MiB",
              c->n_ctx, c->n_seq, herd_dtype_name(c->kv_type),
              (double)herd_context_kv_bytes(c) / (1024.0 * 1024.0));
@@ -149,15 +139,11 @@ void context_free_local(herd_context *c)
 {
     if (!c)
         return;
-    herd_pool_free(c->pool);
-    herd_free(c->k_cache);
-    herd_free(c->v_cache);
+    if (c->bc)
+        c->b->ctx_free(c->bc);
     herd_free(c->seq_len);
-    float *bufs[] = {c->x,    c->xb,     c->q,   c->kv,    c->att, c->hb,
-                     c->hb2,  c->rope,   c->scores, c->red, c->logits};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        herd_free(bufs[i]);
-    herd_free_aligned(c->act);
+    herd_free(c->red);
+    herd_free(c->stage);
     herd_free(c);
 }
 
@@ -168,7 +154,7 @@ int32_t herd_context_n_ctx(const herd_context *c)
 
 int64_t herd_context_kv_bytes(const herd_context *c)
 {
-    return 2 * (int64_t)c->n_layers * c->n_seq * c->n_ctx * (int64_t)c->kv_row_bytes;
+    return c->b->kv_bytes(c->bc);
 }
 
 static herd_status check_seq(const herd_context *c, int32_t seq)
@@ -216,11 +202,8 @@ herd_status seq_copy_local(herd_context *c, int32_t dst, int32_t src, int32_t n)
         c->seq_len[dst] = n;
         return HERD_OK;
     }
-    size_t row = c->kv_row_bytes;
-    for (int l = 0; l < c->n_layers; l++) {
-        memcpy(kv_row(c, c->k_cache, l, dst, 0), kv_row(c, c->k_cache, l, src, 0), row * n);
-        memcpy(kv_row(c, c->v_cache, l, dst, 0), kv_row(c, c->v_cache, l, src, 0), row * n);
-    }
+    if ((s = c->b->kv_copy(c->bc, dst, src, n)))
+        return s;
     c->seq_len[dst] = n;
     return HERD_OK;
 }

@@ -262,6 +262,8 @@ herd_status model_load_local(const char *path, int32_t n_threads, herd_model **o
     add_end_tokens(m);
     count_params(m);
     shard_full(m, &m->sh);
+    if ((s = model_upload(m)) != HERD_OK)
+        goto fail;
     *out = m;
     return HERD_OK;
 fail:
@@ -282,6 +284,7 @@ void model_free_local(herd_model *m)
 {
     if (!m)
         return;
+    model_backend_close(m);
     for (int i = 0; i < m->n_owned; i++)
         herd_free_aligned(m->owned[i]);
     herd_free(m->owned);

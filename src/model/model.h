@@ -18,13 +18,7 @@
 #include "base/base.h"
 #include "format/format.h"
 #include "kernels/kernels.h"
-
-struct weight {
-    const void *data; /* row 0, in the mapping */
-    herd_dtype type;
-    int64_t n_rows, n_cols;
-    size_t row_bytes;
-};
+#include "kernels/backend.h" /* struct weight, enum rope_style, the backend the model runs on */
 
 struct layer {
     float *attn_norm;         /* (dim) f32 copy */
@@ -36,9 +30,8 @@ struct layer {
     struct weight w_gate;     /* (hidden_dim, dim) */
     struct weight w_up;       /* (hidden_dim, dim) */
     struct weight w_down;     /* (dim, hidden_dim) */
+    const float *attn_norm_dev, *ffn_norm_dev; /* the norms in backend memory */
 };
-
-enum rope_style { ROPE_INTERLEAVED = 0, ROPE_HALF = 1 };
 
 /* This rank's share of the model (shard.c), Megatron-style: ranks form pp pipeline stages of
  * tp tensor-parallel ranks (world rank = stage * tp + tp_rank). A stage owns the layers
@@ -65,6 +58,7 @@ struct herd_model {
     struct weight tok_embd;   /* (n_vocab, dim) */
     struct weight output;     /* (n_vocab, dim); tok_embd when tied */
     float *out_norm;          /* (dim) */
+    const float *out_norm_dev; /* (dim) in backend memory */
     struct layer *layers;     /* (n_layers) */
     /* what keeps the weights mapped */
     struct gguf_file *gguf;
@@ -76,6 +70,8 @@ struct herd_model {
     void **owned;             /* (n_owned) column slices repacked at load (shard.c) */
     int n_owned;
     int32_t dist_id;          /* names the model in requests to follower ranks */
+    struct backend be;        /* where the forward pass runs (upload.c) */
+    bool be_open;
 };
 
 /* Binds a GGUF file / a HF folder into m (load_gguf.c, load_hf.c); m->info.path is set. */
@@ -101,6 +97,11 @@ herd_status norm_load(float **out, const struct tensor_info *t, int64_t n);
 /* After hyper-parameters are set: checks them and computes inv_freq (llama3 scaling from
  * info, or per-dimension factors from GGUF rope_freqs when factors != NULL). */
 herd_status model_finish_hparams(herd_model *m, const float *rope_factors);
+
+/* upload.c: opens the model's backend (once) and gives every weight and norm of this
+ * rank's share its copy in backend memory; again after shard_apply narrows the share. */
+herd_status model_upload(herd_model *m);
+void model_backend_close(herd_model *m);
 
 /* Dequantizes row r of w into out (n_cols floats). */
 herd_status weight_row_f32(const struct weight *w, int64_t r, float *out);

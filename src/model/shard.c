@@ -201,7 +201,7 @@ herd_status shard_apply(herd_model *m)
     }
     if (sh->n_ranks > 1)
         slice_rows(&m->output, sh->v0, sh->n_v);
-    return HERD_OK;
+    return model_upload(m); /* the backend's copies follow the narrowed share */
 }
 
 void shard_describe(const herd_model *m)

@@ -1,0 +1,42 @@
+/*
+ * backend.c - the registry of backends this build has. A new backend is a folder beside
+ * cpu/ that defines its struct backend_ops, plus one line in the table below.
+ */
+#include "kernels/backend.h"
+
+#include <stdio.h> /* snprintf for the list of names */
+
+static const struct backend_ops *const registry[] = {
+    &backend_cpu_ops,
+};
+
+herd_status backend_open(const char *name, int32_t n_threads, struct backend *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!name || !*name)
+        name = registry[0]->name;
+    char names[128] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
+        if (strcmp(name, registry[i]->name) == 0) {
+            out->ops = registry[i];
+            herd_status s = registry[i]->open(out, n_threads);
+            if (s != HERD_OK)
+                memset(out, 0, sizeof *out);
+            return s;
+        }
+        int k = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
+                         registry[i]->name);
+        if (k > 0 && (size_t)k < sizeof names - used)
+            used += (size_t)k;
+    }
+    return herd_fail(HERD_ERR_UNSUPPORTED, "backend %s: not in this build (it has: %s)", name,
+                     names);
+}
+
+void backend_close(struct backend *be)
+{
+    if (be->ops)
+        be->ops->close(be);
+    memset(be, 0, sizeof *be);
+}

@@ -1,0 +1,544 @@
+/*
+ * backend_cpu.c - the CPU backend: the kernel table (kernels.h) and a thread pool behind the
+ * backend interface (backend.h). Tensors are host memory and the weights stay in the file
+ * mapping. Every operation runs to completion before it returns (sync has nothing to wait
+ * for) and splits its work over the context's pool:
+ *  - matmul converts the activations once into the weight type's partner format, then the
+ *    threads split the weight rows;
+ *  - per-token operations (norm, RoPE, cache store, SwiGLU) split the tokens;
+ *  - attention deals (token, head) pairs round-robin, since a token's cost grows with its
+ *    position.
+ * The arithmetic is the reference's, in float32 (see docs/internals/model.md); results do
+ * not depend on the thread count.
+ */
+#include "kernels/backend.h"
+#include "kernels/kernels.h"
+#include "quant/quant.h" /* Q8_0 cache rows, dequantize_row for the embedding */
+
+#include <math.h> /* expf, sqrtf, cos, sin */
+
+struct cpu_ctx {
+    struct bctx base;
+    const struct herd_cpu_kernels *k;
+    struct herd_pool *pool;
+    struct bctx_params p;
+    int64_t kv_dim;       /* n_kv_heads * head_dim */
+    size_t kv_row_bytes;  /* one position's kv_dim elements in kv_type */
+    size_t kv_head_bytes; /* one head's head_dim elements in kv_type */
+    uint8_t *k_cache;     /* (n_layers, n_seq, n_ctx, kv_dim) */
+    uint8_t *v_cache;     /* (n_layers, n_seq, n_ctx, kv_dim) */
+    float *rope;          /* (n_batch, head_dim) cos/sin pairs per token of the step */
+    float *scores;        /* (n_threads, n_ctx) */
+    void *act;            /* activations in a weight type's partner format */
+    struct bstep step;
+    float **bufs;         /* (n_bufs) what alloc handed out */
+    int n_bufs;
+};
+
+static struct cpu_ctx *cpu(struct bctx *bc)
+{
+    return (struct cpu_ctx *)bc;
+}
+
+static uint8_t *kv_row(const struct cpu_ctx *c, uint8_t *cache, int l, int32_t seq, int32_t pos)
+{
+    size_t idx = (((size_t)l * c->p.n_seq + (size_t)seq) * c->p.n_ctx + (size_t)pos);
+    return cache + idx * c->kv_row_bytes;
+}
+
+/* ---- model level: the weights are the mapping */
+
+static herd_status cpu_open(struct backend *be, int32_t n_threads)
+{
+    (void)n_threads;
+    be->impl = NULL;
+    return HERD_OK;
+}
+
+static void cpu_close(struct backend *be)
+{
+    (void)be;
+}
+
+static bool cpu_supports(const struct backend *be, herd_dtype t)
+{
+    (void)be;
+    return t >= 0 && t < HERD_N_DTYPES && kernels_get()->mm[t].matmul != NULL;
+}
+
+static herd_status cpu_weight_upload(struct backend *be, struct weight *w)
+{
+    (void)be;
+    w->dev = w->data;
+    return HERD_OK;
+}
+
+static herd_status cpu_vector_upload(struct backend *be, const float *src, int64_t n,
+                                     const float **dst)
+{
+    (void)be;
+    (void)n;
+    *dst = src;
+    return HERD_OK;
+}
+
+/* ---- context level */
+
+static void cpu_ctx_free(struct bctx *bc)
+{
+    struct cpu_ctx *c = cpu(bc);
+    if (!c)
+        return;
+    herd_pool_free(c->pool);
+    herd_free(c->k_cache);
+    herd_free(c->v_cache);
+    herd_free(c->rope);
+    herd_free(c->scores);
+    herd_free_aligned(c->act);
+    for (int i = 0; i < c->n_bufs; i++)
+        herd_free(c->bufs[i]);
+    herd_free(c->bufs);
+    herd_free(c);
+}
+
+static herd_status cpu_ctx_new(struct backend *be, const struct bctx_params *p,
+                               struct bctx **out)
+{
+    (void)be;
+    *out = NULL;
+    struct cpu_ctx *c = herd_calloc(1, sizeof *c);
+    if (!c)
+        return herd_fail(HERD_ERR_NOMEM, "context");
+    c->base.ops = &backend_cpu_ops;
+    c->base.impl = c;
+    c->k = kernels_get();
+    c->p = *p;
+    c->kv_dim = (int64_t)p->n_kv_heads * p->head_dim;
+    c->kv_row_bytes = dtype_row_bytes(p->kv_type, c->kv_dim);
+    c->kv_head_bytes = dtype_row_bytes(p->kv_type, p->head_dim);
+    int64_t max_cols = p->max_cols;
+    herd_status s = herd_pool_new(p->n_threads, &c->pool);
+    if (s != HERD_OK)
+        goto fail;
+    size_t kv_rows = (size_t)p->n_seq * (size_t)p->n_ctx * (size_t)p->n_layers;
+    void *kc = NULL, *vc = NULL, *rope = NULL, *sc = NULL;
+    size_t B = (size_t)p->n_batch;
+    int nth = herd_pool_size(c->pool);
+    if ((s = herd_alloc_array(&kc, kv_rows ? kv_rows : 1, c->kv_row_bytes, "KV cache (keys)")))
+        goto fail;
+    c->k_cache = kc;
+    if ((s = herd_alloc_array(&vc, kv_rows ? kv_rows : 1, c->kv_row_bytes,
+                              "KV cache (values)")))
+        goto fail;
+    c->v_cache = vc;
+    if ((s = herd_alloc_array(&rope, B * (size_t)p->head_dim, sizeof(float), "RoPE table")))
+        goto fail;
+    c->rope = rope;
+    if ((s = herd_alloc_array(&sc, (size_t)nth * (size_t)p->n_ctx, sizeof(float),
+                              "attention scores")))
+        goto fail;
+    c->scores = sc;
+    /* Quantized activations are never larger than the f32 rows they come from. */
+    c->act = herd_malloc_aligned(B * (size_t)max_cols * sizeof(float) + 64, 64);
+    if (!c->act) {
+        s = herd_fail(HERD_ERR_NOMEM, "activation buffer");
+        goto fail;
+    }
+    *out = &c->base;
+    return HERD_OK;
+fail:
+    cpu_ctx_free(&c->base);
+    return s;
+}
+
+static int64_t cpu_kv_bytes(const struct bctx *bc)
+{
+    const struct cpu_ctx *c = (const struct cpu_ctx *)bc;
+    return 2 * (int64_t)c->p.n_layers * c->p.n_seq * c->p.n_ctx * (int64_t)c->kv_row_bytes;
+}
+
+static herd_status cpu_alloc(struct bctx *bc, int64_t n, float **out)
+{
+    struct cpu_ctx *c = cpu(bc);
+    *out = NULL;
+    void *v = NULL;
+    float **grown = herd_realloc(c->bufs, (size_t)(c->n_bufs + 1) * sizeof *grown);
+    if (!grown)
+        return herd_fail(HERD_ERR_NOMEM, "activation buffers");
+    c->bufs = grown;
+    herd_status s = herd_alloc_array(&v, n > 0 ? (size_t)n : 1, sizeof(float), "activations");
+    if (s != HERD_OK)
+        return s;
+    c->bufs[c->n_bufs++] = v;
+    *out = v;
+    return HERD_OK;
+}
+
+static herd_status cpu_copy(struct bctx *bc, float *dst, const float *src, int64_t n)
+{
+    (void)bc;
+    if (dst != src)
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    return HERD_OK;
+}
+
+static herd_status cpu_sync(struct bctx *bc)
+{
+    (void)bc;
+    return HERD_OK;
+}
+
+/* cos/sin of fl32(pos * inv_freq[i]) per token: the angle rounded to float32 first, as the
+ * references compute it (torch.outer / matmul of float32 positions and frequencies). */
+static herd_status cpu_step_set(struct bctx *bc, const int32_t *tokens, const int32_t *pos,
+                                const int32_t *seq, int64_t n, const struct bstep **out)
+{
+    struct cpu_ctx *c = cpu(bc);
+    int half = c->p.head_dim / 2;
+    for (int64_t t = 0; t < n; t++) {
+        float *cs = c->rope + t * 2 * half;
+        for (int i = 0; i < half; i++) {
+            float ang = (float)pos[t] * c->p.inv_freq[i];
+            cs[2 * i] = (float)cos((double)ang);
+            cs[2 * i + 1] = (float)sin((double)ang);
+        }
+    }
+    c->step = (struct bstep){.n = n, .tokens = tokens, .pos = pos, .seq = seq};
+    *out = &c->step;
+    return HERD_OK;
+}
+
+/* ---- operations */
+
+static herd_status cpu_embed(struct bctx *bc, float *x, const struct weight *emb,
+                             const struct bstep *st)
+{
+    (void)bc;
+    herd_status s;
+    for (int64_t t = 0; t < st->n; t++) {
+        const uint8_t *row = (const uint8_t *)emb->dev + (size_t)st->tokens[t] * emb->row_bytes;
+        if ((s = dequantize_row(emb->type, x + t * emb->n_cols, row, emb->n_cols)))
+            return s;
+    }
+    return HERD_OK;
+}
+
+/* One pool job over the tokens of a step: the arguments of whichever operation runs. */
+struct tok_job {
+    struct cpu_ctx *c;
+    const struct bstep *st;
+    int64_t n, dim;
+    float *out, *a;
+    const float *b, *w;
+    int64_t lda, ldb;
+    int layer;
+};
+
+static void rmsnorm_rows(void *arg, int ith, int nth)
+{
+    struct tok_job *j = arg;
+    int64_t lo, hi;
+    herd_split(j->n, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++)
+        j->c->k->rmsnorm(j->out + t * j->dim, j->b + t * j->dim, j->w, j->dim, j->c->p.norm_eps);
+}
+
+static void cpu_rmsnorm(struct bctx *bc, float *out, const float *x, const float *w, int64_t n,
+                        int64_t dim)
+{
+    struct tok_job j = {.c = cpu(bc), .n = n, .dim = dim, .out = out, .b = x, .w = w};
+    herd_pool_run(j.c->pool, rmsnorm_rows, &j);
+}
+
+struct mm_job {
+    const struct matmul_kernel *mk;
+    const struct weight *w;
+    float *y;
+    int64_t ldy;
+    const float *x;     /* (n_b, ldx) f32 rows */
+    int64_t ldx;
+    const void *xa;     /* converted activations */
+    size_t xa_row_bytes;
+    int64_t n_b;
+};
+
+static void convert_rows(void *arg, int ith, int nth)
+{
+    struct mm_job *j = arg;
+    int64_t lo, hi;
+    herd_split(j->n_b, ith, nth, &lo, &hi);
+    for (int64_t b = lo; b < hi; b++)
+        j->mk->convert((uint8_t *)j->xa + (size_t)b * j->xa_row_bytes, j->x + b * j->ldx,
+                       j->w->n_cols);
+}
+
+static void matmul_rows(void *arg, int ith, int nth)
+{
+    struct mm_job *j = arg;
+    int64_t lo, hi;
+    herd_split(j->w->n_rows, ith, nth, &lo, &hi);
+    if (lo < hi)
+        j->mk->matmul(j->y, j->ldy, j->w->dev, j->xa, j->xa_row_bytes, j->w->n_cols, j->n_b,
+                      lo, hi);
+}
+
+static void cpu_matmul(struct bctx *bc, float *y, int64_t ldy, const struct weight *w,
+                       const float *x, int64_t ldx, int64_t n)
+{
+    struct cpu_ctx *c = cpu(bc);
+    struct mm_job j = {.mk = &c->k->mm[w->type], .w = w, .y = y, .ldy = ldy, .x = x,
+                       .ldx = ldx, .n_b = n};
+    if (j.mk->act_type == HERD_DTYPE_F32) {
+        /* f32 partner rows are read in place; they must be contiguous */
+        j.xa = x;
+        j.xa_row_bytes = (size_t)ldx * sizeof(float);
+    } else {
+        j.xa = c->act;
+        j.xa_row_bytes = dtype_row_bytes(j.mk->act_type, w->n_cols);
+        herd_pool_run(c->pool, convert_rows, &j);
+    }
+    herd_pool_run(c->pool, matmul_rows, &j);
+}
+
+/* Rotates each head of v (n_heads heads of head_dim) by the token's angles. */
+static void rope_apply(const struct cpu_ctx *c, float *v, int n_heads, const float *cs)
+{
+    int hd = c->p.head_dim, half = hd / 2;
+    bool inter = c->p.rope_style == ROPE_INTERLEAVED;
+    for (int h = 0; h < n_heads; h++) {
+        float *x = v + (int64_t)h * hd;
+        for (int i = 0; i < half; i++) {
+            int a = inter ? 2 * i : i;
+            int b = inter ? 2 * i + 1 : i + half;
+            float x0 = x[a], x1 = x[b], co = cs[2 * i], si = cs[2 * i + 1];
+            x[a] = x0 * co - x1 * si;
+            x[b] = x0 * si + x1 * co;
+        }
+    }
+}
+
+static void rope_rows(void *arg, int ith, int nth)
+{
+    struct tok_job *j = arg;
+    struct cpu_ctx *c = j->c;
+    int64_t lo, hi;
+    herd_split(j->n, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        const float *cs = c->rope + t * c->p.head_dim;
+        rope_apply(c, j->out + t * j->lda, c->p.n_heads, cs);
+        rope_apply(c, j->a + t * j->ldb, c->p.n_kv_heads, cs);
+    }
+}
+
+static void cpu_rope(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk,
+                     const struct bstep *st)
+{
+    struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .out = q, .lda = ldq, .a = k,
+                        .ldb = ldk};
+    herd_pool_run(j.c->pool, rope_rows, &j);
+}
+
+static void store_row(const struct cpu_ctx *c, uint8_t *dst, const float *src)
+{
+    if (c->p.kv_type == HERD_DTYPE_F16)
+        c->k->f32_to_f16_row((uint16_t *)dst, src, c->kv_dim);
+    else if (c->p.kv_type == HERD_DTYPE_Q8_0)
+        quantize_row(HERD_DTYPE_Q8_0, dst, src, c->kv_dim);
+    else
+        memcpy(dst, src, (size_t)c->kv_dim * sizeof(float));
+}
+
+static void store_rows(void *arg, int ith, int nth)
+{
+    struct tok_job *j = arg;
+    struct cpu_ctx *c = j->c;
+    int64_t lo, hi;
+    herd_split(j->n, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        int32_t seq = j->st->seq[t], pos = j->st->pos[t];
+        store_row(c, kv_row(c, c->k_cache, j->layer, seq, pos), j->b + t * j->lda);
+        store_row(c, kv_row(c, c->v_cache, j->layer, seq, pos), j->w + t * j->ldb);
+    }
+}
+
+static void cpu_kv_store(struct bctx *bc, int layer, const float *k, int64_t ldk,
+                         const float *v, int64_t ldv, const struct bstep *st)
+{
+    struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .layer = layer, .b = k, .lda = ldk,
+                        .w = v, .ldb = ldv};
+    herd_pool_run(j.c->pool, store_rows, &j);
+}
+
+/* Q8_0 cache rows (--kv-type q8_0): a head is head_dim / 32 whole blocks. */
+static float dot_f32_q8_0(const float *q, const struct block_q8_0 *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n / QK8_0; i++) {
+        float t = 0.0f;
+        for (int j = 0; j < QK8_0; j++)
+            t += q[i * QK8_0 + j] * (float)b[i].qs[j];
+        s += fp16_to_f32(b[i].d) * t;
+    }
+    return s;
+}
+
+static void axpy_q8_0(float *y, float a, const struct block_q8_0 *b, int n)
+{
+    for (int i = 0; i < n / QK8_0; i++) {
+        float ad = a * fp16_to_f32(b[i].d);
+        for (int j = 0; j < QK8_0; j++)
+            y[i * QK8_0 + j] += ad * (float)b[i].qs[j];
+    }
+}
+
+/* q . one head of a cache row, and y += a * that head, for the F32 and Q8_0 caches (the
+ * F16 cache goes through dots_f16 / wsum_f16 over all positions at once). */
+static float kv_dot(const struct cpu_ctx *c, const float *q, const uint8_t *row, int hd)
+{
+    if (c->p.kv_type == HERD_DTYPE_Q8_0)
+        return dot_f32_q8_0(q, (const struct block_q8_0 *)row, hd);
+    return c->k->dot_f32(q, (const float *)row, hd);
+}
+
+static void kv_axpy(const struct cpu_ctx *c, float *y, float a, const uint8_t *row, int hd)
+{
+    if (c->p.kv_type == HERD_DTYPE_Q8_0)
+        axpy_q8_0(y, a, (const struct block_q8_0 *)row, hd);
+    else
+        c->k->axpy_f32(y, a, (const float *)row, hd);
+}
+
+/* One (token, head) pair: softmax(q . K / sqrt(head_dim)) . V over positions 0..pos. */
+static void attend(const struct tok_job *j, int64_t t, int h, float *sc)
+{
+    const struct cpu_ctx *c = j->c;
+    int hd = c->p.head_dim, n_h = c->p.n_heads;
+    int kvh = h / (c->p.n_heads / c->p.n_kv_heads);
+    int32_t seq = j->st->seq[t], pos = j->st->pos[t];
+    const float *q = j->b + t * (int64_t)n_h * hd + (int64_t)h * hd;
+    float *out = j->out + t * (int64_t)n_h * hd + (int64_t)h * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    size_t off = (size_t)kvh * c->kv_head_bytes;
+    /* an F16 cache (the default) goes through the kernels that walk all positions at once;
+     * they compute exactly what the per-position dot and axpy below do */
+    const bool f16 = c->p.kv_type == HERD_DTYPE_F16;
+    const int64_t stride = (int64_t)(c->kv_row_bytes / 2);
+    const uint8_t *k0 = kv_row(c, c->k_cache, j->layer, seq, 0) + off;
+    const uint8_t *v0 = kv_row(c, c->v_cache, j->layer, seq, 0) + off;
+    if (f16)
+        c->k->dots_f16(sc, q, (const uint16_t *)k0, stride, pos + 1, hd);
+    float mx = -INFINITY;
+    for (int32_t p = 0; p <= pos; p++) {
+        float s = (f16 ? sc[p] : kv_dot(c, q, kv_row(c, c->k_cache, j->layer, seq, p) + off, hd)) *
+                  scale;
+        sc[p] = s;
+        if (s > mx)
+            mx = s;
+    }
+    float sum = 0.0f;
+    for (int32_t p = 0; p <= pos; p++) {
+        sc[p] = expf(sc[p] - mx);
+        sum += sc[p];
+    }
+    const float inv = 1.0f / sum;
+    for (int32_t p = 0; p <= pos; p++)
+        sc[p] *= inv;
+    if (f16) {
+        c->k->wsum_f16(out, sc, (const uint16_t *)v0, stride, pos + 1, hd);
+        return;
+    }
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int32_t p = 0; p <= pos; p++) {
+        const uint8_t *vr = kv_row(c, c->v_cache, j->layer, seq, p) + off;
+        kv_axpy(c, out, sc[p], vr, hd);
+    }
+}
+
+static void attention_rows(void *arg, int ith, int nth)
+{
+    struct tok_job *j = arg;
+    int n_heads = j->c->p.n_heads;
+    float *sc = j->c->scores + (int64_t)ith * j->c->p.n_ctx;
+    /* (token, head) pairs dealt round-robin: a token's cost grows with its position, so
+     * contiguous ranges left the thread with the batch's last tokens doing ~3/4 of a
+     * causal prefill's attention */
+    for (int64_t u = ith; u < j->n * n_heads; u += nth)
+        attend(j, u / n_heads, (int)(u % n_heads), sc);
+}
+
+static void cpu_attention(struct bctx *bc, float *out, const float *q, int layer,
+                          const struct bstep *st)
+{
+    struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .layer = layer, .out = out, .b = q};
+    herd_pool_run(j.c->pool, attention_rows, &j);
+}
+
+static void swiglu_rows(void *arg, int ith, int nth)
+{
+    struct tok_job *j = arg;
+    int64_t lo, hi;
+    herd_split(j->n, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++)
+        j->c->k->swiglu(j->out + t * j->dim, j->a + t * j->dim, j->b + t * j->dim, j->dim);
+}
+
+static void cpu_swiglu(struct bctx *bc, float *out, const float *gate, const float *up,
+                       int64_t n, int64_t hidden)
+{
+    struct tok_job j = {.c = cpu(bc), .n = n, .dim = hidden, .out = out, .a = (float *)gate,
+                        .b = up};
+    herd_pool_run(j.c->pool, swiglu_rows, &j);
+}
+
+static void cpu_add(struct bctx *bc, float *x, const float *y, int64_t n)
+{
+    (void)bc;
+    for (int64_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+static void cpu_copy_row(struct bctx *bc, float *buf, int64_t cols, int64_t dst, int64_t src)
+{
+    (void)bc;
+    if (dst != src)
+        memcpy(buf + dst * cols, buf + src * cols, (size_t)cols * sizeof(float));
+}
+
+static herd_status cpu_kv_copy(struct bctx *bc, int32_t dst, int32_t src, int32_t n)
+{
+    struct cpu_ctx *c = cpu(bc);
+    size_t row = c->kv_row_bytes;
+    for (int l = 0; l < c->p.n_layers; l++) {
+        memcpy(kv_row(c, c->k_cache, l, dst, 0), kv_row(c, c->k_cache, l, src, 0), row * n);
+        memcpy(kv_row(c, c->v_cache, l, dst, 0), kv_row(c, c->v_cache, l, src, 0), row * n);
+    }
+    return HERD_OK;
+}
+
+const struct backend_ops backend_cpu_ops = {
+    .name = "cpu",
+    .host_memory = true,
+    .open = cpu_open,
+    .close = cpu_close,
+    .supports = cpu_supports,
+    .weight_upload = cpu_weight_upload,
+    .vector_upload = cpu_vector_upload,
+    .ctx_new = cpu_ctx_new,
+    .ctx_free = cpu_ctx_free,
+    .kv_bytes = cpu_kv_bytes,
+    .alloc = cpu_alloc,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .sync = cpu_sync,
+    .step_set = cpu_step_set,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .matmul = cpu_matmul,
+    .rope = cpu_rope,
+    .kv_store = cpu_kv_store,
+    .attention = cpu_attention,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .copy_row = cpu_copy_row,
+    .kv_copy = cpu_kv_copy,
+};
