@@ -98,7 +98,7 @@ int cli_model_open(struct cli_model_opts *o, herd_model **m, herd_context **c)
     cp.n_threads = o->threads;
     /* logits and generate are the exactness tools: for unquantized weights (f32, f16,
      * bf16) the cache is f32 so results match float32 references (an f16 cache moves
-     * logits by ~1e-3 relative); quantized weights get the f16 cache of design.md. */
+     * logits by ~1e-3 relative); quantized weights get the f16 cache (docs/internals/model.md). */
     herd_dtype wt = in->weight_dtype;
     int float_weights = wt == HERD_DTYPE_F32 || wt == HERD_DTYPE_F16 || wt == HERD_DTYPE_BF16;
     cp.kv_type = o->kv_set ? o->kv_type : (float_weights ? HERD_DTYPE_F32 : HERD_DTYPE_F16);

@@ -1,5 +1,5 @@
 /*
- * cmd_tokenize.c - `herd tokenize` and `herd detokenize` (design.md, command-line contract).
+ * cmd_tokenize.c - `herd tokenize` and `herd detokenize` (docs/design.md, command-line contract).
  *
  *   herd tokenize (-m MODEL | --tokenizer FILE) [--bos] [--parse-special]
  *       stdin: one JSON string per line; stdout: one JSON array of ids per line.

@@ -1,6 +1,6 @@
 /*
  * herd.c - the herd command: dispatches to one sub-command (tools/cmd_*.c). The contract of
- * each sub-command is in design.md; logs go to stderr, results to stdout, exit 0 on success
+ * each sub-command is in docs/design.md; logs go to stderr, results to stdout, exit 0 on success
  * and non-zero with a one-line reason on failure.
  */
 #include "cli.h"
