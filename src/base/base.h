@@ -83,6 +83,9 @@ herd_status buf_printf(struct herd_buf *b, const char *fmt, ...) __attribute__((
 /* Hands the bytes over (caller frees with herd_free) and resets b. */
 char *buf_take(struct herd_buf *b, size_t *len);
 
+/* ---- memory (mem.c): bytes this machine can allocate now without swapping, -1 if unknown */
+int64_t herd_mem_available(void);
+
 /* ---- half precision (fp.c). IEEE binary16 and bfloat16, round-to-nearest-even. */
 
 float fp16_to_f32(uint16_t h);

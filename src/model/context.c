@@ -5,6 +5,9 @@
  * caching in the server.
  */
 #include "context.h"
+#include "quant/quant.h" /* dtype_row_bytes for the memory plan */
+
+#include <stdio.h> /* snprintf for the memory hint */
 
 herd_context_params herd_context_default_params(void)
 {
@@ -15,6 +18,53 @@ herd_context_params herd_context_default_params(void)
     p.n_threads = 0;
     p.kv_type = HERD_DTYPE_F16;
     return p;
+}
+
+/* The memory plan: what a context of these sizes will allocate, checked against the limit
+ * before anything is allocated, so that a context too large for the machine is refused
+ * with a size that fits instead of overcommitting and failing later, under load. The
+ * weights are not counted: they stay in the file mapping, which the kernel pages. */
+static herd_status check_memory(const herd_model *m, const herd_context_params *p,
+                                int64_t kv_dim, int64_t max_cols, int n_layers)
+{
+    const struct shard *sh = &m->sh;
+    const herd_model_info *in = &m->info;
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    int64_t q_dim = (int64_t)sh->n_h * in->head_dim;
+    int64_t nth = p->n_threads > 0 ? p->n_threads : herd_n_cores();
+    /* per position of every sequence: keys and values of each layer */
+    int64_t per_pos = 2 * (int64_t)n_layers * p->n_seq * (int64_t)dtype_row_bytes(p->kv_type,
+                                                                                     kv_dim);
+    int64_t row = in->dim + 2 * max_cols + 2 * q_dim + 2 * kv_dim + 2 * sh->n_ff +
+                  in->head_dim + (sh->rank > 0 ? sh->n_v : 0);
+    int64_t fixed = (int64_t)p->n_batch * row * 4;
+    int64_t scores = nth * 4; /* per position: one attention score per thread */
+    int64_t scratch = fixed + scores * p->n_ctx;
+    int64_t kv = per_pos * p->n_ctx;
+    int64_t limit = p->mem_limit;
+    const char *whose = "the limit given";
+    if (limit == 0) {
+        limit = herd_mem_available();
+        whose = "available on this machine";
+    }
+    herd_log(HERD_LOG_INFO, "memory plan: weights %.2f GiB (mapped), KV cache %.2f GiB, "
+             "scratch %.1f MiB; %s %.2f GiB", (double)in->weight_bytes / gib, (double)kv / gib,
+             (double)scratch / (1024.0 * 1024.0), whose, limit < 0 ? -1.0 : (double)limit / gib);
+    if (limit < 0 || kv + scratch <= limit)
+        return HERD_OK;
+    int64_t fit = limit > fixed ? (limit - fixed) / (per_pos + scores) : 0;
+    fit = fit >= 256 ? fit / 256 * 256 : fit; /* a round number to suggest */
+    char hint[96];
+    if (fit > 0)
+        snprintf(hint, sizeof hint, "at most %lld positions fit (or use fewer sequences, or "
+                 "a q8_0 KV cache)", (long long)fit);
+    else
+        snprintf(hint, sizeof hint, "use fewer sequences or a smaller model");
+    return herd_fail(HERD_ERR_NOMEM, "a context of %d positions x %d sequence%s needs %.2f GiB "
+                     "(KV cache %s %.2f GiB + scratch %.0f MiB) but %.2f GiB is %s: %s",
+                     p->n_ctx, p->n_seq, p->n_seq > 1 ? "s" : "", (double)(kv + scratch) / gib,
+                     herd_dtype_name(p->kv_type), (double)kv / gib,
+                     (double)scratch / (1024.0 * 1024.0), (double)limit / gib, whose, hint);
 }
 
 static herd_status alloc_f32(float **p, size_t n, const char *what)
@@ -67,6 +117,17 @@ herd_status context_new_local(const herd_model *m, const herd_context_params *pa
         return herd_fail(HERD_ERR_UNSUPPORTED, "a q8_0 KV cache needs head_dim to be a "
                          "multiple of 32 (this model's is %d): use f16", in->head_dim);
 
+    int64_t kv_dim = (int64_t)sh->n_kvh * in->head_dim;
+    int64_t q_dim = (int64_t)sh->n_h * in->head_dim;
+    int64_t max_cols = in->dim;
+    if (q_dim > max_cols)
+        max_cols = q_dim;
+    if (sh->n_ff > max_cols)
+        max_cols = sh->n_ff;
+    herd_status s = check_memory(m, &p, kv_dim, max_cols, sh->l1 - sh->l0);
+    if (s != HERD_OK)
+        return s;
+
     herd_context *c = herd_calloc(1, sizeof *c);
     if (!c)
         return herd_fail(HERD_ERR_NOMEM, "context");
@@ -77,20 +138,13 @@ herd_status context_new_local(const herd_model *m, const herd_context_params *pa
     c->n_batch = p.n_batch;
     c->kv_type = p.kv_type;
     c->n_layers = sh->l1 - sh->l0;
-    c->kv_dim = (int64_t)sh->n_kvh * in->head_dim;
-    int64_t q_dim = (int64_t)sh->n_h * in->head_dim;
-    int64_t max_cols = in->dim;
-    if (q_dim > max_cols)
-        max_cols = q_dim;
-    if (sh->n_ff > max_cols)
-        max_cols = sh->n_ff;
+    c->kv_dim = kv_dim;
     const struct bctx_params bp = {
         .n_threads = p.n_threads, .n_ctx = p.n_ctx, .n_seq = p.n_seq, .n_batch = p.n_batch,
         .n_layers = c->n_layers, .n_heads = sh->n_h, .n_kv_heads = sh->n_kvh,
         .head_dim = in->head_dim, .kv_type = p.kv_type, .rope_style = m->rope_style,
         .inv_freq = m->inv_freq, .norm_eps = in->norm_eps, .max_cols = max_cols};
-    herd_status s = c->b->ctx_new((struct backend *)&m->be, &bp, &c->bc);
-    if (s != HERD_OK)
+    if ((s = c->b->ctx_new((struct backend *)&m->be, &bp, &c->bc)))
         goto fail;
     void *len = NULL;
     if ((s = herd_alloc_array(&len, (size_t)c->n_seq, sizeof(int32_t), "sequence lengths")))

@@ -133,11 +133,13 @@ add_test(NAME model_q5_0_fallback_runs
 set_tests_properties(model_q5_0_fallback_runs PROPERTIES LABELS golden
   FIXTURES_REQUIRED "model_files;q5_0_model" SKIP_RETURN_CODE 77 TIMEOUT 300)
 
-# The backend seam: a recording backend (CUDA-graph-like capture and replay) gives the CPU
-# backend's logits bit for bit (tests/unit/test_model_backend.c).
-if(TARGET test_model_backend)
-  set_tests_properties(test_model_backend PROPERTIES FIXTURES_REQUIRED model_files
-                       SKIP_RETURN_CODE 77)
-  set_property(TEST test_model_backend APPEND PROPERTY ENVIRONMENT
-               "HERD_TEST_MODEL=${MODEL_DIR}/gqa4_tied_bf16/model.gguf")
-endif()
+# Unit tests that need a model (test_model_*.c): the backend seam — a recording backend
+# (CUDA-graph-like capture and replay) gives the CPU backend's logits bit for bit — and the
+# memory plan a context checks before it allocates.
+foreach(t test_model_backend test_model_memplan)
+  if(TARGET ${t})
+    set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED model_files SKIP_RETURN_CODE 77)
+    set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
+                 "HERD_TEST_MODEL=${MODEL_DIR}/gqa4_tied_bf16/model.gguf")
+  endif()
+endforeach()
