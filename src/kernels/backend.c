@@ -10,17 +10,19 @@ static const struct backend_ops *const registry[] = {
     &backend_cpu_ops,
 };
 
-herd_status backend_open(const char *name, int32_t n_threads, struct backend *out)
+herd_status backend_open(const char *device, int32_t n_threads, struct backend *out)
 {
     memset(out, 0, sizeof *out);
-    if (!name || !*name)
-        name = registry[0]->name;
+    if (!device || !*device)
+        device = registry[0]->name;
+    const char *colon = strchr(device, ':');
+    size_t len = colon ? (size_t)(colon - device) : strlen(device);
     char names[128] = "";
     size_t used = 0;
     for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
-        if (strcmp(name, registry[i]->name) == 0) {
+        if (strlen(registry[i]->name) == len && strncmp(device, registry[i]->name, len) == 0) {
             out->ops = registry[i];
-            herd_status s = registry[i]->open(out, n_threads);
+            herd_status s = registry[i]->open(out, device, n_threads);
             if (s != HERD_OK)
                 memset(out, 0, sizeof *out);
             return s;
@@ -30,8 +32,8 @@ herd_status backend_open(const char *name, int32_t n_threads, struct backend *ou
         if (k > 0 && (size_t)k < sizeof names - used)
             used += (size_t)k;
     }
-    return herd_fail(HERD_ERR_UNSUPPORTED, "backend %s: not in this build (it has: %s)", name,
-                     names);
+    return herd_fail(HERD_ERR_UNSUPPORTED, "device %s: no such backend in this build (it has: "
+                     "%s)", device, names);
 }
 
 void backend_close(struct backend *be)

@@ -90,7 +90,9 @@ struct backend_ops {
     bool host_memory;
 
     /* ---- model level */
-    herd_status (*open)(struct backend *be, int32_t n_threads);
+    /* device is the name the caller gave ("cpu", "cuda", "cuda:1"): its part after ':'
+     * picks one of several devices. */
+    herd_status (*open)(struct backend *be, const char *device, int32_t n_threads);
     void (*close)(struct backend *be);
     /* Whether matmul handles weights of type t. */
     bool (*supports)(const struct backend *be, herd_dtype t);
@@ -156,9 +158,10 @@ struct backend_ops {
     herd_status (*graph_end)(struct bctx *bc, int64_t key);
 };
 
-/* The backend named name ("cpu" when name is NULL or ""), opened for a model; fails with
- * the list of backends this build has when it lacks the name. */
-herd_status backend_open(const char *name, int32_t n_threads, struct backend *out);
+/* The backend a device name asks for ("cpu" when NULL or ""; "cuda" or "cuda:N" picks the
+ * backend named before the ':'), opened for a model; fails with the list of backends this
+ * build has when it lacks the name. */
+herd_status backend_open(const char *device, int32_t n_threads, struct backend *out);
 void backend_close(struct backend *be);
 
 /* The registered backends. */

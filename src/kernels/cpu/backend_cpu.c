@@ -48,9 +48,12 @@ static uint8_t *kv_row(const struct cpu_ctx *c, uint8_t *cache, int l, int32_t s
 
 /* ---- model level: the weights are the mapping */
 
-static herd_status cpu_open(struct backend *be, int32_t n_threads)
+static herd_status cpu_open(struct backend *be, const char *device, int32_t n_threads)
 {
     (void)n_threads;
+    if (strcmp(device, "cpu") != 0)
+        return herd_fail(HERD_ERR_INVALID, "device %s: the CPU backend has one device, 'cpu'",
+                         device);
     be->impl = NULL;
     return HERD_OK;
 }
