@@ -30,6 +30,22 @@ extern "C" {
 
 #define HERD_API
 
+/* ---------------------------------------------------------------- version */
+
+/* The version of this header. herd_version() gives the library's, which may be newer when
+ * a program runs against a shared libherd it was not compiled with. The major number
+ * changes when the API or ABI breaks, the minor when something is added. */
+#define HERD_VERSION_MAJOR 0
+#define HERD_VERSION_MINOR 1
+#define HERD_VERSION_PATCH 0
+#define HERD_VERSION_STRING "0.1.0"
+/* One comparable number: 0xMMmmpp (HERD_VERSION_NUMBER >= 0x000100 for 0.1.0 and later). */
+#define HERD_VERSION_NUMBER \
+    ((HERD_VERSION_MAJOR << 16) | (HERD_VERSION_MINOR << 8) | HERD_VERSION_PATCH)
+
+/* The library's version string ("0.1.0"); static. */
+HERD_API const char *herd_version(void);
+
 /* ---------------------------------------------------------------- status and errors */
 
 typedef enum herd_status {
@@ -53,6 +69,13 @@ HERD_API const char *herd_last_error(void);
 
 /* Releases memory that herd returned as owned. NULL-safe. */
 HERD_API void herd_free(void *p);
+
+/* ---------------------------------------------------------------- threads */
+
+/* What a thread count means everywhere in herd (model, context, server, quantize): n > 0
+ * is n threads; 0 (or less) is every online core, shared evenly among the ranks of an MPI
+ * job on this machine; never less than 1. */
+HERD_API int32_t herd_n_threads(int32_t requested);
 
 /* ---------------------------------------------------------------- tensor types */
 
@@ -129,7 +152,8 @@ HERD_API herd_status herd_detok_stream_push(herd_detok_stream *s, int32_t id, ch
 typedef struct herd_model herd_model;
 
 typedef struct herd_model_params {
-    int32_t n_threads; /* worker threads for load-time repacking and forward; 0 = all cores */
+    int32_t n_threads; /* worker threads for load-time repacking and forward;
+                          0 = herd_n_threads(0) */
 } herd_model_params;
 
 /* Hyper-parameters and facts of a loaded model. Names follow Meta's params.json / HF's
@@ -235,6 +259,11 @@ typedef struct herd_server_options {
     int32_t max_queue;      /* requests waiting for a slot before 503; default 256 */
     int64_t max_body;       /* request body limit in bytes; default 8 MiB */
     int32_t max_conns;      /* concurrent HTTP connections; default 512 */
+    herd_dtype kv_type;     /* KV cache element type: F16 (default), F32 or Q8_0 */
+    /* A test and diagnostic knob, 0 in production: the scheduler sleeps this many ms after
+     * every decode step, so a test can hang up or fill the queue mid-request on a tiny fast
+     * model. The herd command sets it from HERD_SERVER_TEST_STEP_MS. */
+    int32_t test_step_ms;
 } herd_server_options;
 
 HERD_API herd_server_options herd_server_default_options(void);
@@ -433,7 +462,7 @@ typedef bool (*herd_quantize_progress)(void *user, const char *tensor, herd_dtyp
 
 typedef struct herd_quantize_params {
     herd_ftype ftype;
-    int32_t n_threads;               /* 0 = all cores */
+    int32_t n_threads;               /* 0 = herd_n_threads(0) */
     herd_quantize_progress progress; /* optional */
     void *progress_user;
 } herd_quantize_params;

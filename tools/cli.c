@@ -94,6 +94,58 @@ int cli_parse_ids(const char *s, int32_t **ids, size_t *n)
     return 0;
 }
 
+int cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int cli_help(const char *usage)
+{
+    fputs(usage, stdout);
+    return 0;
+}
+
+int cli_parse_threads(const char *v, int *out)
+{
+    if (cli_parse_int(v, 0, 4096, out) == 0)
+        return 0;
+    cli_fail("-t: expected a thread count from 0 (all cores) to 4096, got '%s'", v);
+    return -1;
+}
+
+int cli_run_option(struct cli_run_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v = NULL;
+    if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+        if (cli_value(argc, argv, i, &v) || cli_parse_threads(v, &o->threads))
+            return -1;
+    } else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx") == 0) {
+        if (cli_value(argc, argv, i, &v))
+            return -1;
+        if (cli_parse_int(v, 1, INT32_MAX, &o->ctx)) {
+            cli_fail("--ctx: expected a positive number of positions, got '%s'", v);
+            return -1;
+        }
+    } else if (strcmp(a, "--kv-type") == 0) {
+        if (cli_value(argc, argv, i, &v))
+            return -1;
+        if (strcmp(v, "f16") == 0)
+            o->kv_type = HERD_DTYPE_F16;
+        else if (strcmp(v, "f32") == 0)
+            o->kv_type = HERD_DTYPE_F32;
+        else if (strcmp(v, "q8_0") == 0)
+            o->kv_type = HERD_DTYPE_Q8_0;
+        else {
+            cli_fail("--kv-type: expected f16, f32 or q8_0, got '%s'", v);
+            return -1;
+        }
+        o->kv_set = 1;
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
 int cli_value(int argc, char **argv, int *i, const char **val)
 {
     if (*i + 1 >= argc) {

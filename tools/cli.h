@@ -1,6 +1,8 @@
 /*
- * cli.h - what the herd sub-commands share: the command table, one-line error exits and
- * strict number parsing (no atoi: a malformed number is an error, not a zero).
+ * cli.h - what the herd sub-commands share: the command table, one-line error exits,
+ * strict number parsing (no atoi: a malformed number is an error, not a zero), -h/--help,
+ * and the options of every command that runs a model (-t, -c, --kv-type), parsed once here
+ * so they mean the same on generate, logits, run, serve and bench.
  */
 #ifndef HERD_CLI_H
 #define HERD_CLI_H
@@ -37,5 +39,31 @@ int cli_parse_ids(const char *s, int32_t **ids, size_t *n);
 /* Fetches the value of option argv[*i] into *val (advancing *i); prints an error when the
  * value is missing. Returns 0 on success. */
 int cli_value(int argc, char **argv, int *i, const char **val);
+
+/* True for "-h" and "--help". Every sub-command answers them with its usage on stdout and
+ * exit code 0 (tests/cmake/cli.cmake checks each). */
+int cli_is_help(const char *arg);
+/* Prints usage to stdout; returns 0, the exit code of a help request. */
+int cli_help(const char *usage);
+
+/* -t/--threads N: 0 to 4096, 0 = herd_n_threads(0) (all cores, shared among the MPI ranks
+ * of a machine). Prints the error and returns -1 when v is not such a number. */
+int cli_parse_threads(const char *v, int *out);
+
+/* The options every command that runs a model takes, with one meaning everywhere. */
+struct cli_run_opts {
+    int threads;       /* -t/--threads: 0 = herd_n_threads(0) */
+    int ctx;           /* -c/--ctx: positions per sequence; 0 = the command's default */
+    herd_dtype kv_type; /* --kv-type f16|f32|q8_0 when kv_set */
+    int kv_set;
+};
+/* Consumes argv[*i] if it is -t, -c or --kv-type: 0 taken, 1 not ours, -1 error (printed). */
+int cli_run_option(struct cli_run_opts *o, int argc, char **argv, int *i);
+/* Help lines for those options; CTX and KV are string literals naming the defaults. */
+#define CLI_RUN_HELP(CTX, KV)                                                                 \
+    "  -t, --threads N   worker threads; 0 = all cores, shared among the MPI ranks of a\n"    \
+    "                    machine (default 0)\n"                                              \
+    "  -c, --ctx N       context positions per sequence (default " CTX ")\n"                 \
+    "  --kv-type T       KV cache element type: f16, f32 or q8_0 (default " KV ")\n"
 
 #endif /* HERD_CLI_H */

@@ -1,7 +1,7 @@
 /*
- * cli_model.c - what the model sub-commands (generate, logits) share: the common options
- * (-m, -p, --tokens, --no-bos, -t, --ctx, --kv-type), loading, and turning the prompt into
- * ids.
+ * cli_model.c - what the model sub-commands (generate, logits, run) share: the common
+ * options (-m, -p, --tokens, --no-bos, and cli_run_option's -t, --ctx, --kv-type), loading,
+ * and turning the prompt into ids.
  */
 #include "cli_model.h"
 
@@ -46,7 +46,10 @@ static int parse_tokens_arg(const char *arg, int32_t **ids, size_t *n)
 
 int cli_model_option(struct cli_model_opts *o, int argc, char **argv, int *i)
 {
-    const char *a = argv[*i], *v = NULL;
+    const char *a = argv[*i];
+    int r = cli_run_option(&o->run, argc, argv, i);
+    if (r != 1)
+        return r;
     if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
         if (cli_value(argc, argv, i, &o->model))
             return -1;
@@ -58,28 +61,17 @@ int cli_model_option(struct cli_model_opts *o, int argc, char **argv, int *i)
             return -1;
     } else if (strcmp(a, "--no-bos") == 0) {
         o->no_bos = 1;
-    } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-        if (cli_value(argc, argv, i, &v) || cli_parse_int(v, 1, 1024, &o->threads))
-            return v ? cli_fail("-t: expected a thread count from 1 to 1024") * -1 : -1;
-    } else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx") == 0) {
-        if (cli_value(argc, argv, i, &v) || cli_parse_int(v, 1, INT32_MAX, &o->ctx))
-            return v ? cli_fail("--ctx: expected a positive number of positions") * -1 : -1;
-    } else if (strcmp(a, "--kv-type") == 0) {
-        if (cli_value(argc, argv, i, &v))
-            return -1;
-        if (strcmp(v, "f16") == 0)
-            o->kv_type = HERD_DTYPE_F16;
-        else if (strcmp(v, "f32") == 0)
-            o->kv_type = HERD_DTYPE_F32;
-        else if (strcmp(v, "q8_0") == 0)
-            o->kv_type = HERD_DTYPE_Q8_0;
-        else
-            return -cli_fail("--kv-type: expected f16, f32 or q8_0, got '%s'", v);
-        o->kv_set = 1;
     } else {
         return 1;
     }
     return 0;
+}
+
+herd_dtype cli_default_kv_type(const herd_model_info *in)
+{
+    herd_dtype wt = in->weight_dtype;
+    int float_weights = wt == HERD_DTYPE_F32 || wt == HERD_DTYPE_F16 || wt == HERD_DTYPE_BF16;
+    return float_weights ? HERD_DTYPE_F32 : HERD_DTYPE_F16;
 }
 
 int cli_model_open(struct cli_model_opts *o, herd_model **m, herd_context **c)
@@ -88,20 +80,15 @@ int cli_model_open(struct cli_model_opts *o, herd_model **m, herd_context **c)
     *c = NULL;
     if (!o->model)
         return cli_fail("no model given (-m MODEL)");
-    herd_model_params mp = {.n_threads = o->threads};
+    herd_model_params mp = {.n_threads = o->run.threads};
     herd_status s = herd_model_load(o->model, &mp, m);
     if (s != HERD_OK)
         return cli_fail_status(s);
     const herd_model_info *in = herd_model_get_info(*m);
     herd_context_params cp = herd_context_default_params();
-    cp.n_ctx = o->ctx;
-    cp.n_threads = o->threads;
-    /* logits and generate are the exactness tools: for unquantized weights (f32, f16,
-     * bf16) the cache is f32 so results match float32 references (an f16 cache moves
-     * logits by ~1e-3 relative); quantized weights get the f16 cache (docs/internals/model.md). */
-    herd_dtype wt = in->weight_dtype;
-    int float_weights = wt == HERD_DTYPE_F32 || wt == HERD_DTYPE_F16 || wt == HERD_DTYPE_BF16;
-    cp.kv_type = o->kv_set ? o->kv_type : (float_weights ? HERD_DTYPE_F32 : HERD_DTYPE_F16);
+    cp.n_ctx = o->run.ctx;
+    cp.n_threads = o->run.threads;
+    cp.kv_type = o->run.kv_set ? o->run.kv_type : cli_default_kv_type(in);
     s = herd_context_new(*m, &cp, c);
     if (s != HERD_OK) {
         int r = cli_fail_status(s);

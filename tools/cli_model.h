@@ -8,12 +8,25 @@
 
 struct cli_model_opts {
     const char *model, *prompt, *tokens;
-    int no_bos, threads, ctx, kv_set;
-    herd_dtype kv_type;
+    int no_bos;
+    struct cli_run_opts run; /* -t, -c, --kv-type */
 };
+
+/* Help lines for -m, -p, --tokens, --no-bos and the run options, with their defaults. */
+#define CLI_MODEL_HELP                                                                        \
+    "  -m, --model M     a GGUF file or a Hugging Face folder\n"                              \
+    "  -p, --prompt T    prompt text (tokenized with BOS first unless --no-bos)\n"            \
+    "  --tokens IDS      the prompt as ids: 1,2,3 or @FILE\n"                                 \
+    "  --no-bos          no <|begin_of_text|> before -p text\n"                               \
+    CLI_RUN_HELP("min(model, 4096)", "f32 for f32/f16/bf16 weights, else f16")
 
 /* Consumes argv[*i] if it is a common option: 0 taken, 1 not ours, -1 error (printed). */
 int cli_model_option(struct cli_model_opts *o, int argc, char **argv, int *i);
+/* The KV cache type when --kv-type is not given: the exactness tools (generate, logits,
+ * run) keep an f32 cache for unquantized weights so results match float32 references (an
+ * f16 cache moves logits by ~1e-3 relative); quantized weights get the f16 cache
+ * (docs/internals/model.md). */
+herd_dtype cli_default_kv_type(const herd_model_info *in);
 /* Loads the model and a one-sequence context; prints the error and returns 1 on failure. */
 int cli_model_open(struct cli_model_opts *o, herd_model **m, herd_context **c);
 /* The prompt as ids (-p through the tokenizer with BOS unless --no-bos, or --tokens);

@@ -25,14 +25,25 @@
 #include <string.h>
 #include <sys/stat.h> /* file size */
 #include <time.h>     /* clock_gettime */
-#include <unistd.h>   /* sysconf: the thread count -t 0 means */
 
 struct bench_opts {
     const char *model;
-    int n_prompt, n_gen, n_threads, reps, n_batch;
-    herd_dtype kv_type;
+    int n_prompt, n_gen, reps, n_batch;
+    struct cli_run_opts run; /* -t, -c, --kv-type */
     int json;
 };
+
+static const char usage[] =
+    "usage: herd bench -m MODEL [-p 512] [-n 128] [-r 3] [-b 512] [-t N] [-c N]\n"
+    "                  [--kv-type f16|q8_0|f32] [--json]\n"
+    "Prefill (pp) and decode (tg) tokens/s, measured as llama-bench measures them.\n"
+    "  -m, --model M     a GGUF file or a Hugging Face folder\n"
+    "  -p, --n-prompt N  prefill test length in tokens; 0 = none (default 512)\n"
+    "  -n, --n-gen N     decode test length in tokens; 0 = none (default 128)\n"
+    "  -r, --repetitions N  runs of each test after one warm-up (default 3)\n"
+    "  -b, --batch-size N   tokens per forward call in prefill (default 512)\n"
+    CLI_RUN_HELP("max(-p, -n)", "f16")
+    "  --json            llama-bench's JSON fields instead of the table\n";
 
 struct bench_result {
     int n_prompt, n_gen;
@@ -165,18 +176,21 @@ static herd_status run_gen(herd_context *c, struct bench_buf *b, int n, int32_t 
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
-    *o = (struct bench_opts){NULL, 512, 128, 0, 3, 512, HERD_DTYPE_F16, 0};
+    *o = (struct bench_opts){.n_prompt = 512, .n_gen = 128, .reps = 3, .n_batch = 512};
+    o->run.kv_type = HERD_DTYPE_F16; /* llama-bench's default cache, for like-for-like rows */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (strcmp(a, "--json") == 0) {
             o->json = 1;
             continue;
         }
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs("usage: herd bench -m MODEL [-p 512] [-n 128] [-t N] [-r 3] [-b 512]\n"
-                  "                  [--kv-type f16|q8_0|f32] [--json]\n", stdout);
-            exit(0);
-        }
+        if (cli_is_help(a))
+            exit(cli_help(usage));
+        int r = cli_run_option(&o->run, argc, argv, &i);
+        if (r < 0)
+            return 1;
+        if (r == 0)
+            continue;
         if (cli_value(argc, argv, &i, &v))
             return 1;
         if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0)
@@ -187,24 +201,12 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-gen") == 0) {
             if (cli_parse_int(v, 0, 1 << 20, &o->n_gen))
                 return cli_fail("-n wants a token count >= 0, got '%s'", v);
-        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-            if (cli_parse_int(v, 0, 4096, &o->n_threads))
-                return cli_fail("-t wants a thread count >= 0, got '%s'", v);
         } else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) {
             if (cli_parse_int(v, 1, 1000, &o->reps))
                 return cli_fail("-r wants a repetition count >= 1, got '%s'", v);
         } else if (strcmp(a, "-b") == 0 || strcmp(a, "--batch-size") == 0) {
             if (cli_parse_int(v, 1, 1 << 16, &o->n_batch))
                 return cli_fail("-b wants a batch size >= 1, got '%s'", v);
-        } else if (strcmp(a, "--kv-type") == 0) {
-            if (strcmp(v, "f16") == 0)
-                o->kv_type = HERD_DTYPE_F16;
-            else if (strcmp(v, "f32") == 0)
-                o->kv_type = HERD_DTYPE_F32;
-            else if (strcmp(v, "q8_0") == 0)
-                o->kv_type = HERD_DTYPE_Q8_0;
-            else
-                return cli_fail("--kv-type wants f16, q8_0 or f32, got '%s'", v);
         } else {
             return cli_fail("bench: unknown option '%s' (see herd bench --help)", a);
         }
@@ -256,7 +258,7 @@ static void print_json_row(const struct bench_opts *o, const herd_model_info *in
            "\"n_gen\": %d, \"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, "
            "\"stddev_ts\": %.6f, \"samples_ts\": [",
            type, (long long)info->weight_bytes, (long long)info->n_params, o->n_batch,
-           n_threads, herd_dtype_name(o->kv_type), r->n_prompt, r->n_gen, ns, nsd, ts, sd);
+           n_threads, herd_dtype_name(o->run.kv_type), r->n_prompt, r->n_gen, ns, nsd, ts, sd);
     for (int i = 0; i < r->n; i++)
         printf("%s%.6f", i ? ", " : "", r->samples_ts[i]);
     printf("], \"load_s\": %.4f, \"ttft_s\": %.4f, \"kv_bytes\": %lld, \"rss_bytes\": %lld}%s\n",
@@ -298,7 +300,7 @@ int cmd_bench(int argc, char **argv)
     herd_status s;
 
     double t0 = now_s();
-    herd_model_params mp = {o.n_threads};
+    herd_model_params mp = {o.run.threads};
     if ((s = herd_model_load(o.model, &mp, &m)))
         return cli_fail_status(s);
     double load_s = now_s() - t0;
@@ -308,10 +310,12 @@ int cmd_bench(int argc, char **argv)
     cp.n_ctx = o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen;
     if (cp.n_ctx < 1)
         cp.n_ctx = 1;
+    if (o.run.ctx > 0)
+        cp.n_ctx = o.run.ctx;
     cp.n_seq = 1;
     cp.n_batch = o.n_batch;
-    cp.n_threads = o.n_threads;
-    cp.kv_type = o.kv_type;
+    cp.n_threads = o.run.threads;
+    cp.kv_type = o.run.kv_type;
     if ((s = herd_context_new(m, &cp, &c))) {
         rc = cli_fail_status(s);
         goto done;
@@ -366,13 +370,13 @@ int cmd_bench(int argc, char **argv)
     int64_t file = model_file_bytes(o.model);
     char type[64];
     model_type_str(info, type, sizeof type);
-    int nt = o.n_threads > 0 ? o.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = herd_n_threads(o.run.threads);
 
     fprintf(stderr, "herd bench: %s, %s kernels, load %.2f s, time to first token %.2f s "
             "(load + cold pp%d)\n", type, herd_cpu_isa(), load_s, ttft_s, o.n_prompt);
     fprintf(stderr, "herd bench: KV cache %.1f MiB (%s, %d positions); resident %.2f GB, "
             "peak %.2f GB; file %.2f GB + KV = %.2f GB (peak %.0f%% of it)\n",
-            kv_bytes / 1048576.0, herd_dtype_name(o.kv_type), cp.n_ctx, rss / 1e9, hwm / 1e9,
+            kv_bytes / 1048576.0, herd_dtype_name(o.run.kv_type), cp.n_ctx, rss / 1e9, hwm / 1e9,
             file / 1e9, (file + kv_bytes) / 1e9,
             file > 0 ? 100.0 * (double)hwm / (double)(file + kv_bytes) : 0.0);
 

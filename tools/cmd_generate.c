@@ -12,6 +12,19 @@
 #include <time.h>   /* default seed */
 #include <unistd.h> /* getpid */
 
+static const char usage[] =
+    "usage: herd generate -m MODEL (-p TEXT | --tokens IDS) [-n N] [--temp T] [--top-k K]\n"
+    "                     [--top-p P] [--min-p P] [--seed S] [--ids] [-t N] [-c N]\n"
+    "                     [--kv-type T] [--no-bos]\n"
+    "Raw completion, no chat template: stdout is the generated text only.\n" CLI_MODEL_HELP
+    "  -n, --n-predict N most tokens to generate (default 128)\n"
+    "  --temp T          temperature; 0 = greedy (default: the model's, else 0.6)\n"
+    "  --top-k K         keep the K most likely tokens; 0 = off (default 0)\n"
+    "  --top-p P         nucleus sampling (default: the model's, else 0.9)\n"
+    "  --min-p P         drop tokens below P x the best probability (default 0)\n"
+    "  --seed S          sampler seed (default: time and pid)\n"
+    "  --ids             print one JSON array of the generated ids instead of text\n";
+
 struct gen_opts {
     int n_predict, ids_out;
     double temp, top_p, min_p; /* < 0: not given */
@@ -65,6 +78,8 @@ int cmd_generate(int argc, char **argv)
     struct cli_model_opts o = {0};
     struct gen_opts g = {.n_predict = 128, .temp = -1, .top_k = -1, .top_p = -1, .min_p = -1};
     for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i]))
+            return cli_help(usage);
         int r = cli_model_option(&o, argc, argv, &i);
         if (r < 0)
             return 1;

@@ -6,8 +6,15 @@
 
 #include <stdio.h>
 
+static const char usage[] =
+    "usage: herd info MODEL\n"
+    "Architecture, sizes, dtypes, context, vocabulary and the CPU kernel variant of MODEL\n"
+    "(a GGUF file or a Hugging Face folder), one 'key: value' per line.\n";
+
 int cmd_info(int argc, char **argv)
 {
+    if (argc == 2 && cli_is_help(argv[1]))
+        return cli_help(usage);
     if (argc != 2)
         return cli_fail("usage: herd info MODEL");
     herd_model *m = NULL;

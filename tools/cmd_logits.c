@@ -8,12 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char usage[] =
+    "usage: herd logits -m MODEL (-p TEXT | --tokens IDS) [--all] -o FILE [-t N] [-c N]\n"
+    "                   [--kv-type T] [--no-bos]\n"
+    "float32 little-endian logits, row-major [positions x vocab], to FILE.\n" CLI_MODEL_HELP
+    "  --all             every position's logits (default: the last position's only)\n"
+    "  -o FILE           where to write them\n";
+
 int cmd_logits(int argc, char **argv)
 {
     struct cli_model_opts o = {0};
     const char *out_path = NULL;
     int all = 0;
     for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i]))
+            return cli_help(usage);
         int r = cli_model_option(&o, argc, argv, &i);
         if (r < 0)
             return 1;

@@ -40,26 +40,27 @@ static bool on_progress(void *user, const char *tensor, herd_dtype type, int64_t
     return true;
 }
 
+static const char usage[] =
+    "usage: herd quantize IN OUT --type q8_0|q4_0|q4_k_m|q6_k|f16|bf16|f32 [-t N]\n"
+    "  IN: a GGUF file or a Hugging Face folder; OUT: a GGUF file\n"
+    "  -t, --threads N   worker threads; 0 = all cores (default 0)\n";
+
 int cmd_quantize(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *type = NULL;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs("usage: herd quantize IN OUT --type q8_0|q4_0|q4_k_m|q6_k|f16|bf16|f32 "
-                  "[-t N]\n  IN: a GGUF file or a Hugging Face folder; OUT: a GGUF file\n",
-                  stdout);
-            return 0;
-        }
+        if (cli_is_help(a))
+            return cli_help(usage);
         if (a[0] == '-' && a[1]) {
             if (cli_value(argc, argv, &i, &v))
                 return 1;
             if (strcmp(a, "--type") == 0 || strcmp(a, "--ftype") == 0)
                 type = v;
             else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-                if (cli_parse_int(v, 0, 4096, &threads))
-                    return cli_fail("-t wants a thread count >= 0, got '%s'", v);
+                if (cli_parse_threads(v, &threads))
+                    return 1;
             } else
                 return cli_fail("quantize: unknown option '%s' (see herd quantize --help)", a);
         } else if (!in) {

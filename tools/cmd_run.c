@@ -550,17 +550,28 @@ static int setup(struct chat *ch, struct cli_model_opts *o, struct run_opts *r)
     return 0;
 }
 
+static const char usage[] =
+    "usage: herd run -m MODEL [-p TEXT] [--system TEXT] [-n N] [--temp T] [--top-p P]\n"
+    "                [--top-k K] [--min-p P] [--repeat-penalty R] [--seed S]\n"
+    "                [--template 3.1|3.2] [-t N] [-c N] [--kv-type T]\n"
+    "Chat with the model: interactive on a terminal; with -p TEXT or text on stdin it\n"
+    "answers once to stdout.\n" CLI_MODEL_HELP
+    "  -s, --system T    system prompt\n"
+    "  -n, --n-predict N most tokens per answer; 0 = until a stop token (default 0)\n"
+    "  --temp, --top-p, --top-k, --min-p, --seed   sampling, as for herd generate\n"
+    "  --repeat-penalty R  penalty for recently seen tokens; 1 = off (default 1)\n"
+    "  --template V      chat template 3.1 or 3.2 (default: from the model)\n"
+    "In the chat:\n";
+
 int cmd_run(int argc, char **argv)
 {
     struct cli_model_opts o = {0};
     struct run_opts r = {0};
     r.sp = herd_sampler_default_params();
-    o.ctx = 0; /* the library default: min(model maximum, 4096), far less than 128k */
+    /* o.run.ctx 0: the library default, min(model maximum, 4096), far less than 128k */
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("usage: herd run -m MODEL [-p TEXT] [--system TEXT] [--ctx N] [-n N]\n"
-                   "         [--temp T] [--top-p P] [--top-k K] [--min-p P] "
-                   "[--repeat-penalty R]\n         [--seed S] [--template 3.1|3.2] [-t N]\n");
+        if (cli_is_help(argv[i])) {
+            cli_help(usage);
             help();
             return 0;
         }

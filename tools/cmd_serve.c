@@ -3,8 +3,8 @@
  * (src/server/, docs/internals/server.md) until SIGINT or SIGTERM.
  *
  *   herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N] [--batch N]
- *              [-t N] [--api-key K] [--alias NAME] [--queue N] [--max-body BYTES]
- *              [--max-conns N]
+ *              [-t N] [--kv-type T] [--api-key K] [--alias NAME] [--queue N]
+ *              [--max-body BYTES] [--max-conns N]
  *
  * The API key may also come from HERD_API_KEY, so it need not show in the process list.
  */
@@ -14,20 +14,29 @@
 #include <stdlib.h> /* getenv */
 #include <string.h> /* strcmp */
 
+static const char usage_text[] =
+    "usage: herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N]\n"
+    "                  [--batch N] [-t N] [--kv-type T] [--api-key K] [--alias NAME]\n"
+    "                  [--queue N] [--max-body BYTES] [--max-conns N]\n"
+    "OpenAI-compatible HTTP server; SIGINT or SIGTERM stops it (requests in flight end).\n"
+    "  -m, --model M     a GGUF file or a Hugging Face folder\n"
+    "  --host H          address to bind (default 127.0.0.1; 0.0.0.0 for all)\n"
+    "  --port P          TCP port (default 8080; 0 picks a free one)\n"
+    "  --parallel N      requests decoded together, each with its own slot (default 4)\n"
+    CLI_RUN_HELP("min(model, 8192) per slot", "f16")
+    "  --batch N         most tokens per forward step (default 512)\n"
+    "  --api-key K       require 'Authorization: Bearer K' (or set HERD_API_KEY)\n"
+    "  --alias NAME      model id reported by /v1/models\n"
+    "  --queue N         requests that may wait for a slot before 503 (default 256)\n"
+    "  --max-body BYTES  request body limit (default 8 MiB)\n"
+    "  --max-conns N     concurrent HTTP connections (default 512)\n"
+    "Environment: HERD_API_KEY (--api-key), HERD_SERVER_TEST_STEP_MS (a test knob: ms to\n"
+    "sleep after every decode step, so tests can act mid-request).\n";
+
+/* A usage error: the text on stderr, exit code 2. */
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N]\n"
-            "                  [--batch N] [-t N] [--api-key K] [--alias NAME] [--queue N]\n"
-            "                  [--max-body BYTES] [--max-conns N]\n"
-            "  --host      address to bind (default 127.0.0.1; 0.0.0.0 for all)\n"
-            "  --port      TCP port (default 8080; 0 picks a free one)\n"
-            "  --parallel  requests decoded together, each with its own slot (default 4)\n"
-            "  --ctx       context positions per slot (default min(model, 8192))\n"
-            "  --batch     most tokens per forward step (default 512)\n"
-            "  --api-key   require 'Authorization: Bearer K' (or set HERD_API_KEY)\n"
-            "  --alias     model id reported by /v1/models\n"
-            "  --queue     requests that may wait for a slot before 503 (default 256)\n");
+    fputs(usage_text, stderr);
     return 2;
 }
 
@@ -36,14 +45,22 @@ int cmd_serve(int argc, char **argv)
 {
     herd_server_options o = herd_server_default_options();
     const char *model = NULL, *v = NULL;
-    int threads = 0;
+    struct cli_run_opts run = {.kv_type = o.kv_type};
     o.api_key = getenv("HERD_API_KEY");
+    const char *step = getenv("HERD_SERVER_TEST_STEP_MS");
+    if (step && cli_parse_int(step, 0, 60000, &o.test_step_ms))
+        return cli_fail("HERD_SERVER_TEST_STEP_MS: expected 0 to 60000 ms, got '%s'", step);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int n = 0;
         int64_t big = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-            return usage();
+        if (cli_is_help(a))
+            return cli_help(usage_text);
+        int r = cli_run_option(&run, argc, argv, &i);
+        if (r < 0)
+            return 1;
+        if (r == 0)
+            continue;
         if (cli_value(argc, argv, &i, &v) != 0)
             return usage();
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
@@ -58,18 +75,10 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_int(v, 1, 256, &n))
                 return cli_fail("--parallel: expected 1 to 256, got '%s'", v);
             o.n_parallel = n;
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            if (cli_parse_int(v, 16, 1 << 20, &n))
-                return cli_fail("--ctx: expected 16 to 1048576, got '%s'", v);
-            o.n_ctx = n;
         } else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) {
             if (cli_parse_int(v, 1, 1 << 16, &n))
                 return cli_fail("--batch: expected 1 to 65536, got '%s'", v);
             o.n_batch = n;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (cli_parse_int(v, 0, 1024, &threads))
-                return cli_fail("-t: expected 0 to 1024, got '%s'", v);
-            o.n_threads = threads;
         } else if (!strcmp(a, "--api-key")) {
             o.api_key = v;
         } else if (!strcmp(a, "--alias")) {
@@ -93,7 +102,10 @@ int cmd_serve(int argc, char **argv)
     }
     if (!model)
         return usage();
-    herd_model_params mp = {.n_threads = threads};
+    o.n_threads = run.threads;
+    o.n_ctx = run.ctx;
+    o.kv_type = run.kv_type;
+    herd_model_params mp = {.n_threads = run.threads};
     herd_model *m = NULL;
     herd_status s = herd_model_load(model, &mp, &m);
     if (s != HERD_OK)

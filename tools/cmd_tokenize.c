@@ -23,11 +23,27 @@ struct tok_opts {
     int bos, parse_special;
 };
 
+static const char tokenize_usage[] =
+    "usage: herd tokenize (-m MODEL | --tokenizer FILE) [--bos] [--parse-special]\n"
+    "stdin: one JSON string per line; stdout: one JSON array of ids per line.\n"
+    "  -m, --tokenizer F tokenizer.json, tokenizer.model, a GGUF file or a model folder\n"
+    "  --bos             <|begin_of_text|> first\n"
+    "  --parse-special   special-token text becomes its id (default: plain text)\n";
+static const char detokenize_usage[] =
+    "usage: herd detokenize (-m MODEL | --tokenizer FILE)\n"
+    "stdin: one JSON array of ids per line; stdout: one JSON string per line.\n"
+    "  -m, --tokenizer F tokenizer.json, tokenizer.model, a GGUF file or a model folder\n";
+
+/* 0: parsed; 1: failed (printed); 2: help printed (exit 0). */
 static int parse_opts(int argc, char **argv, int allow_encode_flags, struct tok_opts *o)
 {
     memset(o, 0, sizeof(*o));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_is_help(a)) {
+            cli_help(allow_encode_flags ? tokenize_usage : detokenize_usage);
+            return 2;
+        }
         if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0 || strcmp(a, "--tokenizer") == 0) {
             if (cli_value(argc, argv, &i, &o->path))
                 return 1;
@@ -160,8 +176,9 @@ static long json_string(char *s, size_t n)
 int cmd_tokenize(int argc, char **argv)
 {
     struct tok_opts o;
-    if (parse_opts(argc, argv, 1, &o))
-        return 1;
+    int r = parse_opts(argc, argv, 1, &o);
+    if (r)
+        return r == 2 ? 0 : 1;
     herd_tokenizer *tok = NULL;
     herd_status s = herd_tokenizer_load(o.path, &tok);
     if (s)
@@ -262,8 +279,9 @@ static int parse_id_array(const char *s, int32_t n_vocab, int32_t **ids, size_t 
 int cmd_detokenize(int argc, char **argv)
 {
     struct tok_opts o;
-    if (parse_opts(argc, argv, 0, &o))
-        return 1;
+    int r = parse_opts(argc, argv, 0, &o);
+    if (r)
+        return r == 2 ? 0 : 1;
     herd_tokenizer *tok = NULL;
     herd_status s = herd_tokenizer_load(o.path, &tok);
     if (s)

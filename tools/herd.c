@@ -1,7 +1,8 @@
 /*
  * herd.c - the herd command: dispatches to one sub-command (tools/cmd_*.c). The contract of
- * each sub-command is in docs/design.md; logs go to stderr, results to stdout, exit 0 on success
- * and non-zero with a one-line reason on failure.
+ * each sub-command is in docs/design.md; logs go to stderr, results to stdout, exit 0 on
+ * success and non-zero with a one-line reason on failure. Every sub-command answers
+ * -h/--help.
  */
 #include "cli.h"
 
@@ -27,7 +28,8 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: herd COMMAND [options]\n\ncommands:\n");
+    fprintf(f, "usage: herd COMMAND [options]   (herd COMMAND --help for its options)\n"
+               "       herd --version\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
@@ -44,6 +46,10 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("herd %s\n", herd_version());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

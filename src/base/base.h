@@ -116,6 +116,8 @@ static inline void herd_split(int64_t n, int ith, int nth, int64_t *lo, int64_t 
     *hi = *lo + per + (ith < rem ? 1 : 0);
 }
 int herd_n_cores(void);
+/* herd_n_threads(0) divides the cores among n ranks of one job on this machine (dist). */
+void herd_threads_set_local_ranks(int n);
 
 /* ---- cpu features (cpu.c) */
 

@@ -1,5 +1,6 @@
 /*
- * status.c - status names and the per-thread error message behind herd_last_error().
+ * status.c - status names and the per-thread error message behind herd_last_error(), and
+ * the library's version string.
  * The message is written once at the failure site; callers may prefix context.
  */
 #include "base.h"
@@ -8,6 +9,11 @@
 #include <stdlib.h> /* free */
 
 static _Thread_local char last_error[1024];
+
+const char *herd_version(void)
+{
+    return HERD_VERSION_STRING;
+}
 
 const char *herd_status_str(herd_status s)
 {

@@ -10,6 +10,9 @@
  * subnormals (~1.5e-5), and the products of their kernels then ran ffn_down at a third of
  * the speed of the other matrices (8B Q4_K_M decode 2.9 -> 4.9-5.1 tok/s with the flush). The
  * caller's own mode is restored after each job, so code outside the pool is unchanged.
+ *
+ * herd_n_threads is the one definition of a thread count: n > 0 means n, 0 means every
+ * online core, shared evenly among the ranks of an MPI job on this machine.
  */
 #include "base.h"
 
@@ -102,8 +105,7 @@ static void *worker(void *v)
 herd_status herd_pool_new(int n_threads, struct herd_pool **out)
 {
     *out = NULL;
-    if (n_threads <= 0)
-        n_threads = herd_n_cores();
+    n_threads = herd_n_threads(n_threads);
     struct herd_pool *p = herd_calloc(1, sizeof *p);
     if (!p)
         return herd_fail(HERD_ERR_NOMEM, "thread pool");
@@ -189,6 +191,23 @@ int herd_n_cores(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+/* Ranks of one job on this machine; set once by herd_dist_init before any model exists. */
+static atomic_int local_ranks = 1;
+
+void herd_threads_set_local_ranks(int n)
+{
+    atomic_store(&local_ranks, n > 1 ? n : 1);
+}
+
+/* The one place where "0 threads" gets its meaning (docs/internals/model.md). */
+int32_t herd_n_threads(int32_t requested)
+{
+    if (requested > 0)
+        return requested;
+    int n = herd_n_cores() / atomic_load(&local_ranks);
+    return n > 0 ? n : 1;
 }
 
 double herd_time_s(void)

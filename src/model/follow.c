@@ -68,13 +68,6 @@ int follow_leading(void)
     return F.leading;
 }
 
-int32_t follow_default_threads(void)
-{
-    int n = herd_n_cores(), local = dist_get()->local_size();
-    n = local > 1 ? n / local : n;
-    return n > 0 ? n : 1;
-}
-
 static int env_int(const char *name)
 {
     const char *v = getenv(name);
@@ -490,6 +483,7 @@ bool herd_dist_init(int *argc, char ***argv, int *exit_code)
         *exit_code = 1;
         return true;
     }
+    herd_threads_set_local_ranks(d->local_size()); /* "all cores" is shared on a node */
     if (d->size() <= 1)
         return false;
     if (d->rank() == 0) {

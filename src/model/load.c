@@ -243,7 +243,7 @@ herd_status model_load_local(const char *path, int32_t n_threads, herd_model **o
     m->info.bos_id = -1;
     m->info.default_temperature = -1.0f;
     m->info.default_top_p = -1.0f;
-    m->n_threads = n_threads > 0 ? n_threads : follow_default_threads();
+    m->n_threads = herd_n_threads(n_threads);
     m->path = herd_strdup(path);
     herd_status s = HERD_OK;
     if (!m->path) {

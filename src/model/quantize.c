@@ -822,7 +822,7 @@ herd_status herd_quantize(const char *in, const char *out, const herd_quantize_p
             max_ne0 = t->ne[0];
         total += (int64_t)dtype_row_bytes(t->type, t->ne[0]) * t->ne[1] * t->ne[2] * t->ne[3];
     }
-    int nth = p->n_threads > 0 ? p->n_threads : herd_n_cores();
+    int nth = herd_n_threads(p->n_threads);
     if (nth > 1 && (s = herd_pool_new(nth, &pool)))
         goto fail;
     nth = pool ? herd_pool_size(pool) : 1;

@@ -678,6 +678,7 @@ herd_server_options herd_server_default_options(void)
     o.max_queue = 256;
     o.max_body = 8 << 20;
     o.max_conns = 512;
+    o.kv_type = HERD_DTYPE_F16;
     return o;
 }
 
@@ -756,7 +757,8 @@ herd_status herd_server_run(const herd_model *m, const herd_server_options *opt)
     if (n_ctx <= 0)
         n_ctx = sv.info->max_seq_len > 0 && sv.info->max_seq_len < 8192 ? sv.info->max_seq_len
                                                                          : 8192;
-    struct srv_sched_params sp = {o.n_parallel, n_ctx, o.n_batch, o.n_threads, o.max_queue};
+    struct srv_sched_params sp = {o.n_parallel, n_ctx,        o.n_batch,     o.n_threads,
+                                  o.max_queue,  o.kv_type, o.test_step_ms};
     st = srv_sched_new(m, &sp, sv.metrics, &sv.sched);
     if (st != HERD_OK)
         goto done;
@@ -767,9 +769,11 @@ herd_status herd_server_run(const herd_model *m, const herd_server_options *opt)
         goto done;
     }
     bool v6 = strchr(o.host, ':') != NULL; /* an IPv6 literal goes in brackets in a URL */
-    fprintf(stderr, "herd: serving %s on http://%s%s%s:%d (parallel %d, context %d per slot)\n",
+    fprintf(stderr, "herd: serving %s on http://%s%s%s:%d (parallel %d, context %d per slot, "
+                    "KV cache %s %.1f MiB)\n",
             sv.model_name, v6 ? "[" : "", o.host, v6 ? "]" : "", (int)port,
-            (int)o.n_parallel, (int)srv_sched_n_ctx(sv.sched));
+            (int)o.n_parallel, (int)srv_sched_n_ctx(sv.sched), herd_dtype_name(o.kv_type),
+            (double)srv_sched_kv_bytes(sv.sched) / (1024.0 * 1024.0));
     sigset_t waitset;
     sigemptyset(&waitset);
     sigaddset(&waitset, SIGINT);

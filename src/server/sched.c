@@ -18,7 +18,6 @@
 
 #include <math.h>  /* exp, log */
 #include <stdio.h> /* snprintf */
-#include <stdlib.h> /* getenv, atoi */
 #include <time.h>   /* nanosleep: the HERD_SERVER_TEST_STEP_MS test hook */
 
 struct slot {
@@ -59,8 +58,8 @@ struct srv_sched {
     struct herd_pool *pool;         /* samples slots in parallel after each forward */
     uint64_t tick;
     int32_t rr;                     /* rotating start of prefill, for fairness */
-    int32_t test_step_ms;           /* HERD_SERVER_TEST_STEP_MS: sleep after each step, so
-                                     * tests can hold a slot busy on a tiny fast model */
+    int32_t test_step_ms;           /* herd_server_options.test_step_ms: sleep after each
+                                     * step, so tests can hold a slot busy on a tiny model */
 
     pthread_t thread;
     bool started;
@@ -526,8 +525,7 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     pthread_cond_init(&s->cv, NULL);
     s->info = herd_model_get_info(m);
     s->tok = herd_model_tokenizer(m);
-    const char *delay = getenv("HERD_SERVER_TEST_STEP_MS");
-    s->test_step_ms = delay ? atoi(delay) : 0;
+    s->test_step_ms = sp->test_step_ms > 0 ? sp->test_step_ms : 0;
     s->metrics = metrics;
     s->n_slots = sp->n_slots > 0 ? sp->n_slots : 1;
     s->n_batch = sp->n_batch > 0 ? sp->n_batch : 512;
@@ -545,6 +543,7 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     cp.n_seq = s->n_slots;
     cp.n_batch = s->n_batch;
     cp.n_threads = sp->n_threads;
+    cp.kv_type = sp->kv_type;
     st = herd_context_new(m, &cp, &s->ctx);
     if (st != HERD_OK)
         goto fail;
@@ -572,7 +571,7 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     st = srv_token_classes(s->tok, s->info, &s->tok_class);
     if (st != HERD_OK)
         goto fail;
-    int n_pool = sp->n_threads > 0 ? sp->n_threads : herd_n_cores();
+    int n_pool = herd_n_threads(sp->n_threads);
     st = herd_pool_new(n_pool < s->n_slots ? n_pool : s->n_slots, &s->pool);
     if (st != HERD_OK)
         goto fail;
@@ -639,6 +638,11 @@ void srv_sched_free(struct srv_sched *s)
 int32_t srv_sched_n_ctx(const struct srv_sched *s)
 {
     return s->n_ctx;
+}
+
+int64_t srv_sched_kv_bytes(const struct srv_sched *s)
+{
+    return herd_context_kv_bytes(s->ctx);
 }
 
 const herd_tokenizer *srv_sched_tokenizer(const struct srv_sched *s)

@@ -239,6 +239,8 @@ struct srv_sched_params {
     int32_t n_batch;
     int32_t n_threads;
     int32_t max_queue;
+    herd_dtype kv_type;
+    int32_t test_step_ms; /* sleep before each decode step (herd_server_options) */
 };
 herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp,
                           struct srv_metrics *metrics, struct srv_sched **out);
@@ -248,6 +250,7 @@ void srv_sched_stop(struct srv_sched *s);
 /* Stops (if needed) and frees. */
 void srv_sched_free(struct srv_sched *s);
 int32_t srv_sched_n_ctx(const struct srv_sched *s);
+int64_t srv_sched_kv_bytes(const struct srv_sched *s); /* all slots' KV cache */
 /* Queues r (taking one reference). False when the queue is full or stopping. */
 bool srv_sched_submit(struct srv_sched *s, struct srv_req *r);
 /* Slots in use and requests waiting, for /health and tests. */

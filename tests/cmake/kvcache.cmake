@@ -13,3 +13,14 @@ add_test(NAME kvcache_types
                  ${KV_MODELS}/mpi_k_f32)
 set_tests_properties(kvcache_types PROPERTIES FIXTURES_REQUIRED kv_models LABELS golden
                      TIMEOUT 300)
+
+# The same option on `herd serve` (tools/cli.c parses -t, -c and --kv-type once for every
+# command that runs a model): a q8_0 cache serves, is smaller than f32, and a head_dim that
+# is not whole Q8_0 blocks fails at start.
+if(TARGET herd_server)
+  add_test(NAME kvcache_serve
+           COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/tools/check_serve_kv.py ${HERD_BIN}
+                   ${KV_MODELS})
+  set_tests_properties(kvcache_serve PROPERTIES FIXTURES_REQUIRED kv_models
+                       LABELS "server" SKIP_RETURN_CODE 77 TIMEOUT 300)
+endif()
