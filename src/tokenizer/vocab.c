@@ -350,10 +350,11 @@ herd_status herd_tokenizer_load(const char *path, herd_tokenizer **out)
     if (m.size >= 4 && memcmp(m.data, "GGUF", 4) == 0) {
         herd_unmap(&m);
         struct gguf_file *f = NULL;
-        s = gguf_open(path, &f);
+        s = gguf_open(path, &f); /* its messages name the file already */
         if (!s)
             s = tokenizer_from_gguf(f, out);
         gguf_close(f);
+        return s;
     } else if (i < m.size && m.data[i] == '{') {
         s = tok_load_json(m.data, m.size, out);
         herd_unmap(&m);

@@ -143,3 +143,7 @@ foreach(t test_model_backend test_model_memplan test_oom_sweep)
                  "HERD_TEST_MODEL=${MODEL_DIR}/gqa4_tied_bf16/model.gguf")
   endif()
 endforeach()
+
+# A GGUF's load errors name the file once (`herd tokenize -m` printed it twice).
+model_bad(tokenize_gguf_path_once "^herd: <arg>: (?!.*<arg>).*runs past the end"
+  tokenize -m ${BAD_DIR}/gguf_truncated.gguf)
