@@ -5,7 +5,7 @@
  * "rows of floats".
  *
  * Ranks: the world is every process mpirun started; rank 0 leads (tokenizer, sampling, I/O)
- * and the others follow its operations (model/follow.c). A tensor-parallel group is tp
+ * and the others follow its operations (model/dispatch.c). A tensor-parallel group is tp
  * consecutive world ranks (set_groups); its all-reduce is deterministic: every element is
  * summed in rank order 0, 1, ..., tp-1 by one rank and the sum is copied to the others, so
  * the replicas of the residual stream stay bit-identical and reruns give the same bits

@@ -75,17 +75,6 @@ static herd_status alloc_f32(float **p, size_t n, const char *what)
     return s;
 }
 
-herd_status herd_context_new(const herd_model *m, const herd_context_params *params,
-                             herd_context **out)
-{
-    *out = NULL;
-    herd_clear_error();
-    herd_context_params p = params ? *params : herd_context_default_params();
-    if (follow_leading())
-        return follow_context_new(m, &p, out);
-    return context_new_local(m, &p, out);
-}
-
 /* The sizes below are this rank's share (m->sh): its stage's layers, its KV heads, query
  * heads and FFN slice; in one process, the whole model. */
 herd_status context_new_local(const herd_model *m, const herd_context_params *params,
@@ -180,15 +169,6 @@ fail:
     return s;
 }
 
-void herd_context_free(herd_context *c)
-{
-    if (!c)
-        return;
-    if (follow_leading())
-        follow_context_free(c);
-    context_free_local(c);
-}
-
 void context_free_local(herd_context *c)
 {
     if (!c)
@@ -218,13 +198,6 @@ static herd_status check_seq(const herd_context *c, int32_t seq)
     return HERD_OK;
 }
 
-herd_status herd_seq_truncate(herd_context *c, int32_t seq, int32_t from)
-{
-    if (follow_leading())
-        return follow_seq_truncate(c, seq, from);
-    return seq_truncate_local(c, seq, from);
-}
-
 herd_status seq_truncate_local(herd_context *c, int32_t seq, int32_t from)
 {
     herd_status s = check_seq(c, seq);
@@ -235,13 +208,6 @@ herd_status seq_truncate_local(herd_context *c, int32_t seq, int32_t from)
     if (from < c->seq_len[seq])
         c->seq_len[seq] = from;
     return HERD_OK;
-}
-
-herd_status herd_seq_copy(herd_context *c, int32_t dst, int32_t src, int32_t n)
-{
-    if (follow_leading())
-        return follow_seq_copy(c, dst, src, n);
-    return seq_copy_local(c, dst, src, n);
 }
 
 herd_status seq_copy_local(herd_context *c, int32_t dst, int32_t src, int32_t n)

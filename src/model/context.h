@@ -32,8 +32,8 @@ struct herd_context {
     float *stage;        /* (B, max(dim, n_v)) rows on their way to or from dist/ */
 };
 
-/* The local halves of the public calls (context.c, forward.c); follow.c runs them on every
- * rank. decode_run trusts a batch check_batch accepted on rank 0; out is rank 0's. */
+/* The local halves of the public calls (context.c, forward.c); api.c and dispatch.c run them
+ * on every rank. decode_run trusts a batch check_batch accepted on rank 0; out is rank 0's. */
 herd_status context_new_local(const herd_model *m, const herd_context_params *p,
                               herd_context **out);
 void context_free_local(herd_context *c);
@@ -41,13 +41,5 @@ herd_status check_batch(const herd_context *c, const herd_batch *b, const float 
 herd_status decode_run(herd_context *c, const herd_batch *b, float *out);
 herd_status seq_truncate_local(herd_context *c, int32_t seq, int32_t from);
 herd_status seq_copy_local(herd_context *c, int32_t dst, int32_t src, int32_t n);
-
-/* follow.c, rank 0 of a multi-rank job */
-herd_status follow_context_new(const herd_model *m, const herd_context_params *p,
-                               herd_context **out);
-void follow_context_free(herd_context *c);
-herd_status follow_decode(herd_context *c, const herd_batch *b, float *out);
-herd_status follow_seq_truncate(herd_context *c, int32_t seq, int32_t from);
-herd_status follow_seq_copy(herd_context *c, int32_t dst, int32_t src, int32_t n);
 
 #endif /* HERD_CONTEXT_H */

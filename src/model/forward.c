@@ -239,17 +239,6 @@ herd_status check_batch(const herd_context *c, const herd_batch *b, const float 
     return s;
 }
 
-herd_status herd_decode(herd_context *c, const herd_batch *b, float *out)
-{
-    herd_clear_error();
-    herd_status s = check_batch(c, b, out);
-    if (s != HERD_OK)
-        return s;
-    if (follow_leading())
-        return follow_decode(c, b, out);
-    return decode_run(c, b, out);
-}
-
 herd_status decode_run(herd_context *c, const herd_batch *b, float *out)
 {
     int64_t out_row = 0;

@@ -221,19 +221,6 @@ static void add_end_tokens(herd_model *m)
     }
 }
 
-herd_status herd_model_load(const char *path, const herd_model_params *params,
-                            herd_model **out)
-{
-    *out = NULL;
-    herd_clear_error();
-    if (!path || !*path)
-        return herd_fail(HERD_ERR_INVALID, "no model path given");
-    int32_t n_threads = params && params->n_threads > 0 ? params->n_threads : 0;
-    if (follow_leading())
-        return follow_model_load(path, n_threads, out);
-    return model_load_local(path, n_threads, out);
-}
-
 herd_status model_load_local(const char *path, int32_t n_threads, herd_model **out)
 {
     *out = NULL;
@@ -269,15 +256,6 @@ herd_status model_load_local(const char *path, int32_t n_threads, herd_model **o
 fail:
     model_free_local(m);
     return s;
-}
-
-void herd_model_free(herd_model *m)
-{
-    if (!m)
-        return;
-    if (follow_leading())
-        follow_model_free(m);
-    model_free_local(m);
 }
 
 void model_free_local(herd_model *m)

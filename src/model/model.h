@@ -122,10 +122,4 @@ herd_status shard_apply(herd_model *m);
 /* One line on stderr describing the split (rank 0). */
 void shard_describe(const herd_model *m);
 
-/* follow.c: rank 0 of a multi-rank job sends each public call to the other ranks, which
- * run it on their shard (the follower loop). */
-int follow_leading(void);             /* rank 0 of a job of more than one rank */
-herd_status follow_model_load(const char *path, int32_t n_threads, herd_model **out);
-void follow_model_free(herd_model *m);
-
 #endif /* HERD_MODEL_H */

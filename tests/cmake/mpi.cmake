@@ -3,8 +3,9 @@
 # on small machines), pure tensor parallel, pure pipeline and TP x PP mixes, on tiny models
 # of three shapes (tests/mpi/make_mpi_models.py) in GGUF and HF, f32, bf16, q8_0 and
 # q4_k_m (herd quantize); plus the failure cases (a model missing on one rank, a rank that
-# dies) and a split that cannot work. Only in an MPI build with mpirun present; the tests run
-# one at a time (RUN_SERIAL) because each starts up to 8 processes.
+# dies), a split that cannot work and ranks of different wire protocol versions. Only in an
+# MPI build with mpirun present; the tests run one at a time (RUN_SERIAL) because each
+# starts up to 8 processes.
 if(NOT HERD_HAVE_MPI OR NOT Python3_Interpreter_FOUND)
   message(STATUS "mpi tests: skipped (MPI build ${HERD_HAVE_MPI})")
   return()
@@ -75,4 +76,15 @@ add_test(NAME mpi_bad_split
           -- ${HERD_MPIRUN} --oversubscribe -np 3 ${HERD_BIN} logits
           -m ${MPI_MODELS}/mpi_a_f32/model.gguf --tokens 1,2 -o ${MPI_WORK}/bad_split.bin)
 set_tests_properties(mpi_bad_split PROPERTIES LABELS mpi FIXTURES_REQUIRED mpi_models
+  RUN_SERIAL TRUE TIMEOUT 120 ENVIRONMENT "${MPI_ENV}")
+
+# Ranks of different herd builds (HERD_DIST_TEST_VERSION=1: rank 1 claims the next wire
+# protocol version): rank 0 names the mismatch in one line and every rank exits 1.
+add_test(NAME mpi_bad_version
+  COMMAND ${CMAKE_COMMAND} -E env HERD_DIST_TEST_VERSION=1
+          ${Python3_EXECUTABLE} ${HERD_TESTS}/tools/expect_fail.py
+          "rank 1 speaks herd wire protocol version"
+          -- ${HERD_MPIRUN} --oversubscribe -np 2 ${HERD_BIN} logits
+          -m ${MPI_MODELS}/mpi_a_f32/model.gguf --tokens 1,2 -o ${MPI_WORK}/bad_version.bin)
+set_tests_properties(mpi_bad_version PROPERTIES LABELS mpi FIXTURES_REQUIRED mpi_models
   RUN_SERIAL TRUE TIMEOUT 120 ENVIRONMENT "${MPI_ENV}")

@@ -1,16 +1,16 @@
 /*
- * follow.c - one program on every rank: rank 0 leads, the others follow.
+ * dispatch.c - one program on every rank: rank 0 leads, the others follow.
  *
  * `mpirun -np N herd generate -m MODEL ...` starts the same command N times. herd_dist_init
  * (first thing in main) lets rank 0 go on into the sub-command, which owns the tokenizer,
  * sampling, I/O and the server; ranks > 0 never run the sub-command but wait here, in the
- * follower loop, for requests. Every public call that touches model state on rank 0
- * (herd_model_load/free, herd_context_new/free, herd_decode, herd_seq_truncate/copy) first
- * broadcasts a small request (struct op_msg: the call, the object's id, its arguments and,
- * for decode, the batch), then runs its local half on rank 0's shard while the followers
- * run the same local half on theirs; the forward pass meets in dist/'s collectives.
- * When rank 0 exits (atexit), it sends OP_EXIT and the followers free everything and return
- * from herd_dist_init, which tells main to exit.
+ * follower loop, for requests. On rank 0 herd_dist_init installs leader_ops (dispatch.h) as
+ * the table the public calls go through: each entry sends the call as one request
+ * (wire.h: a fixed-layout struct with a protocol version the followers check), then runs
+ * the local half on rank 0's shard while the followers run the same local half on theirs;
+ * the forward pass meets in dist/'s collectives. When rank 0 exits (atexit), it sends
+ * WIRE_EXIT and the followers free everything and return from herd_dist_init, which tells
+ * main to exit.
  *
  * Calls that can fail differently on different ranks (loading a file that is missing on one
  * node, allocating the KV cache) end with agree(): every rank's status and message are
@@ -20,6 +20,8 @@
  * server decodes from its scheduler thread).
  */
 #include "context.h"
+#include "dispatch.h"
+#include "wire.h"
 #include "dist/dist.h"
 
 #include <pthread.h>
@@ -27,33 +29,11 @@
 #include <stdio.h>  /* fprintf: follower errors and the memory report go to stderr */
 #include <stdlib.h> /* atexit, getenv, strtol */
 
-enum op {
-    OP_EXIT = 1,
-    OP_MODEL_LOAD = 2,
-    OP_MODEL_FREE = 3,
-    OP_CTX_NEW = 4,
-    OP_CTX_FREE = 5,
-    OP_DECODE = 6,
-    OP_SEQ_TRUNCATE = 7,
-    OP_SEQ_COPY = 8,
-};
-
-/* A decode of up to 73 tokens (13 bytes each) fits in the message; longer batches and
- * paths go in a second broadcast. */
-#define INLINE_BYTES 960
 #define MSG_BYTES 256 /* an error message carried to rank 0 */
 #define MAX_OBJECTS 64
 
-struct op_msg {
-    int32_t op;
-    int32_t id;        /* the model or context */
-    int32_t arg[8];
-    int32_t n_payload; /* bytes of payload */
-    char data[INLINE_BYTES];
-};
-
 static struct {
-    int leading;   /* rank 0 of a job of several ranks */
+    int leading; /* rank 0 of a job of several ranks, until it exits */
     int exited;
     int32_t next_id;
     pthread_mutex_t lock;
@@ -62,11 +42,6 @@ static struct {
     herd_model *models[MAX_OBJECTS];
     herd_context *ctxs[MAX_OBJECTS];
 } F = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-int follow_leading(void)
-{
-    return F.leading;
-}
 
 static int env_int(const char *name)
 {
@@ -140,19 +115,14 @@ static void report_memory(const char *when)
             dist_get()->rank(), val[0], val[1], val[2], val[3], val[4], when);
 }
 
-/* ---- requests */
-
-static herd_status send_op(struct op_msg *msg, const void *payload, size_t bytes)
+/* One request to every follower: the fixed-size message, then a payload too long for it. */
+static herd_status send_request(const struct wire_request *r)
 {
     const struct dist_ops *d = dist_get();
-    if (bytes > INT32_MAX)
-        return herd_fail(HERD_ERR_INVALID, "request of %zu bytes", bytes);
-    msg->n_payload = (int32_t)bytes;
-    if (bytes <= INLINE_BYTES && bytes)
-        memcpy(msg->data, payload, bytes);
-    herd_status s = d->bcast(msg, sizeof *msg, 0, 0, "sending a request to the other ranks");
-    if (s == HERD_OK && bytes > INLINE_BYTES)
-        s = d->bcast((void *)payload, bytes, 0, 0, "sending a request to the other ranks");
+    const char *what = "sending a request to the other ranks";
+    herd_status s = d->bcast((void *)&r->msg, sizeof r->msg, 0, 0, what);
+    if (s == HERD_OK && r->msg.h.n_payload > WIRE_INLINE_BYTES)
+        s = d->bcast(r->payload, r->msg.h.n_payload, 0, 0, what);
     return s;
 }
 
@@ -207,16 +177,10 @@ fail:
     return s;
 }
 
-static herd_status new_context(const herd_model *m, const int32_t *a, int32_t id,
+static herd_status new_context(const herd_model *m, const herd_context_params *p, int32_t id,
                                herd_context **out)
 {
-    herd_context_params p = herd_context_default_params();
-    p.n_ctx = a[0];
-    p.n_seq = a[1];
-    p.n_batch = a[2];
-    p.n_threads = a[3];
-    p.kv_type = (herd_dtype)a[4];
-    herd_status s = agree(context_new_local(m, &p, out));
+    herd_status s = agree(context_new_local(m, p, out));
     if (s == HERD_OK)
         (*out)->dist_id = id;
     else if (*out) {
@@ -226,77 +190,74 @@ static herd_status new_context(const herd_model *m, const int32_t *a, int32_t id
     return s;
 }
 
-/* ---- rank 0 */
+/* ---- rank 0: the leader table. Each entry sends its request, then runs the local half. */
 
-herd_status follow_model_load(const char *path, int32_t n_threads, herd_model **out)
+static herd_status leader_load(const char *path, int32_t n_threads, herd_model **out)
 {
+    *out = NULL;
     pthread_mutex_lock(&F.lock);
-    struct op_msg msg = {.op = OP_MODEL_LOAD, .id = ++F.next_id};
+    struct wire_request r;
+    int32_t id = ++F.next_id;
     int tp = env_int("HERD_TP"), pp = env_int("HERD_PP");
-    msg.arg[0] = n_threads;
-    msg.arg[1] = tp;
-    msg.arg[2] = pp;
-    herd_status s = send_op(&msg, path, strlen(path) + 1);
+    herd_status s = wire_encode_model_load(&r, id, path, n_threads, tp, pp);
     if (s == HERD_OK)
-        s = load_shard(path, n_threads, tp, pp, msg.id, out);
+        s = send_request(&r);
+    wire_request_free(&r);
+    if (s == HERD_OK)
+        s = load_shard(path, n_threads, tp, pp, id, out);
     pthread_mutex_unlock(&F.lock);
     return s;
 }
 
-void follow_model_free(herd_model *m)
+static void leader_free(herd_model *m)
 {
     pthread_mutex_lock(&F.lock);
     report_memory("model loaded, before freeing it");
-    struct op_msg msg = {.op = OP_MODEL_FREE, .id = m->dist_id};
-    if (send_op(&msg, NULL, 0) != HERD_OK)
+    struct wire_request r;
+    wire_encode(&r, WIRE_MODEL_FREE, m->dist_id);
+    if (send_request(&r) != HERD_OK)
         fatal("freeing a model");
+    model_free_local(m);
     pthread_mutex_unlock(&F.lock);
 }
 
-herd_status follow_context_new(const herd_model *m, const herd_context_params *p,
-                               herd_context **out)
+static herd_status leader_context_new(const herd_model *m, const herd_context_params *p,
+                                      herd_context **out)
 {
+    *out = NULL;
     pthread_mutex_lock(&F.lock);
-    struct op_msg msg = {.op = OP_CTX_NEW, .id = ++F.next_id};
-    int32_t a[8] = {p->n_ctx, p->n_seq, p->n_batch, p->n_threads, (int32_t)p->kv_type,
-                    m->dist_id};
-    memcpy(msg.arg, a, sizeof a);
-    herd_status s = send_op(&msg, NULL, 0);
+    struct wire_request r;
+    int32_t id = ++F.next_id;
+    wire_encode_context_new(&r, id, m->dist_id, p);
+    herd_status s = send_request(&r);
     if (s == HERD_OK)
-        s = new_context(m, a, msg.id, out);
+        s = new_context(m, p, id, out);
     pthread_mutex_unlock(&F.lock);
     return s;
 }
 
-void follow_context_free(herd_context *c)
+static void leader_context_free(herd_context *c)
 {
     pthread_mutex_lock(&F.lock);
-    struct op_msg msg = {.op = OP_CTX_FREE, .id = c->dist_id};
-    if (send_op(&msg, NULL, 0) != HERD_OK)
+    struct wire_request r;
+    wire_encode(&r, WIRE_CONTEXT_FREE, c->dist_id);
+    if (send_request(&r) != HERD_OK)
         fatal("freeing a context");
+    context_free_local(c);
     pthread_mutex_unlock(&F.lock);
 }
 
-herd_status follow_decode(herd_context *c, const herd_batch *b, float *out)
+static herd_status leader_decode(herd_context *c, const herd_batch *b, float *out)
 {
-    size_t n = (size_t)b->n_tokens, bytes = n * 13;
-    uint8_t inline_buf[INLINE_BYTES];
-    uint8_t *p = bytes <= INLINE_BYTES ? inline_buf : herd_malloc(bytes);
-    if (!p)
-        return herd_fail(HERD_ERR_NOMEM, "batch of %zu tokens for the other ranks", n);
-    memcpy(p, b->tokens, n * 4);
-    memcpy(p + n * 4, b->pos, n * 4);
-    memcpy(p + n * 8, b->seq, n * 4);
-    if (b->logits)
-        memcpy(p + n * 12, b->logits, n);
-    else
-        memset(p + n * 12, 0, n);
+    struct wire_request r;
+    herd_status s = wire_encode_decode(&r, c->dist_id, b);
+    if (s != HERD_OK) {
+        wire_request_free(&r);
+        return s; /* nothing was sent: the ranks are still in step */
+    }
     pthread_mutex_lock(&F.lock);
-    struct op_msg msg = {.op = OP_DECODE, .id = c->dist_id};
-    msg.arg[0] = b->n_tokens;
-    herd_status s = send_op(&msg, p, bytes);
-    if (p != inline_buf)
-        herd_free(p);
+    s = send_request(&r);
+    wire_request_free(&r);
     if (s == HERD_OK)
         s = decode_run(c, b, out);
     if (s != HERD_OK)
@@ -305,30 +266,46 @@ herd_status follow_decode(herd_context *c, const herd_batch *b, float *out)
     return s;
 }
 
-static herd_status seq_op(herd_context *c, int op, int32_t x, int32_t y, int32_t z)
+/* Sequence operations run here first: a call that fails its checks is not sent, and one
+ * that passes succeeds the same way on every follower. */
+static herd_status leader_seq_truncate(herd_context *c, int32_t seq, int32_t from)
 {
     pthread_mutex_lock(&F.lock);
-    /* Checked here first: the followers' copies then succeed the same way. */
-    herd_status s = op == OP_SEQ_TRUNCATE ? seq_truncate_local(c, x, y)
-                                          : seq_copy_local(c, x, y, z);
+    herd_status s = seq_truncate_local(c, seq, from);
     if (s == HERD_OK) {
-        struct op_msg msg = {.op = op, .id = c->dist_id, .arg = {x, y, z}};
-        if (send_op(&msg, NULL, 0) != HERD_OK)
+        struct wire_request r;
+        wire_encode_seq_truncate(&r, c->dist_id, seq, from);
+        if (send_request(&r) != HERD_OK)
             fatal("sending a sequence operation");
     }
     pthread_mutex_unlock(&F.lock);
     return s;
 }
 
-herd_status follow_seq_truncate(herd_context *c, int32_t seq, int32_t from)
+static herd_status leader_seq_copy(herd_context *c, int32_t dst, int32_t src, int32_t n)
 {
-    return seq_op(c, OP_SEQ_TRUNCATE, seq, from, 0);
+    pthread_mutex_lock(&F.lock);
+    herd_status s = seq_copy_local(c, dst, src, n);
+    if (s == HERD_OK) {
+        struct wire_request r;
+        wire_encode_seq_copy(&r, c->dist_id, dst, src, n);
+        if (send_request(&r) != HERD_OK)
+            fatal("sending a sequence operation");
+    }
+    pthread_mutex_unlock(&F.lock);
+    return s;
 }
 
-herd_status follow_seq_copy(herd_context *c, int32_t dst, int32_t src, int32_t n)
-{
-    return seq_op(c, OP_SEQ_COPY, dst, src, n);
-}
+static const struct model_ops leader_ops = {
+    .name = "leader",
+    .load = leader_load,
+    .free = leader_free,
+    .context_new = leader_context_new,
+    .context_free = leader_context_free,
+    .decode = leader_decode,
+    .seq_truncate = leader_seq_truncate,
+    .seq_copy = leader_seq_copy,
+};
 
 static void leader_exit(void)
 {
@@ -339,10 +316,12 @@ static void leader_exit(void)
         herd_fail(HERD_ERR_INTERNAL, "exit while a request is running");
         fatal("exiting");
     }
-    struct op_msg msg = {.op = OP_EXIT};
-    if (send_op(&msg, NULL, 0) != HERD_OK)
+    struct wire_request r;
+    wire_encode(&r, WIRE_EXIT, 0);
+    if (send_request(&r) != HERD_OK)
         fatal("telling the other ranks to exit");
     F.leading = 0;
+    model_ops_use(NULL); /* anything freed later is rank 0's alone */
     pthread_mutex_unlock(&F.lock);
     dist_get()->finalize();
 }
@@ -357,6 +336,14 @@ static int slot_of(const int32_t *ids, int32_t id)
     return -1;
 }
 
+static herd_model *model_of(int32_t id)
+{
+    int i = slot_of(F.model_id, id);
+    if (i < 0)
+        fatal("a request names an unknown model");
+    return F.models[i];
+}
+
 static herd_context *ctx_of(int32_t id)
 {
     int i = slot_of(F.ctx_id, id);
@@ -365,79 +352,85 @@ static herd_context *ctx_of(int32_t id)
     return F.ctxs[i];
 }
 
-static void run_decode(const struct op_msg *msg, const uint8_t *p)
+static void run_load(const struct wire_request *r)
 {
-    size_t n = (size_t)msg->arg[0];
-    herd_batch b = {.n_tokens = msg->arg[0]};
-    int32_t *arrays = herd_malloc(n * 12 + 4);
-    if (!arrays) {
-        herd_fail(HERD_ERR_NOMEM, "batch of %zu tokens", n);
+    const char *path;
+    int32_t n_threads, tp, pp;
+    herd_model *m = NULL;
+    int i;
+    if (wire_decode_model_load(r, &path, &n_threads, &tp, &pp) != HERD_OK)
+        fatal("reading a request");
+    if (load_shard(path, n_threads, tp, pp, r->msg.h.id, &m) != HERD_OK)
+        return; /* agreed: rank 0 reports it */
+    if ((i = slot_of(F.model_id, 0)) < 0)
+        fatal("more than 64 models");
+    F.model_id[i] = r->msg.h.id;
+    F.models[i] = m;
+}
+
+static void run_context_new(const struct wire_request *r)
+{
+    int32_t model_id;
+    herd_context_params p;
+    herd_context *c = NULL;
+    int i;
+    wire_decode_context_new(r, &model_id, &p);
+    if (new_context(model_of(model_id), &p, r->msg.h.id, &c) != HERD_OK)
+        return;
+    if ((i = slot_of(F.ctx_id, 0)) < 0)
+        fatal("more than 64 contexts");
+    F.ctx_id[i] = r->msg.h.id;
+    F.ctxs[i] = c;
+}
+
+static void run_decode(const struct wire_request *r)
+{
+    herd_batch b;
+    if (wire_decode_decode(r, &b) != HERD_OK)
         fatal("receiving a batch");
-    }
-    memcpy(arrays, p, n * 12); /* aligned copies of tokens, pos, seq */
-    b.tokens = arrays;
-    b.pos = arrays + n;
-    b.seq = arrays + 2 * n;
-    b.logits = (const int8_t *)(p + n * 12);
     /* Test hook for the failure tests: this rank dies as a crashed node would. */
     if (env_int("HERD_DIST_TEST_KILL") == dist_get()->rank())
         raise(SIGKILL);
-    if (decode_run(ctx_of(msg->id), &b, NULL) != HERD_OK)
+    if (decode_run(ctx_of(r->msg.h.id), &b, NULL) != HERD_OK)
         fatal("decoding");
-    herd_free(arrays);
+    wire_batch_free(&b);
 }
 
-static void follow_one(const struct op_msg *msg, const uint8_t *p)
+static void follow_one(const struct wire_request *r)
 {
-    const int32_t *a = msg->arg;
-    int i;
-    switch (msg->op) {
-    case OP_MODEL_LOAD: {
-        herd_model *m = NULL;
-        if (load_shard((const char *)p, a[0], a[1], a[2], msg->id, &m) != HERD_OK)
-            break;
-        if ((i = slot_of(F.model_id, 0)) < 0)
-            fatal("more than 64 models");
-        F.model_id[i] = msg->id;
-        F.models[i] = m;
+    const struct wire_msg *msg = &r->msg;
+    int32_t id = msg->h.id;
+    switch (msg->h.op) {
+    case WIRE_MODEL_LOAD:
+        run_load(r);
         break;
-    }
-    case OP_MODEL_FREE:
-        if ((i = slot_of(F.model_id, msg->id)) < 0)
-            fatal("a request names an unknown model");
+    case WIRE_MODEL_FREE:
         report_memory("model loaded, before freeing it");
-        model_free_local(F.models[i]);
-        F.model_id[i] = 0;
+        model_free_local(model_of(id));
+        F.model_id[slot_of(F.model_id, id)] = 0;
         break;
-    case OP_CTX_NEW: {
-        herd_context *c = NULL;
-        if ((i = slot_of(F.model_id, a[5])) < 0)
-            fatal("a request names an unknown model");
-        if (new_context(F.models[i], a, msg->id, &c) != HERD_OK)
-            break;
-        if ((i = slot_of(F.ctx_id, 0)) < 0)
-            fatal("more than 64 contexts");
-        F.ctx_id[i] = msg->id;
-        F.ctxs[i] = c;
+    case WIRE_CONTEXT_NEW:
+        run_context_new(r);
         break;
-    }
-    case OP_CTX_FREE:
-        context_free_local(ctx_of(msg->id));
-        F.ctx_id[slot_of(F.ctx_id, msg->id)] = 0;
+    case WIRE_CONTEXT_FREE:
+        context_free_local(ctx_of(id));
+        F.ctx_id[slot_of(F.ctx_id, id)] = 0;
         break;
-    case OP_DECODE:
-        run_decode(msg, p);
+    case WIRE_DECODE:
+        run_decode(r);
         break;
-    case OP_SEQ_TRUNCATE:
-        if (seq_truncate_local(ctx_of(msg->id), a[0], a[1]) != HERD_OK)
+    case WIRE_SEQ_TRUNCATE:
+        if (seq_truncate_local(ctx_of(id), msg->args.truncate.seq,
+                               msg->args.truncate.from) != HERD_OK)
             fatal("truncating a sequence");
         break;
-    case OP_SEQ_COPY:
-        if (seq_copy_local(ctx_of(msg->id), a[0], a[1], a[2]) != HERD_OK)
+    case WIRE_SEQ_COPY:
+        if (seq_copy_local(ctx_of(id), msg->args.copy.dst, msg->args.copy.src,
+                           msg->args.copy.n) != HERD_OK)
             fatal("copying a sequence");
         break;
-    default:
-        herd_fail(HERD_ERR_INTERNAL, "request %d", msg->op);
+    default: /* wire_check let an op through that this switch does not know */
+        herd_fail(HERD_ERR_INTERNAL, "request %u", (unsigned)msg->h.op);
         fatal("an unknown request");
     }
 }
@@ -446,24 +439,20 @@ static int follow_loop(void)
 {
     const struct dist_ops *d = dist_get();
     for (;;) {
-        struct op_msg msg;
-        if (d->bcast(&msg, sizeof msg, 0, 1, "waiting for rank 0") != HERD_OK)
+        struct wire_request r;
+        if (d->bcast(&r.msg, sizeof r.msg, 0, 1, "waiting for rank 0") != HERD_OK)
             fatal("waiting for rank 0");
-        if (msg.op == OP_EXIT)
+        if (wire_check(&r.msg) != HERD_OK)
+            fatal("reading a request");
+        if (r.msg.h.op == WIRE_EXIT)
             break;
-        uint8_t *p = (uint8_t *)msg.data;
-        if (msg.n_payload > INLINE_BYTES) {
-            p = herd_malloc((size_t)msg.n_payload);
-            if (!p) {
-                herd_fail(HERD_ERR_NOMEM, "request of %d bytes", msg.n_payload);
-                fatal("receiving a request");
-            }
-            if (d->bcast(p, (size_t)msg.n_payload, 0, 0, "receiving a request") != HERD_OK)
-                fatal("receiving a request");
-        }
-        follow_one(&msg, p);
-        if (p != (uint8_t *)msg.data)
-            herd_free(p);
+        if (wire_payload_alloc(&r) != HERD_OK)
+            fatal("receiving a request");
+        if (r.msg.h.n_payload > WIRE_INLINE_BYTES &&
+            d->bcast(r.payload, r.msg.h.n_payload, 0, 0, "receiving a request") != HERD_OK)
+            fatal("receiving a request");
+        follow_one(&r);
+        wire_request_free(&r);
     }
     for (int i = 0; i < MAX_OBJECTS; i++) {
         if (F.ctx_id[i])
@@ -472,6 +461,37 @@ static int follow_loop(void)
             model_free_local(F.models[i]);
     }
     return 0;
+}
+
+/* Every rank's (magic, version), compared once before the first request, so that ranks of
+ * different herd builds stop together: rank 0 prints one line and every rank exits with 1,
+ * no MPI_Abort. These 8 bytes never change size, like the request header's first 8.
+ * HERD_DIST_TEST_VERSION=r (r > 0) is a test hook: rank r claims the next version. */
+static int versions_agree(void)
+{
+    const struct dist_ops *d = dist_get();
+    int n = d->size(), me = d->rank(), hook = env_int("HERD_DIST_TEST_VERSION");
+    uint32_t mine[2] = {WIRE_MAGIC, WIRE_VERSION + (hook > 0 && hook == me)};
+    uint32_t *all = herd_malloc((size_t)n * sizeof mine);
+    herd_status s = all ? d->allgather(mine, all, sizeof mine, "comparing the ranks' herd")
+                        : herd_fail(HERD_ERR_NOMEM, "comparing the ranks' herd");
+    int bad = s != HERD_OK;
+    for (int r = 1; r < n && !bad; r++) {
+        if (all[2 * r] == all[0] && all[2 * r + 1] == all[1])
+            continue;
+        bad = 1;
+        if (me == 0 && all[2 * r] != all[0])
+            herd_fail(HERD_ERR_UNSUPPORTED, "rank %d is a machine of another byte order than "
+                      "rank 0; every rank must be the same kind of machine", r);
+        else if (me == 0)
+            herd_fail(HERD_ERR_UNSUPPORTED, "rank %d speaks herd wire protocol version %u, "
+                      "rank 0 version %u: run the same herd build on every node", r,
+                      (unsigned)all[2 * r + 1], (unsigned)all[1]);
+    }
+    if (bad && (me == 0 || s != HERD_OK))
+        fprintf(stderr, "herd: %s\n", herd_last_error());
+    herd_free(all);
+    return !bad;
 }
 
 bool herd_dist_init(int *argc, char ***argv, int *exit_code)
@@ -486,8 +506,14 @@ bool herd_dist_init(int *argc, char ***argv, int *exit_code)
     herd_threads_set_local_ranks(d->local_size()); /* "all cores" is shared on a node */
     if (d->size() <= 1)
         return false;
+    if (!versions_agree()) {
+        d->finalize();
+        *exit_code = 1;
+        return true;
+    }
     if (d->rank() == 0) {
         F.leading = 1;
+        model_ops_use(&leader_ops);
         atexit(leader_exit);
         return false;
     }
