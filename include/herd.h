@@ -70,6 +70,21 @@ HERD_API const char *herd_last_error(void);
 /* Releases memory that herd returned as owned. NULL-safe. */
 HERD_API void herd_free(void *p);
 
+/* ---------------------------------------------------------------- logging */
+
+/* The library's own "herd: ..." lines on stderr (results never go there): errors, warnings
+ * (a forced CPU variant this machine lacks, ...), info (progress), debug. */
+typedef enum herd_log_level {
+    HERD_LOG_ERROR = 0,
+    HERD_LOG_WARN = 1,
+    HERD_LOG_INFO = 2,
+    HERD_LOG_DEBUG = 3,
+} herd_log_level;
+
+/* Lines above this level are dropped; default HERD_LOG_WARN. Process-wide, thread-safe. The
+ * herd command sets it from HERD_LOG=error|warn|info|debug. */
+HERD_API void herd_log_set_level(herd_log_level level);
+
 /* ---------------------------------------------------------------- threads */
 
 /* What a thread count means everywhere in herd (model, context, server, quantize): n > 0
@@ -432,8 +447,34 @@ HERD_API int herd_dist_size(void);
 
 /* ---------------------------------------------------------------- CPU kernels */
 
-/* Name of the CPU kernel variant in use ("ref", "avx2", "avx512", "neon"). HERD_CPU_ISA in
- * the environment forces one. */
+/* Process-wide choices of CPU kernels. The library reads no environment variables; the herd
+ * command fills these from HERD_CPU_ISA, HERD_BF16_ACT, HERD_GEMV_NO_VBMI and
+ * HERD_GEMV_NO_R16 (docs/internals/library.md). Start from herd_cpu_default_options(). */
+typedef struct herd_cpu_options {
+    /* "ref", "avx2", "avx512" or "neon" forces that variant (tests run every variant on one
+     * machine); NULL or "" = the best this CPU and build run. One the CPU lacks falls back
+     * to the best available with a warning. */
+    const char *isa;
+    /* BF16 weights multiply activations rounded to bf16 (AVX-512 BF16 dot products):
+     * faster, but logits move ~1e-2 from float32 references. Off by default. */
+    bool bf16_act;
+    /* Diagnostics, for comparison and the kernel tests: AVX-512 Q4_0 decode without its
+     * VBMI loop, and Q8_0 batches of 2..8 rows through the one-row loop. */
+    bool no_vbmi;
+    bool no_r16;
+} herd_cpu_options;
+
+/* Defaults: best variant, float32 activations for BF16 weights, no diagnostics. */
+HERD_API herd_cpu_options herd_cpu_default_options(void);
+
+/* Sets the CPU kernel choices for the whole process. The kernel tables are built once, at
+ * the first model load or kernel use, and never change afterwards: call this before that.
+ * Fails with HERD_ERR_INVALID for an unknown isa name, or when the tables are already built
+ * with other options (calling it again with the same options is fine). Thread-safe. */
+HERD_API herd_status herd_cpu_configure(const herd_cpu_options *o);
+
+/* Name of the CPU kernel variant in use ("ref", "avx2", "avx512", "neon"). Builds the
+ * kernel tables if nothing has yet. */
 HERD_API const char *herd_cpu_isa(void);
 
 /* ---------------------------------------------------------------- quantize */

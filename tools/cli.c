@@ -10,6 +10,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+void cli_apply_env(void)
+{
+    const char *log = getenv("HERD_LOG");
+    if (log && strcmp(log, "error") == 0)
+        herd_log_set_level(HERD_LOG_ERROR);
+    else if (log && strcmp(log, "info") == 0)
+        herd_log_set_level(HERD_LOG_INFO);
+    else if (log && strcmp(log, "debug") == 0)
+        herd_log_set_level(HERD_LOG_DEBUG);
+    herd_cpu_options o = herd_cpu_default_options();
+    o.isa = getenv("HERD_CPU_ISA");
+    o.bf16_act = getenv("HERD_BF16_ACT") != NULL;
+    o.no_vbmi = getenv("HERD_GEMV_NO_VBMI") != NULL;
+    o.no_r16 = getenv("HERD_GEMV_NO_R16") != NULL;
+    if (herd_cpu_configure(&o) != HERD_OK) {
+        fprintf(stderr, "herd: HERD_CPU_ISA=%s: unknown (ref|avx2|avx512|neon), using the "
+                        "best available\n", o.isa);
+        o.isa = NULL;
+        herd_cpu_configure(&o);
+    }
+}
+
 int cli_fail(const char *fmt, ...)
 {
     va_list ap;

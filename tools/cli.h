@@ -24,6 +24,14 @@ int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 
+/* The environment variables of the herd command (the library reads none), passed on as API
+ * settings; called first in main, on every MPI rank:
+ *   HERD_LOG=error|warn|info|debug      herd_log_set_level
+ *   HERD_CPU_ISA=ref|avx2|avx512|neon   herd_cpu_options.isa
+ *   HERD_BF16_ACT, HERD_GEMV_NO_VBMI, HERD_GEMV_NO_R16 (set = on)   the other fields
+ * HERD_API_KEY and HERD_SERVER_TEST_STEP_MS belong to serve (cmd_serve.c). */
+void cli_apply_env(void);
+
 /* Prints "herd: <message>" to stderr and returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "herd: <herd_last_error()>" (or the status name) and returns 1. */

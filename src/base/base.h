@@ -27,11 +27,9 @@ herd_status herd_fail_prefix(herd_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void herd_clear_error(void);
 
-/* ---- logging (log.c): to stderr; level from HERD_LOG (error|warn|info|debug), default warn */
+/* ---- logging (log.c): to stderr; the level is herd_log_set_level's (herd.h), default warn */
 
-enum herd_log_level { HERD_LOG_ERROR = 0, HERD_LOG_WARN = 1, HERD_LOG_INFO = 2, HERD_LOG_DEBUG = 3 };
 void herd_log(enum herd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void herd_log_set_level(enum herd_log_level level);
 
 /* ---- allocation (alloc.c). Every allocation in libherd goes through these so that tests
  * can make the Nth one fail (herd_alloc_fail_after). Sizes are checked for overflow. */

@@ -1,37 +1,23 @@
 /*
  * log.c - leveled logging to stderr. Results go to stdout elsewhere; logs never do.
- * The level comes from HERD_LOG (error|warn|info|debug) once, unless set in code.
+ * The level is the program's choice (herd_log_set_level), default warn; the library reads
+ * no environment variable for it (the herd command maps HERD_LOG onto the call).
  */
 #include "base.h"
 
-#include <stdio.h>  /* vfprintf */
-#include <stdlib.h> /* getenv */
+#include <stdatomic.h> /* the level may be set while other threads log */
+#include <stdio.h>     /* vfprintf */
 
-static int level = -1;
+static atomic_int level = HERD_LOG_WARN;
 
-void herd_log_set_level(enum herd_log_level l)
+void herd_log_set_level(herd_log_level l)
 {
-    level = (int)l;
-}
-
-static int current_level(void)
-{
-    if (level < 0) {
-        const char *e = getenv("HERD_LOG");
-        level = HERD_LOG_WARN;
-        if (e && strcmp(e, "error") == 0)
-            level = HERD_LOG_ERROR;
-        else if (e && strcmp(e, "info") == 0)
-            level = HERD_LOG_INFO;
-        else if (e && strcmp(e, "debug") == 0)
-            level = HERD_LOG_DEBUG;
-    }
-    return level;
+    atomic_store(&level, (int)l);
 }
 
 void herd_log(enum herd_log_level l, const char *fmt, ...)
 {
-    if ((int)l > current_level())
+    if ((int)l > atomic_load(&level))
         return;
     va_list ap;
     va_start(ap, fmt);

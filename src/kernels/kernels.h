@@ -60,6 +60,10 @@ const struct herd_cpu_kernels *kernels_get(void);
  * check every variant against ref). */
 const struct herd_cpu_kernels *kernels_get_isa(const char *isa);
 
+/* herd_cpu_configure's options (isa, bf16_act, no_vbmi, no_r16), for the fill functions:
+ * fixed before the tables are built, never changed afterwards. */
+const herd_cpu_options *kernels_options(void);
+
 /* Bytes of one activation row of n elements in format t (F32, BF16, Q8_0, Q8_K). */
 size_t kernels_act_row_bytes(herd_dtype t, int64_t n);
 

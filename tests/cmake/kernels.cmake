@@ -1,5 +1,6 @@
 # Kernel suites: test_kernels (auto-added from tests/unit) checks every variant against ref;
-# here it runs again with HERD_CPU_ISA forcing each x86 variant (the dispatcher must obey),
+# here it runs again with HERD_CPU_ISA forcing each x86 variant (the test passes it to
+# herd_cpu_configure, as the herd command does, and the dispatcher must obey),
 # and the NEON sources are compiled with the aarch64 cross compiler when one is installed
 # (apt-get install gcc-aarch64-linux-gnu), so they stay buildable on x86 CI.
 foreach(isa ref avx2 avx512)

@@ -437,9 +437,29 @@ static void check_convert(const struct herd_cpu_kernels *k)
     free(x), free(a), free(b);
 }
 
-static void check_dispatch(void)
+/* The kernel choices of this run, as the herd command takes them (tests/cmake/kernels.cmake
+ * sets the variables): herd_cpu_configure before any kernel is used. */
+static herd_cpu_options configure_from_env(void)
+{
+    herd_cpu_options o = herd_cpu_default_options();
+    o.isa = getenv("HERD_CPU_ISA");
+    o.no_vbmi = getenv("HERD_GEMV_NO_VBMI") != NULL;
+    o.no_r16 = getenv("HERD_GEMV_NO_R16") != NULL;
+    herd_cpu_options bad = o;
+    bad.isa = "no-such-isa";
+    CHECK(herd_cpu_configure(&bad) == HERD_ERR_INVALID);
+    CHECK(herd_cpu_configure(&o) == HERD_OK);
+    return o;
+}
+
+static void check_dispatch(const herd_cpu_options *configured)
 {
     const struct herd_cpu_kernels *k = kernels_get();
+    /* The tables exist now: the same options are accepted, others refused. */
+    CHECK(herd_cpu_configure(configured) == HERD_OK);
+    herd_cpu_options other = *configured;
+    other.no_r16 = !other.no_r16;
+    CHECK(herd_cpu_configure(&other) == HERD_ERR_INVALID);
     CHECK(k != NULL);
     CHECK(kernels_get_isa("ref") != NULL);
     CHECK(kernels_get_isa("no-such-isa") == NULL);
@@ -455,7 +475,8 @@ int main(void)
     static const char *const isas[] = {"avx2", "avx512", "neon"};
     static const int64_t rows[] = {1, 7, 33, 67};
     static const int64_t nbs[] = {1, 2, 3, 4, 8, 13, 17, 64};
-    check_dispatch();
+    herd_cpu_options configured = configure_from_env();
+    check_dispatch(&configured);
     for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++)
         check_ref_semantics(&mm_cases[c]);
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {

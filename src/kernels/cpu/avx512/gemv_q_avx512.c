@@ -28,7 +28,6 @@
 #include "quant/quant.h"
 
 #include <immintrin.h>
-#include <stdlib.h> /* getenv */
 
 #define GEMV_MAX_N 65536 /* longest row planned on the stack (Llama 3.1 405B FFN: 53248) */
 #define GEMV_MAX_B 4     /* activation rows handled in one pass over the weights */
@@ -682,10 +681,10 @@ static int use_vbmi, no_r16;
 
 void gemv_q_avx512_init(void)
 {
-    /* HERD_GEMV_NO_VBMI: the pre-VBMI Q4_0 loop, for comparison and for its test */
-    use_vbmi = __builtin_cpu_supports("avx512vbmi") && !getenv("HERD_GEMV_NO_VBMI");
-    /* HERD_GEMV_NO_R16: Q8_0 batches of 2..8 in passes of the one-row loop, for comparison */
-    no_r16 = getenv("HERD_GEMV_NO_R16") != NULL;
+    /* no_vbmi: the pre-VBMI Q4_0 loop, for comparison and for its test */
+    use_vbmi = __builtin_cpu_supports("avx512vbmi") && !kernels_options()->no_vbmi;
+    /* no_r16: Q8_0 batches of 2..8 in passes of the one-row loop, for comparison */
+    no_r16 = kernels_options()->no_r16;
 }
 
 matmul_fn gemv_q_avx512(herd_dtype t, int64_t n, int64_t n_b)

@@ -13,7 +13,6 @@
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
-#include <stdlib.h> /* getenv */
 
 enum ftype { FT_F32, FT_F16, FT_BF16, FT_BF16_DP };
 
@@ -362,7 +361,7 @@ void kernels_fill_matmul_f_avx512(struct herd_cpu_kernels *k)
     k->mm[HERD_DTYPE_BF16].matmul = matmul_bf16_avx512;
     /* BF16 x BF16 (vdpbf16ps) rounds the activations to bf16: 1e-2 off float32 references
      * on logits, which herd promises to match. It is used only when asked for. */
-    if (herd_cpu_features()->avx512bf16 && getenv("HERD_BF16_ACT"))
+    if (herd_cpu_features()->avx512bf16 && kernels_options()->bf16_act)
         k->mm[HERD_DTYPE_BF16] = (struct matmul_kernel){HERD_DTYPE_BF16, act_convert_bf16_ref,
                                                         matmul_bf16_bf16_avx512};
 }
