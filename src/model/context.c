@@ -31,7 +31,7 @@ static herd_status check_memory(const herd_model *m, const herd_context_params *
     const herd_model_info *in = &m->info;
     const double gib = 1024.0 * 1024.0 * 1024.0;
     int64_t q_dim = (int64_t)sh->n_h * in->head_dim;
-    int64_t nth = p->n_threads > 0 ? p->n_threads : herd_n_cores();
+    int64_t nth = herd_n_threads(p->n_threads);
     /* per position of every sequence: keys and values of each layer */
     int64_t per_pos = 2 * (int64_t)n_layers * p->n_seq * (int64_t)dtype_row_bytes(p->kv_type,
                                                                                      kv_dim);
