@@ -201,6 +201,7 @@ typedef struct herd_model_info {
     int32_t n_eos;
     float default_temperature; /* from generation_config.json; <0 when absent */
     float default_top_p;
+    const char *arch;         /* the architecture as GGUF names it ("llama"); NULL: llama */
 } herd_model_info;
 
 HERD_API herd_status herd_model_load(const char *path, const herd_model_params *params,

@@ -15,6 +15,7 @@
  * and token renderings cannot drift apart.
  */
 #include "chat.h"
+#include "model/arch.h" /* herd_chat_template_for: the default template per architecture row */
 
 #include <time.h> /* time, localtime_r, strftime for strftime_now("%d %b %Y") */
 
@@ -532,12 +533,10 @@ herd_chat_template herd_chat_template_for(const herd_model_info *info)
 {
     if (!info)
         return HERD_CHAT_LLAMA31;
-    if (info->name && (strstr(info->name, "3.2") || strstr(info->name, "3_2")))
-        return HERD_CHAT_LLAMA32;
-    /* Llama 3.2 1B: dim 2048, 16 layers; 3B: dim 3072, 28 layers. */
-    if ((info->dim == 2048 && info->n_layers == 16) || (info->dim == 3072 && info->n_layers == 28))
-        return HERD_CHAT_LLAMA32;
-    return HERD_CHAT_LLAMA31;
+    /* the architecture table's row for this model (by its name or shape) says */
+    const struct arch *row = arch_select(ARCH_GGUF, info->arch ? info->arch : "llama", NULL,
+                                         info->name, info->dim, info->n_layers);
+    return row ? row->chat_template : HERD_CHAT_LLAMA31;
 }
 
 static herd_status finish_text(struct chat_emitter *e, herd_status s, char **prompt,

@@ -8,6 +8,7 @@
  *   safetensors (safetensors.c) spec: huggingface/safetensors README; 8-byte header length,
  *                              JSON header, raw little-endian data.
  *   HF config (hf_config.c)    config.json + generation_config.json of a Hugging Face folder.
+ *   checkpoints (checkpoint.c) which files of a folder hold the weights and the tokenizer.
  *
  * Invariants: every count and offset read from a file is checked against the bytes that
  * remain before it is used; tensor data pointers stay valid until the file is closed.
@@ -75,6 +76,18 @@ herd_status gguf_get_int(const struct gguf_file *f, const char *key, int64_t *v,
 herd_status gguf_get_float(const struct gguf_file *f, const char *key, double *v, int *found);
 herd_status gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *v,
                          int *found);
+/* tokenizer.ggml.token_type values (llama.cpp's llama_token_type). Control and user-defined
+ * tokens are special: written as plain text, matched only as specials. */
+enum gguf_token_type {
+    GGUF_TOKEN_NORMAL = 1, GGUF_TOKEN_UNKNOWN = 2, GGUF_TOKEN_CONTROL = 3,
+    GGUF_TOKEN_USER_DEFINED = 4, GGUF_TOKEN_UNUSED = 5, GGUF_TOKEN_BYTE = 6,
+};
+static inline bool gguf_token_type_special(int32_t type)
+{
+    return type == GGUF_TOKEN_CONTROL || type == GGUF_TOKEN_USER_DEFINED;
+}
+/* The file carries a tokenizer (tokenizer.ggml.tokens). */
+bool gguf_has_tokenizer(const struct gguf_file *f);
 /* Array of strings: element i of kv (arr_type GGUF_STRING). Walks from the start, so
  * callers that need all of them use gguf_str_array_all. */
 herd_status gguf_str_array_all(const struct gguf_kv *kv, struct gguf_str **out);
@@ -143,5 +156,30 @@ struct hf_config {
 };
 /* Reads dir/config.json (required) and dir/generation_config.json (optional). */
 herd_status hf_config_read(const char *dir, struct hf_config *c);
+
+/* ---- the files of a Hugging Face folder (checkpoint.c) */
+
+/* The safetensors files holding dir's weights (names within dir): weight_map's files of
+ * model.safetensors.index.json in order of first appearance, else model.safetensors.
+ * Free with hf_shards_free. */
+herd_status hf_shards(const char *dir, char ***files, int *n);
+void hf_shards_free(char **files, int n);
+/* The folder's tokenizer: *tokenizer = dir/tokenizer.json and (config != NULL) *config =
+ * dir/tokenizer_config.json, each NULL when absent; owned by the caller. */
+herd_status hf_tokenizer_source(const char *dir, char **tokenizer, char **config);
+
+/* What a GGUF tokenizer needs from the folder beside the token table (the table itself
+ * comes from the loaded tokenizer): tokenizer.json's merges as "a b" strings, and
+ * tokenizer_config.json's bos/eos token texts and chat template (NULL when absent). */
+struct hf_tokenizer_extras {
+    struct gguf_str *merges;  /* (n_merges) into merge_text */
+    size_t n_merges;
+    char *merge_text;
+    char *bos_token, *eos_token, *chat_template;
+};
+/* config may be NULL. */
+herd_status hf_tokenizer_extras_read(const char *tokenizer, const char *config,
+                                     struct hf_tokenizer_extras *x);
+void hf_tokenizer_extras_free(struct hf_tokenizer_extras *x);
 
 #endif /* HERD_FORMAT_H */

@@ -1,7 +1,11 @@
 /*
  * load.c - herd_model_load: picks the binder by what the path is (a folder is a Hugging
- * Face checkpoint, a file a GGUF), then checks the hyper-parameters and precomputes the RoPE
- * frequencies. Shared binding helpers live here too.
+ * Face checkpoint, a file a GGUF). The binders read hyper-parameters their own way and then
+ * share the steps here, which go by the architecture table (arch.h): check the
+ * hyper-parameters' ranges, bind the embedding / output / final norm, bind the layers, and
+ * only then precompute the RoPE frequencies. Nothing is allocated from a hyper-parameter
+ * before a tensor has confirmed it: the layer array waits until the files are seen to hold
+ * exactly that many layers, the RoPE table until wq's rows have confirmed head_dim.
  */
 #include "model.h"
 #include "quant/quant.h"
@@ -38,47 +42,6 @@ herd_status weight_bind(struct weight *w, const struct tensor_info *t, int64_t n
     w->n_rows = n_rows;
     w->n_cols = n_cols;
     w->row_bytes = rb;
-    return HERD_OK;
-}
-
-herd_status model_bind_layer(herd_model *m, int l, const struct layer_names *names,
-                             tensor_find_fn find, const void *src)
-{
-    const herd_model_info *in = &m->info;
-    struct layer *L = &m->layers[l];
-    int64_t q_dim = (int64_t)in->n_heads * in->head_dim;
-    int64_t kv_dim = (int64_t)in->n_kv_heads * in->head_dim;
-    const struct {
-        const char *pattern;
-        struct weight *w;
-        int64_t rows, cols;
-    } mats[] = {
-        {names->wq, &L->wq, q_dim, in->dim},
-        {names->wk, &L->wk, kv_dim, in->dim},
-        {names->wv, &L->wv, kv_dim, in->dim},
-        {names->wo, &L->wo, in->dim, q_dim},
-        {names->w_gate, &L->w_gate, in->hidden_dim, in->dim},
-        {names->w_up, &L->w_up, in->hidden_dim, in->dim},
-        {names->w_down, &L->w_down, in->dim, in->hidden_dim},
-    };
-    const struct {
-        const char *pattern;
-        float **v;
-    } norms[] = {{names->attn_norm, &L->attn_norm}, {names->ffn_norm, &L->ffn_norm}};
-    char name[128];
-    herd_status s;
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0] + sizeof norms / sizeof norms[0]; i++) {
-        int is_mat = i < sizeof mats / sizeof mats[0];
-        size_t k = is_mat ? i : i - sizeof mats / sizeof mats[0];
-        snprintf(name, sizeof name, is_mat ? mats[k].pattern : norms[k].pattern, l);
-        const struct tensor_info *t = find(src, name);
-        if (!t)
-            return herd_fail(HERD_ERR_FORMAT, "missing tensor %s", name);
-        s = is_mat ? weight_bind(mats[k].w, t, mats[k].rows, mats[k].cols)
-                   : norm_load(norms[k].v, t, in->dim);
-        if (s != HERD_OK)
-            return s;
-    }
     return HERD_OK;
 }
 
@@ -130,7 +93,7 @@ static float llama3_scale(float freq, const herd_model_info *in)
     return (1.0f - smooth) * freq / in->rope_factor + smooth * freq;
 }
 
-herd_status model_finish_hparams(herd_model *m, const float *rope_factors)
+herd_status model_check_hparams(herd_model *m)
 {
     herd_model_info *in = &m->info;
     const char *bad = NULL;
@@ -146,18 +109,202 @@ herd_status model_finish_hparams(herd_model *m, const float *rope_factors)
         bad = "hidden_dim (FFN size) must be > 0";
     else if (in->n_vocab <= 0)
         bad = "n_vocab must be > 0";
-    else if (!(in->norm_eps > 0.0f) || !(in->rope_theta > 0.0f))
-        bad = "rms_norm_eps and rope_theta must be > 0";
-    else if (in->rope_scaling && !rope_factors && !(in->rope_factor > 0.0f && in->rope_original_max_pos > 0 &&
-                                   in->rope_high_freq_factor > in->rope_low_freq_factor &&
-                                   in->rope_low_freq_factor > 0.0f))
-        bad = "rope_scaling needs factor > 0, original_max_position_embeddings > 0 and "
-              "high_freq_factor > low_freq_factor > 0";
+    else if (!(in->norm_eps > 0.0f) || !isfinite(in->norm_eps))
+        bad = "rms_norm_eps must be finite and > 0";
+    else if (!(in->rope_theta > 0.0f) || !isfinite(in->rope_theta))
+        bad = "rope_theta must be finite and > 0";
+    else if (in->rope_scaling &&
+             !(in->rope_factor > 0.0f && isfinite(in->rope_factor) &&
+               in->rope_original_max_pos > 0 && isfinite(in->rope_high_freq_factor) &&
+               in->rope_high_freq_factor > in->rope_low_freq_factor &&
+               in->rope_low_freq_factor > 0.0f))
+        bad = "rope_scaling needs a finite factor > 0, original_max_position_embeddings > 0 "
+              "and finite high_freq_factor > low_freq_factor > 0";
     if (bad)
         return herd_fail(HERD_ERR_FORMAT, "bad hyper-parameters: %s", bad);
     if (in->max_seq_len <= 0)
         in->max_seq_len = 8192;
+    return HERD_OK;
+}
 
+/* Tensor i of the model's files, i < n_tensors(m). */
+static size_t n_tensors(const herd_model *m)
+{
+    size_t n = m->gguf ? (size_t)m->gguf->n_tensors : 0;
+    for (int i = 0; i < m->n_st; i++)
+        n += m->st[i]->n_tensors;
+    return n;
+}
+
+static const struct tensor_info *tensor_at(const herd_model *m, size_t i)
+{
+    if (m->gguf) {
+        if (i < m->gguf->n_tensors)
+            return &m->gguf->tensors[i];
+        i -= (size_t)m->gguf->n_tensors;
+    }
+    for (int k = 0; k < m->n_st; i -= m->st[k]->n_tensors, k++)
+        if (i < m->st[k]->n_tensors)
+            return &m->st[k]->tensors[i];
+    return NULL;
+}
+
+const struct tensor_info *model_find(const herd_model *m, const char *name)
+{
+    if (m->gguf)
+        return gguf_find_tensor(m->gguf, name);
+    for (int i = 0; i < m->n_st; i++) {
+        const struct tensor_info *t = st_find_tensor(m->st[i], name);
+        if (t)
+            return t;
+    }
+    return NULL;
+}
+
+herd_status model_tensor(const herd_model *m, const struct arch_tensor *at, int l, char *name,
+                         size_t cap, const struct tensor_info **t)
+{
+    *t = NULL;
+    if (!arch_tensor_name(at, m->fmt, l, name, cap)) {
+        if (cap)
+            name[0] = 0;
+        return at->name[m->fmt] ? herd_fail(HERD_ERR_INTERNAL, "tensor name too long") : HERD_OK;
+    }
+    *t = model_find(m, name);
+    return HERD_OK;
+}
+
+herd_status model_bind_globals(herd_model *m, bool require_output)
+{
+    herd_model_info *in = &m->info;
+    const struct arch_tensor *g = m->arch->global;
+    char name[128];
+    const struct tensor_info *t;
+    herd_status s = model_tensor(m, &g[ARCH_TOK_EMBD], 0, name, sizeof name, &t);
+    if (s == HERD_OK && !t)
+        s = herd_fail(HERD_ERR_FORMAT, "missing tensor %s", name);
+    if (s != HERD_OK || (s = weight_bind(&m->tok_embd, t, in->n_vocab, in->dim)))
+        return s;
+    if ((s = model_tensor(m, &g[ARCH_OUTPUT], 0, name, sizeof name, &t)))
+        return s;
+    if (!t && require_output)
+        return herd_fail(HERD_ERR_FORMAT, "missing tensor %s (the output projection is not "
+                         "tied to the embedding)", name);
+    if (in->tied_embeddings || !t) {
+        in->tied_embeddings = true;
+        m->output = m->tok_embd;
+    } else if ((s = weight_bind(&m->output, t, in->n_vocab, in->dim))) {
+        return s;
+    }
+    if ((s = model_tensor(m, &g[ARCH_OUTPUT_NORM], 0, name, sizeof name, &t)))
+        return s;
+    if (!t)
+        return herd_fail(HERD_ERR_FORMAT, "missing tensor %s", name);
+    return norm_load(&m->out_norm, t, in->dim);
+}
+
+/* The key that declares the layer count, for messages. */
+static const char *layers_key(const herd_model *m, char *buf, size_t cap)
+{
+    if (m->fmt == ARCH_HF)
+        return "config.json num_hidden_layers";
+    snprintf(buf, cap, "%s.block_count", m->arch->gguf_arch);
+    return buf;
+}
+
+/* One pass over the files' tensors: refused ones are unsupported, and the layer numbers
+ * present must be 0 .. n_layers - 1, checked before the layer array is sized from it. */
+static herd_status check_layer_tensors(const herd_model *m)
+{
+    const struct arch *row = m->arch;
+    int n_layers = m->info.n_layers;
+    int max_layer = -1;
+    const char *last = NULL;
+    char key[96];
+    size_t n = n_tensors(m);
+    for (size_t i = 0; i < n; i++) {
+        const struct tensor_info *t = tensor_at(m, i);
+        int g, k, l;
+        if (!arch_tensor_role(row, m->fmt, t->name, &g, &k, &l))
+            continue;
+        unsigned flags = g >= 0 ? row->global[g].flags : row->layer[k].flags;
+        if (flags & ARCH_REFUSED)
+            return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: not supported (%s checkpoints "
+                             "with this tensor need a forward pass herd does not have)",
+                             t->name, row->label);
+        if (k >= 0 && l >= n_layers)
+            return herd_fail(HERD_ERR_FORMAT, "tensor %s is past the %d layers %s declares",
+                             t->name, n_layers, layers_key(m, key, sizeof key));
+        if (k >= 0 && l > max_layer) {
+            max_layer = l;
+            last = t->name;
+        }
+    }
+    if (max_layer + 1 < n_layers)
+        return herd_fail(HERD_ERR_FORMAT, "%s is %d, but the files hold tensors for %d layers "
+                         "(last: %s)", layers_key(m, key, sizeof key), n_layers, max_layer + 1,
+                         last ? last : "none");
+    return HERD_OK;
+}
+
+static herd_status bind_layer(herd_model *m, int l)
+{
+    const herd_model_info *in = &m->info;
+    struct layer *L = &m->layers[l];
+    int64_t q_dim = (int64_t)in->n_heads * in->head_dim;
+    int64_t kv_dim = (int64_t)in->n_kv_heads * in->head_dim;
+    const struct {
+        enum arch_layer k;
+        struct weight *w;
+        int64_t rows, cols;
+    } mats[] = {
+        {ARCH_WQ, &L->wq, q_dim, in->dim},
+        {ARCH_WK, &L->wk, kv_dim, in->dim},
+        {ARCH_WV, &L->wv, kv_dim, in->dim},
+        {ARCH_WO, &L->wo, in->dim, q_dim},
+        {ARCH_W_GATE, &L->w_gate, in->hidden_dim, in->dim},
+        {ARCH_W_UP, &L->w_up, in->hidden_dim, in->dim},
+        {ARCH_W_DOWN, &L->w_down, in->dim, in->hidden_dim},
+    };
+    const struct {
+        enum arch_layer k;
+        float **v;
+    } norms[] = {{ARCH_ATTN_NORM, &L->attn_norm}, {ARCH_FFN_NORM, &L->ffn_norm}};
+    const size_t n_mats = sizeof mats / sizeof mats[0];
+    char name[128];
+    const struct tensor_info *t;
+    herd_status s;
+    for (size_t i = 0; i < n_mats + sizeof norms / sizeof norms[0]; i++) {
+        enum arch_layer k = i < n_mats ? mats[i].k : norms[i - n_mats].k;
+        if ((s = model_tensor(m, &m->arch->layer[k], l, name, sizeof name, &t)))
+            return s;
+        if (!t)
+            return herd_fail(HERD_ERR_FORMAT, "missing tensor %s", name);
+        s = i < n_mats ? weight_bind(mats[i].w, t, mats[i].rows, mats[i].cols)
+                       : norm_load(norms[i - n_mats].v, t, in->dim);
+        if (s != HERD_OK)
+            return s;
+    }
+    return HERD_OK;
+}
+
+herd_status model_bind_layers(herd_model *m)
+{
+    herd_status s = check_layer_tensors(m);
+    if (s != HERD_OK)
+        return s;
+    m->layers = herd_calloc((size_t)m->info.n_layers, sizeof *m->layers);
+    if (!m->layers)
+        return herd_fail(HERD_ERR_NOMEM, "layers");
+    for (int l = 0; l < m->info.n_layers; l++)
+        if ((s = bind_layer(m, l)))
+            return s;
+    return HERD_OK;
+}
+
+herd_status model_init_rope(herd_model *m, const float *factors)
+{
+    const herd_model_info *in = &m->info;
     int half = in->head_dim / 2;
     m->inv_freq = herd_malloc((size_t)half * sizeof *m->inv_freq);
     if (!m->inv_freq)
@@ -165,12 +312,32 @@ herd_status model_finish_hparams(herd_model *m, const float *rope_factors)
     for (int i = 0; i < half; i++) {
         /* float32 as the references compute it: 1 / theta^(2i / head_dim) */
         float f = 1.0f / powf(in->rope_theta, (float)(2 * i) / (float)in->head_dim);
-        if (rope_factors)
-            f = f / rope_factors[i];
+        if (factors)
+            f = f / factors[i];
         else if (in->rope_scaling)
             f = llama3_scale(f, in);
         m->inv_freq[i] = f;
     }
+    return HERD_OK;
+}
+
+/* The tokenizer's ids and the named bos/eos ids must all have an embedding row. A
+ * tokenizer with fewer ids than rows is fine (vocabularies padded to a round size); Meta's
+ * Llama 3 files have exactly 128256 of each. */
+static herd_status check_vocab(const herd_model *m)
+{
+    const herd_model_info *in = &m->info;
+    int32_t nt = herd_tokenizer_n_vocab(m->tok);
+    if (nt > in->n_vocab)
+        return herd_fail(HERD_ERR_FORMAT, "the tokenizer has %d ids but the embedding only %d "
+                         "rows", nt, in->n_vocab);
+    if (in->bos_id >= in->n_vocab)
+        return herd_fail(HERD_ERR_FORMAT, "bos token id %d is past the vocabulary (%d ids)",
+                         in->bos_id, in->n_vocab);
+    for (int i = 0; i < in->n_eos; i++)
+        if (in->eos_ids[i] < 0 || in->eos_ids[i] >= in->n_vocab)
+            return herd_fail(HERD_ERR_FORMAT, "eos token id %d is past the vocabulary (%d "
+                             "ids)", in->eos_ids[i], in->n_vocab);
     return HERD_OK;
 }
 
@@ -202,17 +369,17 @@ static void count_params(herd_model *m)
     in->weight_dtype = m->layers[0].wq.type;
 }
 
-/* Generation ends at any of Llama 3's end tokens the tokenizer has, beside the ids the file
+/* Generation ends at any of the row's stop tokens the tokenizer has, beside the ids the file
  * names (a GGUF often names only one; a base model's generation_config only
  * <|end_of_text|>), as llama.cpp's end-of-generation set does. */
 static void add_end_tokens(herd_model *m)
 {
-    static const char *const names[] = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>"};
     herd_model_info *in = &m->info;
+    const size_t n_stop = sizeof m->arch->stop_tokens / sizeof m->arch->stop_tokens[0];
     if (!m->tok)
         return;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        int32_t id = herd_token_special(m->tok, names[i]);
+    for (size_t i = 0; i < n_stop && m->arch->stop_tokens[i]; i++) {
+        int32_t id = herd_token_special(m->tok, m->arch->stop_tokens[i]);
         int dup = id < 0 || id >= in->n_vocab;
         for (int j = 0; j < in->n_eos && !dup; j++)
             dup = in->eos_ids[j] == id;
@@ -244,8 +411,11 @@ herd_status model_load_local(const char *path, int32_t n_threads, herd_model **o
         s = model_bind_gguf(m, path);
     else
         s = herd_fail(HERD_ERR_IO, "%s: no such file or folder", path);
+    if (s == HERD_OK && (s = check_vocab(m)) != HERD_OK)
+        herd_fail_prefix(s, "%s", path);
     if (s != HERD_OK)
         goto fail;
+    m->info.arch = m->arch->gguf_arch;
     add_end_tokens(m);
     count_params(m);
     shard_full(m, &m->sh);
@@ -280,6 +450,7 @@ void model_free_local(herd_model *m)
     for (int i = 0; i < m->n_st; i++)
         st_close(m->st[i]);
     herd_free(m->st);
+    herd_free(m->hf);
     herd_free(m->name);
     herd_free(m->path);
     herd_free(m);

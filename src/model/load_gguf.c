@@ -1,68 +1,75 @@
 /*
- * load_gguf.c - binds a GGUF file as written by llama.cpp's converter for Llama 3.x:
- * general.architecture = "llama", hyper-parameters under llama.*, tensors token_embd,
- * blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,ffn_down},
- * output_norm, output (absent when tied) and rope_freqs (llama3 per-dimension divisors).
- * The converter stores q/k rows in Meta's interleaved RoPE order.
+ * load_gguf.c - binds a GGUF file as written by llama.cpp's converter: general.architecture
+ * names a row of the architecture table (arch.c; "llama" for Llama 3.x), hyper-parameters
+ * are under "<arch>.*" (gguf-py constants.py Keys.LLM / Keys.Attention / Keys.Rope), the
+ * tensors have the row's GGUF names, and rope_freqs (when present) holds the llama3
+ * per-dimension divisors. The converter stores q/k rows in Meta's interleaved RoPE order.
+ *
+ * Every key is read with its type checked (an integer key refuses a bool, a float or a
+ * string) and its range checked, naming the key; sizes are then confirmed by the tensors
+ * before anything is allocated from them (load.c).
  */
 #include "model.h"
 #include "tokenizer/tokenizer.h"
 
-#include <stdio.h> /* snprintf for tensor names */
+#include <math.h>  /* isfinite */
+#include <stdio.h> /* snprintf for keys */
 
-static const struct tensor_info *find_tensor(const struct gguf_file *f, const char *name)
+/* "<arch>.<what>" */
+static const char *key_of(char *buf, size_t cap, const struct arch *row, const char *what)
 {
-    for (uint64_t i = 0; i < f->n_tensors; i++)
-        if (strcmp(f->tensors[i].name, name) == 0)
-            return &f->tensors[i];
-    return NULL;
+    snprintf(buf, cap, "%s.%s", row->gguf_arch, what);
+    return buf;
 }
 
-static herd_status need_tensor(const struct gguf_file *f, const char *name,
-                               const struct tensor_info **t)
-{
-    *t = find_tensor(f, name);
-    if (!*t)
-        return herd_fail(HERD_ERR_FORMAT, "missing tensor %s", name);
-    return HERD_OK;
-}
-
-/* Reads an integer key into *v; absent keys keep *v unless required. */
+/* An integer key in [0, INT32_MAX]; absent keeps *v unless required. */
 static herd_status get_i32(const struct gguf_file *f, const char *key, int32_t *v, int required)
 {
+    const struct gguf_kv *kv = gguf_find(f, key);
+    if (!kv) {
+        if (required)
+            return herd_fail(HERD_ERR_FORMAT, "missing key %s", key);
+        return HERD_OK;
+    }
+    /* gguf_get_int widens bools; a size or an id that is a bool is a broken file */
+    if (kv->type == GGUF_BOOL)
+        return herd_fail(HERD_ERR_FORMAT, "key %s: a bool, expected an integer", key);
     int64_t x = 0;
     int found = 0;
     herd_status s = gguf_get_int(f, key, &x, &found);
     if (s != HERD_OK)
         return s;
-    if (!found) {
-        if (required)
-            return herd_fail(HERD_ERR_FORMAT, "missing key %s", key);
-        return HERD_OK;
-    }
     if (x < 0 || x > INT32_MAX)
-        return herd_fail(HERD_ERR_FORMAT, "key %s: value %lld out of range", key, (long long)x);
+        return herd_fail(HERD_ERR_FORMAT, "key %s: value %lld out of range [0, %d]", key,
+                         (long long)x, INT32_MAX);
     *v = (int32_t)x;
     return HERD_OK;
 }
 
-static herd_status get_f32(const struct gguf_file *f, const char *key, float *v, int required)
+/* A finite number (f32, f64 or an integer); absent keeps *v. */
+static herd_status get_f32(const struct gguf_file *f, const char *key, float *v)
 {
     double x = 0;
     int found = 0;
     herd_status s = gguf_get_float(f, key, &x, &found);
     if (s != HERD_OK)
         return s;
-    if (!found && required)
-        return herd_fail(HERD_ERR_FORMAT, "missing key %s", key);
+    if (found && !isfinite((float)x))
+        return herd_fail(HERD_ERR_FORMAT, "key %s: %g is not a finite float", key, x);
     if (found)
         *v = (float)x;
     return HERD_OK;
 }
 
-static herd_status read_hparams(herd_model *m, const struct gguf_file *f)
+static bool str_is(const struct gguf_str *s, const char *want)
 {
-    herd_model_info *in = &m->info;
+    size_t n = strlen(want);
+    return s->n == n && memcmp(s->p, want, n) == 0;
+}
+
+/* general.architecture: a row of the table, or unsupported. */
+static herd_status read_arch(herd_model *m, const struct gguf_file *f)
+{
     struct gguf_str arch;
     int found = 0;
     herd_status s = gguf_get_str(f, "general.architecture", &arch, &found);
@@ -70,54 +77,26 @@ static herd_status read_hparams(herd_model *m, const struct gguf_file *f)
         return s;
     if (!found)
         return herd_fail(HERD_ERR_FORMAT, "missing key general.architecture");
-    if (arch.n != 5 || memcmp(arch.p, "llama", 5) != 0)
-        return herd_fail(HERD_ERR_UNSUPPORTED,
-                         "general.architecture is '%.*s', expected 'llama' (Llama 3.x)",
-                         (int)(arch.n > 64 ? 64 : arch.n), arch.p);
-    struct gguf_str name;
-    if (gguf_get_str(f, "general.name", &name, &found) == HERD_OK && found) {
-        m->name = herd_strndup(name.p, name.n);
-        if (!m->name)
-            return herd_fail(HERD_ERR_NOMEM, "model name");
-    }
-    if ((s = get_i32(f, "llama.embedding_length", &in->dim, 1)) ||
-        (s = get_i32(f, "llama.block_count", &in->n_layers, 1)) ||
-        (s = get_i32(f, "llama.attention.head_count", &in->n_heads, 1)) ||
-        (s = get_i32(f, "llama.feed_forward_length", &in->hidden_dim, 1)) ||
-        (s = get_i32(f, "llama.context_length", &in->max_seq_len, 0)))
-        return s;
-    in->n_kv_heads = in->n_heads;
-    if ((s = get_i32(f, "llama.attention.head_count_kv", &in->n_kv_heads, 0)))
-        return s;
-    in->head_dim = in->n_heads > 0 ? in->dim / in->n_heads : 0;
-    if ((s = get_i32(f, "llama.attention.key_length", &in->head_dim, 0)))
-        return s;
-    int32_t vlen = in->head_dim;
-    if ((s = get_i32(f, "llama.attention.value_length", &vlen, 0)))
-        return s;
-    if (vlen != in->head_dim)
-        return herd_fail(HERD_ERR_UNSUPPORTED, "llama.attention.value_length %d differs from "
-                         "key_length %d", vlen, in->head_dim);
-    in->norm_eps = 1e-5f;
-    in->rope_theta = 10000.0f;
-    if ((s = get_f32(f, "llama.attention.layer_norm_rms_epsilon", &in->norm_eps, 0)) ||
-        (s = get_f32(f, "llama.rope.freq_base", &in->rope_theta, 0)))
-        return s;
-    int32_t rope_dim = in->head_dim;
-    if ((s = get_i32(f, "llama.rope.dimension_count", &rope_dim, 0)))
-        return s;
-    if (rope_dim != in->head_dim)
-        return herd_fail(HERD_ERR_UNSUPPORTED, "llama.rope.dimension_count %d: partial RoPE "
-                         "is not Llama 3 (head_dim %d)", rope_dim, in->head_dim);
-    /* Linear or YaRN scaling is not Llama 3's; say so instead of computing wrong numbers. */
-    struct gguf_str stype;
-    if (gguf_get_str(f, "llama.rope.scaling.type", &stype, &found) == HERD_OK && found &&
-        !(stype.n == 4 && memcmp(stype.p, "none", 4) == 0))
-        return herd_fail(HERD_ERR_UNSUPPORTED, "llama.rope.scaling.type '%.*s' is not "
-                         "supported (Llama 3 uses rope_freqs)", (int)(stype.n > 32 ? 32 : stype.n),
-                         stype.p);
+    char a[64];
+    if (arch.n >= sizeof a || memchr(arch.p, 0, (size_t)arch.n))
+        return herd_fail(HERD_ERR_UNSUPPORTED, "general.architecture '%.*s...' is not %s",
+                         32, arch.p, arch_known_names(ARCH_GGUF));
+    memcpy(a, arch.p, (size_t)arch.n);
+    a[arch.n] = 0;
+    if (!arch_known(ARCH_GGUF, a, NULL))
+        return herd_fail(HERD_ERR_UNSUPPORTED, "general.architecture is '%s', expected %s", a,
+                         arch_known_names(ARCH_GGUF));
+    /* the family's first row for now: its keys; read_hparams picks the variant */
+    m->arch = arch_select(ARCH_GGUF, a, NULL, NULL, 0, 0);
+    return HERD_OK;
+}
+
+static herd_status read_ids(herd_model *m, const struct gguf_file *f)
+{
+    herd_model_info *in = &m->info;
     int32_t bos = -1;
-    if ((s = get_i32(f, "tokenizer.ggml.bos_token_id", &bos, 0)))
+    herd_status s = get_i32(f, "tokenizer.ggml.bos_token_id", &bos, 0);
+    if (s != HERD_OK)
         return s;
     in->bos_id = bos;
     int32_t ids[3] = {-1, -1, -1};
@@ -135,89 +114,156 @@ static herd_status read_hparams(herd_model *m, const struct gguf_file *f)
     return HERD_OK;
 }
 
-static const struct layer_names gguf_layer_names = {
-    "blk.%d.attn_q.weight",   "blk.%d.attn_k.weight",    "blk.%d.attn_v.weight",
-    "blk.%d.attn_output.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight",
-    "blk.%d.ffn_down.weight", "blk.%d.attn_norm.weight", "blk.%d.ffn_norm.weight",
-};
-
-static const struct tensor_info *find_in_gguf(const void *f, const char *name)
+static herd_status read_hparams(herd_model *m, const struct gguf_file *f)
 {
-    return find_tensor(f, name);
+    herd_model_info *in = &m->info;
+    herd_status s = read_arch(m, f);
+    if (s != HERD_OK)
+        return s;
+    const struct arch *row = m->arch;
+    char k[128];
+    if ((s = get_i32(f, key_of(k, sizeof k, row, "embedding_length"), &in->dim, 1)) ||
+        (s = get_i32(f, key_of(k, sizeof k, row, "block_count"), &in->n_layers, 1)) ||
+        (s = get_i32(f, key_of(k, sizeof k, row, "attention.head_count"), &in->n_heads, 1)) ||
+        (s = get_i32(f, key_of(k, sizeof k, row, "feed_forward_length"), &in->hidden_dim, 1)) ||
+        (s = get_i32(f, key_of(k, sizeof k, row, "context_length"), &in->max_seq_len, 0)))
+        return s;
+    in->n_kv_heads = in->n_heads;
+    if ((s = get_i32(f, key_of(k, sizeof k, row, "attention.head_count_kv"), &in->n_kv_heads,
+                     0)))
+        return s;
+    in->head_dim = in->n_heads > 0 ? in->dim / in->n_heads : 0;
+    if ((s = get_i32(f, key_of(k, sizeof k, row, "attention.key_length"), &in->head_dim, 0)))
+        return s;
+    int32_t vlen = in->head_dim;
+    if ((s = get_i32(f, key_of(k, sizeof k, row, "attention.value_length"), &vlen, 0)))
+        return s;
+    if (vlen != in->head_dim)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "%s.attention.value_length %d differs from "
+                         "key_length %d", row->gguf_arch, vlen, in->head_dim);
+    in->norm_eps = 1e-5f;
+    in->rope_theta = 10000.0f;
+    if ((s = get_f32(f, key_of(k, sizeof k, row, "attention.layer_norm_rms_epsilon"),
+                     &in->norm_eps)) ||
+        (s = get_f32(f, key_of(k, sizeof k, row, "rope.freq_base"), &in->rope_theta)))
+        return s;
+    int32_t rope_dim = in->head_dim;
+    if ((s = get_i32(f, key_of(k, sizeof k, row, "rope.dimension_count"), &rope_dim, 0)))
+        return s;
+    if (rope_dim != in->head_dim)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "%s.rope.dimension_count %d: partial RoPE "
+                         "is not %s (head_dim %d)", row->gguf_arch, rope_dim, row->label,
+                         in->head_dim);
+    /* Linear or YaRN scaling is not Llama 3's; say so instead of computing wrong numbers. */
+    struct gguf_str stype;
+    int found = 0;
+    if (gguf_get_str(f, key_of(k, sizeof k, row, "rope.scaling.type"), &stype, &found) ==
+            HERD_OK && found && !str_is(&stype, "none"))
+        return herd_fail(HERD_ERR_UNSUPPORTED, "%s '%.*s' is not supported (Llama 3 uses "
+                         "rope_freqs)", k, (int)(stype.n > 32 ? 32 : stype.n), stype.p);
+    if ((s = read_ids(m, f)))
+        return s;
+    m->arch = arch_select(ARCH_GGUF, row->gguf_arch, NULL, m->name, in->dim, in->n_layers);
+    return HERD_OK;
+}
+
+/* The vocabulary is the embedding's rows; <arch>.vocab_size, when present, must agree. */
+static herd_status read_vocab(herd_model *m, const struct gguf_file *f)
+{
+    herd_model_info *in = &m->info;
+    char name[128], k[128];
+    const struct tensor_info *t;
+    herd_status s = model_tensor(m, &m->arch->global[ARCH_TOK_EMBD], 0, name, sizeof name, &t);
+    if (s != HERD_OK)
+        return s;
+    if (!t)
+        return herd_fail(HERD_ERR_FORMAT, "missing tensor %s", name);
+    if (t->n_dims != 2 || t->ne[1] <= 0 || t->ne[1] > INT32_MAX)
+        return herd_fail(HERD_ERR_FORMAT, "tensor %s: expected 2 dimensions and 1 to %d rows",
+                         name, INT32_MAX);
+    in->n_vocab = (int32_t)t->ne[1];
+    int32_t vocab = in->n_vocab;
+    if ((s = get_i32(f, key_of(k, sizeof k, m->arch, "vocab_size"), &vocab, 0)))
+        return s;
+    if (vocab != in->n_vocab)
+        return herd_fail(HERD_ERR_FORMAT, "%s %d but %s has %d rows", k, vocab, name,
+                         in->n_vocab);
+    return HERD_OK;
+}
+
+/* tokenizer.ggml.pre must be one the row names (the tokenizer checks it can run it). */
+static herd_status load_tokenizer(herd_model *m, const struct gguf_file *f)
+{
+    if (!gguf_has_tokenizer(f))
+        return HERD_OK;
+    struct gguf_str pre;
+    int found = 0;
+    herd_status s = gguf_get_str(f, "tokenizer.ggml.pre", &pre, &found);
+    if (s != HERD_OK)
+        return s;
+    bool known = !found;
+    const size_t n_pre = sizeof m->arch->pre_tokenizer / sizeof m->arch->pre_tokenizer[0];
+    for (size_t i = 0; i < n_pre && !known && m->arch->pre_tokenizer[i]; i++)
+        known = str_is(&pre, m->arch->pre_tokenizer[i]);
+    if (!known)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "tokenizer.ggml.pre is '%.*s'; %s uses '%s'",
+                         (int)(pre.n > 32 ? 32 : pre.n), pre.p, m->arch->label,
+                         m->arch->pre_tokenizer[0]);
+    return tokenizer_from_gguf(f, &m->tok);
 }
 
 static herd_status bind(herd_model *m, const struct gguf_file *f)
 {
     herd_model_info *in = &m->info;
-    herd_status s = read_hparams(m, f);
-    if (s != HERD_OK)
+    herd_status s;
+    if ((s = read_hparams(m, f)) || (s = read_vocab(m, f)) || (s = model_check_hparams(m)))
         return s;
-    const struct tensor_info *t;
-    if ((s = need_tensor(f, "token_embd.weight", &t)))
+    in->tied_embeddings = false; /* tied exactly when the file has no output tensor */
+    if ((s = model_bind_globals(m, false)) || (s = model_bind_layers(m)))
         return s;
-    if (t->n_dims != 2)
-        return herd_fail(HERD_ERR_FORMAT, "tensor token_embd.weight: expected 2 dimensions");
-    in->n_vocab = (int32_t)t->ne[1];
-    int32_t vocab = in->n_vocab;
-    if ((s = get_i32(f, "llama.vocab_size", &vocab, 0)))
-        return s;
-    if (vocab != in->n_vocab)
-        return herd_fail(HERD_ERR_FORMAT, "llama.vocab_size %d but token_embd.weight has %d rows",
-                         vocab, in->n_vocab);
-    if ((s = weight_bind(&m->tok_embd, t, in->n_vocab, in->dim)))
-        return s;
-    const struct tensor_info *out = find_tensor(f, "output.weight");
-    in->tied_embeddings = out == NULL;
-    if (out && (s = weight_bind(&m->output, out, in->n_vocab, in->dim)))
-        return s;
-    if (!out)
-        m->output = m->tok_embd;
-    if ((s = need_tensor(f, "output_norm.weight", &t)) || (s = norm_load(&m->out_norm, t, in->dim)))
-        return s;
-
+    char name[128];
+    const struct tensor_info *rf;
     float *factors = NULL;
-    const struct tensor_info *rf = find_tensor(f, "rope_freqs.weight");
+    if ((s = model_tensor(m, &m->arch->global[ARCH_ROPE_FREQS], 0, name, sizeof name, &rf)))
+        return s;
+    /* head_dim is confirmed by wq's rows by now, so the vector's length is sane */
     if (rf) {
         if ((s = norm_load(&factors, rf, in->head_dim / 2)))
             return s;
         in->rope_scaling = true;
     }
-    s = model_finish_hparams(m, factors);
+    s = model_init_rope(m, factors);
     herd_free(factors);
     if (s != HERD_OK)
         return s;
-    m->layers = herd_calloc((size_t)in->n_layers, sizeof *m->layers);
-    if (!m->layers)
-        return herd_fail(HERD_ERR_NOMEM, "layers");
-    for (int l = 0; l < in->n_layers; l++)
-        if ((s = model_bind_layer(m, l, &gguf_layer_names, find_in_gguf, f)))
-            return s;
-    if (gguf_find(f, "tokenizer.ggml.tokens")) {
-        if ((s = tokenizer_from_gguf(f, &m->tok)))
-            return s;
-    }
-    return HERD_OK;
+    return load_tokenizer(m, f);
 }
 
 herd_status model_bind_gguf(herd_model *m, const char *path)
 {
     m->info.format = "gguf";
-    m->rope_style = ROPE_INTERLEAVED;
+    m->fmt = ARCH_GGUF;
     herd_status s = gguf_open(path, &m->gguf);
     if (s != HERD_OK)
         return s; /* gguf_open names the file */
+    /* The name picks a row's variant: general.name, else the file name. */
+    struct gguf_str name;
+    int found = 0;
+    if (gguf_get_str(m->gguf, "general.name", &name, &found) == HERD_OK && found) {
+        m->name = herd_strndup(name.p, name.n);
+    } else {
+        const char *slash = strrchr(path, '/');
+        m->name = herd_strdup(slash ? slash + 1 : path);
+    }
+    if (!m->name)
+        return herd_fail(HERD_ERR_NOMEM, "model name");
+    m->info.name = m->name;
     s = bind(m, m->gguf);
     if (s != HERD_OK) {
         if (!strstr(herd_last_error(), path))
             herd_fail_prefix(s, "%s", path);
         return s;
     }
-    if (!m->name) {
-        const char *slash = strrchr(path, '/');
-        m->name = herd_strdup(slash ? slash + 1 : path);
-        if (!m->name)
-            return herd_fail(HERD_ERR_NOMEM, "model name");
-    }
-    m->info.name = m->name;
+    m->rope_style = m->arch->rope[ARCH_GGUF];
     return HERD_OK;
 }

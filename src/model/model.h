@@ -19,6 +19,7 @@
 #include "format/format.h"
 #include "kernels/kernels.h"
 #include "kernels/backend.h" /* struct weight, enum rope_style, the backend the model runs on */
+#include "model/arch.h"     /* the architecture table */
 
 struct layer {
     float *attn_norm;         /* (dim) f32 copy */
@@ -53,6 +54,8 @@ struct herd_model {
     herd_model_info info;
     char *path;
     char *name;
+    const struct arch *arch;  /* the table row the model was loaded by */
+    enum arch_format fmt;     /* which of the row's tensor names the files use */
     enum rope_style rope_style;
     float *inv_freq;          /* (head_dim / 2) rotation frequencies, scaling applied */
     struct weight tok_embd;   /* (n_vocab, dim) */
@@ -64,6 +67,8 @@ struct herd_model {
     struct gguf_file *gguf;
     struct st_file **st;      /* (n_st) safetensors shards */
     int n_st;
+    struct hf_config *hf;     /* config.json as read (HF folders; NULL for GGUF): quantize
+                               * writes the converter's metadata from it */
     herd_tokenizer *tok;      /* NULL when the model has none */
     int32_t n_threads;
     struct shard sh;          /* what this rank computes; all of it in one process */
@@ -78,25 +83,32 @@ struct herd_model {
 herd_status model_bind_gguf(herd_model *m, const char *path);
 herd_status model_bind_hf(herd_model *m, const char *dir);
 
-/* Shared by both binders: checks a tensor's type and shape, fills w. what names the tensor
- * in messages. */
+/* Shared by both binders (load.c), called in this order so that nothing is sized from a
+ * hyper-parameter before the tensors have confirmed it. */
+/* Ranges of the hyper-parameters read so far (n_vocab included), without allocating; an
+ * absent context length becomes 8192. */
+herd_status model_check_hparams(herd_model *m);
+/* The model's tensor called name in its files (the GGUF, or the safetensors shards). */
+const struct tensor_info *model_find(const herd_model *m, const char *name);
+/* The tensor of table entry at (layer l for layer tensors) in m's format: *t is NULL
+ * when absent, name gets its file name. */
+herd_status model_tensor(const herd_model *m, const struct arch_tensor *at, int l, char *name,
+                         size_t cap, const struct tensor_info **t);
+/* Checks a tensor's type and shape, fills w. */
 herd_status weight_bind(struct weight *w, const struct tensor_info *t, int64_t n_rows,
                         int64_t n_cols);
-/* The names of one layer's tensors in a file format: printf patterns taking the layer. */
-struct layer_names {
-    const char *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down, *attn_norm, *ffn_norm;
-};
-/* Finds a tensor by name in src (a GGUF file, or the model's safetensors shards). */
-typedef const struct tensor_info *(*tensor_find_fn)(const void *src, const char *name);
-/* Binds layer l's weights and norms, checking each tensor's presence, type and shape. */
-herd_status model_bind_layer(herd_model *m, int l, const struct layer_names *names,
-                             tensor_find_fn find, const void *src);
-
 /* Copies a norm vector of any float type into an owned f32 array. */
 herd_status norm_load(float **out, const struct tensor_info *t, int64_t n);
-/* After hyper-parameters are set: checks them and computes inv_freq (llama3 scaling from
- * info, or per-dimension factors from GGUF rope_freqs when factors != NULL). */
-herd_status model_finish_hparams(herd_model *m, const float *rope_factors);
+/* Binds the embedding, the final norm and (unless tied) the output projection. n_vocab is
+ * known; require_output: the file says the output is untied, so it must be there. */
+herd_status model_bind_globals(herd_model *m, bool require_output);
+/* Walks every tensor of the files once: a tensor the row refuses (biases) is unsupported,
+ * and the layer tensors present must be exactly layers 0 .. n_layers - 1; then allocates
+ * and binds the layers, checking each tensor's presence, type and shape. */
+herd_status model_bind_layers(herd_model *m);
+/* After the layers are bound (so head_dim is confirmed by wq): computes inv_freq (llama3
+ * scaling from info, or per-dimension divisors from GGUF rope_freqs when factors != NULL). */
+herd_status model_init_rope(herd_model *m, const float *factors);
 
 /* upload.c: opens the model's backend (once) and gives every weight and norm of this
  * rank's share its copy in backend memory; again after shard_apply narrows the share. */

@@ -10,8 +10,6 @@
  */
 #include "tokenizer/tokenizer.h"
 
-enum { TT_NORMAL = 1, TT_CONTROL = 3, TT_USER_DEFINED = 4 };
-
 static int key_is(const struct gguf_str *s, const char *want)
 {
     size_t n = strlen(want);
@@ -67,11 +65,11 @@ herd_status tokenizer_from_gguf(const struct gguf_file *f, herd_tokenizer **out)
         goto fail;
     }
     for (int32_t i = 0; i < (int32_t)kt->arr_n; i++) {
-        int32_t type = TT_NORMAL;
+        int32_t type = GGUF_TOKEN_NORMAL;
         if (ky)
             memcpy(&type, ky->arr_data + 4 * (size_t)i, 4);
         const struct gguf_str *ts = &toks[i];
-        if (type == TT_CONTROL || type == TT_USER_DEFINED) {
+        if (gguf_token_type_special(type)) {
             s = tok_set(t, i, ts->p, ts->n, 1);
         } else {
             if (ts->n > cap) {

@@ -331,11 +331,11 @@ herd_status herd_tokenizer_load(const char *path, herd_tokenizer **out)
 {
     *out = NULL;
     if (herd_is_dir(path)) {
-        char *p = herd_path_join(path, "tokenizer.json");
-        if (!p)
-            return HERD_ERR_NOMEM;
-        herd_status s = herd_file_exists(p) ? herd_tokenizer_load(p, out)
-                                            : herd_fail(HERD_ERR_IO, "%s: no tokenizer.json", path);
+        char *p = NULL;
+        herd_status s = hf_tokenizer_source(path, &p, NULL);
+        if (s == HERD_OK)
+            s = p ? herd_tokenizer_load(p, out)
+                  : herd_fail(HERD_ERR_IO, "%s: no tokenizer.json", path);
         herd_free(p);
         return s;
     }

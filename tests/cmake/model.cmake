@@ -147,3 +147,12 @@ endforeach()
 # A GGUF's load errors name the file once (`herd tokenize -m` printed it twice).
 model_bad(tokenize_gguf_path_once "^herd: <arg>: (?!.*<arg>).*runs past the end"
   tokenize -m ${BAD_DIR}/gguf_truncated.gguf)
+
+# The architecture table: a test-only second family (other architecture strings and tensor
+# names, registered through the table API) loads the model_files models rewritten under its
+# names, in both formats, with logits bit-identical to the originals.
+file(MAKE_DIRECTORY ${MODEL_WORK}/arch)
+set_tests_properties(test_model_arch PROPERTIES FIXTURES_REQUIRED model_files
+                     SKIP_RETURN_CODE 77)
+set_property(TEST test_model_arch APPEND PROPERTY ENVIRONMENT
+             "HERD_TEST_MODELS=${MODEL_DIR};HERD_TEST_WORK=${MODEL_WORK}/arch")
