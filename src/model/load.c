@@ -1,5 +1,5 @@
 /*
- * load.c - herd_model_load: picks the binder by what the path is (a folder is a Hugging
+ * load.c - model_load_local: picks the binder by what the path is (a folder is a Hugging
  * Face checkpoint, a file a GGUF). The binders read hyper-parameters their own way and then
  * share the steps here, which go by the architecture table (arch.h): check the
  * hyper-parameters' ranges, bind the embedding / output / final norm, bind the layers, and
