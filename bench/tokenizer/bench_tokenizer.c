@@ -6,6 +6,14 @@
  * FNV-1a hash of all ids so the runner can check herd's ids equal tiktoken's.
  *
  * usage: bench_tokenizer TOKENIZER CORPUS [REPEATS]
+ *        bench_tokenizer TOKENIZER CORPUS --long BYTES [REPEATS]
+ *
+ * --long: pathological single pieces against normal text of the same size, each encoded as
+ * one herd_tokenize call (best of REPEATS, default 3): "word" is BYTES random lowercase
+ * letters (one \p{L}+ piece for the pre-tokenizer), "same" one letter repeated, "space" a
+ * run of spaces, "punct" a run of ASCII punctuation, and "text" the corpus's first BYTES
+ * bytes. Prints one JSON object of seconds per case and word/text, the ratio that shows
+ * whether BPE stays linear in a piece's length.
  */
 #include "herd.h"
 
@@ -21,13 +29,71 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* CPU seconds of the best of `repeats` encodes of text[0..n) as one call; -1 on error. */
+static double time_one(const herd_tokenizer *tok, const char *text, size_t n, int repeats,
+                       size_t *n_tokens)
+{
+    double best = 1e9;
+    for (int r = 0; r < repeats; r++) {
+        int32_t *ids = NULL;
+        double t0 = now_s();
+        if (herd_tokenize(tok, text, n, false, false, &ids, n_tokens)) {
+            fprintf(stderr, "bench_tokenizer: %s\n", herd_last_error());
+            return -1;
+        }
+        double dt = now_s() - t0;
+        herd_free(ids);
+        if (dt < best)
+            best = dt;
+    }
+    return best;
+}
+
+static int bench_long(const herd_tokenizer *tok, const char *corpus, size_t size, size_t n,
+                      int repeats)
+{
+    if (n > size)
+        n = size;
+    while (n > 0 && ((unsigned char)corpus[n] & 0xC0) == 0x80)
+        n--; /* cut the text at a character boundary */
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return 1;
+    static const char *names[] = {"word", "same", "space", "punct", "text"};
+    static const char punct[] = "!#$%&()*+,-./:;<=>?@[]^_`{|}~";
+    double secs[5];
+    size_t toks[5];
+    uint64_t x = 0x9E3779B97F4A7C15ull; /* xorshift state: the same word every run */
+    for (int c = 0; c < 5; c++) {
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[i] = c == 0 ? (char)('a' + x % 26) : c == 1 ? 'a' : c == 2 ? ' '
+                   : c == 3 ? punct[x % (sizeof(punct) - 1)] : corpus[i];
+        }
+        secs[c] = time_one(tok, buf, n, repeats, &toks[c]);
+        if (secs[c] < 0)
+            return 1;
+    }
+    printf("{\"bytes\": %zu", n);
+    for (int c = 0; c < 5; c++)
+        printf(", \"%s_s\": %.4f, \"%s_tokens\": %zu", names[c], secs[c], names[c], toks[c]);
+    printf(", \"word_over_text\": %.2f}\n", secs[0] / secs[4]);
+    free(buf);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: bench_tokenizer TOKENIZER CORPUS [REPEATS]\n");
         return 2;
     }
-    int repeats = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 3;
+    int long_mode = argc > 4 && strcmp(argv[3], "--long") == 0;
+    size_t long_bytes = long_mode ? (size_t)strtoull(argv[4], NULL, 10) : 0;
+    int arg_rep = long_mode ? 5 : 3;
+    int repeats = argc > arg_rep ? (int)strtol(argv[arg_rep], NULL, 10) : 3;
     double best_load = 1e9;
     herd_tokenizer *tok = NULL;
     for (int r = 0; r < 3; r++) {
@@ -54,6 +120,12 @@ int main(int argc, char **argv)
         return 1;
     fclose(f);
     text[size] = '\0';
+    if (long_mode) {
+        int rc = bench_long(tok, text, (size_t)size, long_bytes, repeats);
+        free(text);
+        herd_tokenizer_free(tok);
+        return rc;
+    }
     /* documents: [start, end) pairs split at "\x1e\n" */
     size_t n_docs = 0, cap = 1024;
     size_t *doc = malloc(cap * 2 * sizeof(size_t));

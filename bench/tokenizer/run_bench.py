@@ -12,7 +12,14 @@ Every encoder encodes each document (no special tokens) and decodes its ids back
 the best of 3 runs is printed as MB/s of UTF-8 input. herd's ids are checked to equal
 tiktoken's over the whole corpus (count and FNV-1a hash).
 
+With --long BYTES (e.g. 1000000) it also times herd on single pathological pieces of that
+size against the same amount of normal text, each one herd_tokenize call (bench_tokenizer
+--long): a word of random letters, one letter repeated, a run of spaces, a run of
+punctuation. BPE must stay linear in a piece's length, so a piece costs a small constant
+factor of the text, not a factor that grows with the size.
+
 usage: bench/tokenizer/run_bench.py --herd-bench BUILD/bench_tokenizer [--data DIR] [--gguf F]
+                                    [--long BYTES] [--long-only]
 """
 import argparse
 import base64
@@ -145,6 +152,23 @@ def bench_llamacpp(gguf_path, docs, nbytes):
             "ids_hash": fnv(ids)}
 
 
+def bench_long(herd_bench, model, corpus, nbytes, reps=3):
+    r = subprocess.run([herd_bench, model, corpus, "--long", str(nbytes), str(reps)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        sys.exit("herd bench --long failed: " + r.stderr)
+    j = json.loads(r.stdout)
+    print("\nlong pieces, %d bytes each, one herd_tokenize call, best of %d (CPU s):"
+          % (j["bytes"], reps))
+    print("| input | seconds | tokens | / normal text |")
+    print("|---|---:|---:|---:|")
+    names = (("word", "one word of random letters"), ("same", "one letter repeated"),
+             ("space", "spaces"), ("punct", "ASCII punctuation"), ("text", "normal text"))
+    for key, label in names:
+        print("| %s | %.4f | %d | %.1fx |" % (label, j[key + "_s"], j[key + "_tokens"],
+                                             j[key + "_s"] / j["text_s"]))
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap = argparse.ArgumentParser()
@@ -153,6 +177,9 @@ def main():
     ap.add_argument("--gguf", help="tokenizer GGUF for llama.cpp (scripts/golden_tokenizer.py "
                     "--write-gguf)")
     ap.add_argument("--corpus", default="/tmp/herd-tok-corpus.txt")
+    ap.add_argument("--long", type=int, default=0, help="also time single pieces of this "
+                    "many bytes against normal text")
+    ap.add_argument("--long-only", action="store_true", help="only the --long table")
     a = ap.parse_args()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
@@ -160,6 +187,9 @@ def main():
     nbytes = sum(len(d.encode()) for d in docs)
     print("corpus: %s, %.2f MB in %d documents" % (a.corpus, nbytes / 1e6, len(docs)))
     model = os.path.join(a.data, "tokenizer.model")
+    if a.long_only:
+        bench_long(a.herd_bench, model, a.corpus, a.long or 1000000)
+        return
     js = os.path.join(a.data, "tokenizer.json")
     rows = []
     for name, path in (("herd (tokenizer.model)", model), ("herd (tokenizer.json)", js)) + \
@@ -185,6 +215,8 @@ def main():
         print("| %s | %.1f | %.2f | %.1f | %d | %s |" % (name, r["load_ms"], r["encode_mbs"],
                                                        r["decode_mbs"], r["n_tokens"],
                                                        "yes" if same else "NO"))
+    if a.long:
+        bench_long(a.herd_bench, model, a.corpus, a.long)
 
 
 if __name__ == "__main__":

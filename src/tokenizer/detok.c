@@ -96,12 +96,12 @@ herd_status herd_detok_stream_new(const herd_tokenizer *t, herd_detok_stream **o
         return herd_fail(HERD_ERR_INVALID, "herd_detok_stream_new: NULL tokenizer");
     herd_detok_stream *s = herd_calloc(1, sizeof(*s));
     if (!s)
-        return HERD_ERR_NOMEM;
+        return herd_fail(HERD_ERR_NOMEM, "herd_detok_stream_new: out of memory");
     s->tok = t;
     s->work = herd_malloc(t->max_token_len + 4);
     if (!s->work) {
         herd_free(s);
-        return HERD_ERR_NOMEM;
+        return herd_fail(HERD_ERR_NOMEM, "herd_detok_stream_new: out of memory");
     }
     *out = s;
     return HERD_OK;

@@ -61,7 +61,7 @@ herd_status tokenizer_from_gguf(const struct gguf_file *f, herd_tokenizer **out)
     size_t cap = 256;
     buf = herd_malloc(cap);
     if (!buf) {
-        s = HERD_ERR_NOMEM;
+        s = herd_fail(HERD_ERR_NOMEM, "GGUF tokenizer: out of memory");
         goto fail;
     }
     for (int32_t i = 0; i < (int32_t)kt->arr_n; i++) {
@@ -77,7 +77,7 @@ herd_status tokenizer_from_gguf(const struct gguf_file *f, herd_tokenizer **out)
                 cap = ts->n;
                 buf = herd_malloc(cap);
                 if (!buf) {
-                    s = HERD_ERR_NOMEM;
+                    s = herd_fail(HERD_ERR_NOMEM, "GGUF tokenizer: out of memory");
                     goto fail;
                 }
             }

@@ -271,11 +271,15 @@ static herd_status vocab_member(void *vctx, const char *key, struct js *j)
         return herd_fail(HERD_ERR_FORMAT, "tokenizer.json: vocab id of \"%s\" is not a "
                          "non-negative integer", key);
     size_t kl = strlen(key);
+    if (kl == 0) /* before any use of c->vb, which is still NULL for a first key */
+        return herd_fail(HERD_ERR_FORMAT, "tokenizer.json: vocab entry %lld is the empty "
+                         "string", (long long)id);
     if (c->n_ve == c->cap_ve) {
         size_t nc = c->cap_ve ? c->cap_ve * 2 : 4096;
         struct vocab_entry *n = herd_realloc(c->ve, nc * sizeof(*n));
         if (!n)
-            return HERD_ERR_NOMEM;
+            return herd_fail(HERD_ERR_NOMEM, "tokenizer.json: out of memory for %zu vocab "
+                             "entries", nc);
         c->ve = n;
         c->cap_ve = nc;
     }
@@ -283,7 +287,8 @@ static herd_status vocab_member(void *vctx, const char *key, struct js *j)
         size_t nc = c->cap_vb * 2 + kl + 65536;
         uint8_t *n = herd_realloc(c->vb, nc);
         if (!n)
-            return HERD_ERR_NOMEM;
+            return herd_fail(HERD_ERR_NOMEM, "tokenizer.json: out of memory for %zu vocab "
+                             "bytes", nc);
         c->vb = n;
         c->cap_vb = nc;
     }

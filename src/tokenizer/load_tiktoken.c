@@ -57,6 +57,8 @@ herd_status tok_load_tiktoken(const uint8_t *d, size_t len, herd_tokenizer **out
     *out = NULL;
     if (!b64_ready)
         b64_init();
+    if (len == 0) /* an empty file maps to d == NULL, which memchr must not see */
+        return herd_fail(HERD_ERR_FORMAT, "tokenizer.model: empty file");
     size_t lines = 0;
     for (const uint8_t *q = d; (q = memchr(q, '\n', (size_t)(d + len - q))) != NULL; q++)
         lines++;

@@ -91,9 +91,16 @@ struct herd_tokenizer {
     uint8_t special_first[256];   /* first bytes of special texts, for parse_special scans */
     int32_t bos_id;          /* <|begin_of_text|> or -1 */
     size_t max_token_len;    /* longest token in bytes (sizes the streaming decoder) */
+    size_t bpe_scan_max;     /* pieces up to this many bytes merge by rescanning, longer
+                              * ones through the heap (bpe.c); tok_finish sets
+                              * BPE_SCAN_MAX, tests set 0 or SIZE_MAX to compare the two */
     void *re;                /* pcre2_code * of the pre-tokenizer */
     int re_jit;              /* JIT compiled */
 };
+
+/* Longest piece merged by the rescanning loop of bpe.c; measured crossover with the heap
+ * (docs/internals/tokenizer.md). */
+#define BPE_SCAN_MAX 128
 
 /* ---- building (vocab.c) */
 

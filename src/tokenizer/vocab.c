@@ -57,7 +57,7 @@ herd_status tok_new(int32_t n_vocab, herd_tokenizer **out)
         return herd_fail(HERD_ERR_FORMAT, "tokenizer: %d tokens; expected 257 .. 16M", n_vocab);
     herd_tokenizer *t = herd_calloc(1, sizeof(*t));
     if (!t)
-        return HERD_ERR_NOMEM;
+        return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory");
     t->n_vocab = n_vocab;
     t->bos_id = -1;
     t->off = herd_calloc((size_t)n_vocab + 1, sizeof(uint32_t));
@@ -68,7 +68,7 @@ herd_status tok_new(int32_t n_vocab, herd_tokenizer **out)
     t->bytes = herd_malloc(t->bytes_cap);
     if (!t->off || !t->is_special || !t->is_set || !t->tmp_len || !t->bytes) {
         herd_tokenizer_free(t);
-        return HERD_ERR_NOMEM;
+        return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory for %d tokens", n_vocab);
     }
     *out = t;
     return HERD_OK;
@@ -91,7 +91,8 @@ herd_status tok_set(herd_tokenizer *t, int32_t id, const void *bytes, size_t len
             return herd_fail(HERD_ERR_FORMAT, "tokenizer: token bytes exceed 4 GiB");
         uint8_t *nb = herd_realloc(t->bytes, cap);
         if (!nb)
-            return HERD_ERR_NOMEM;
+            return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory for %zu token bytes",
+                             cap);
         t->bytes = nb;
         t->bytes_cap = cap;
     }
@@ -110,7 +111,8 @@ static herd_status pack_tokens(herd_tokenizer *t)
 {
     uint8_t *nb = herd_malloc(t->bytes_len ? t->bytes_len : 1);
     if (!nb)
-        return HERD_ERR_NOMEM;
+        return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory for %zu token bytes",
+                         t->bytes_len);
     size_t pos = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) {
         size_t len = t->tmp_len[i];
@@ -136,7 +138,7 @@ static herd_status build_rank_map(herd_tokenizer *t)
         n *= 2;
     t->slots = herd_calloc(n, sizeof(struct tok_slot));
     if (!t->slots)
-        return HERD_ERR_NOMEM;
+        return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory for the rank map");
     t->mask = n - 1;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         if (t->is_special[id])
@@ -158,7 +160,7 @@ static herd_status build_rank_map(herd_tokenizer *t)
     }
     t->pair2 = herd_malloc(65536 * sizeof(int32_t));
     if (!t->pair2)
-        return HERD_ERR_NOMEM;
+        return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory for the pair table");
     for (int k = 0; k < 65536; k++) {
         uint8_t two[2] = {(uint8_t)(k & 0xFF), (uint8_t)(k >> 8)};
         t->pair2[k] = tok_rank(t, two, 2);
@@ -179,13 +181,13 @@ static herd_status add_special(herd_tokenizer *t, size_t *cap, const char *text,
         size_t nc = *cap ? *cap * 2 : 64;
         struct tok_special *ns = herd_realloc(t->specials, nc * sizeof(*ns));
         if (!ns)
-            return HERD_ERR_NOMEM;
+            return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory for special tokens");
         t->specials = ns;
         *cap = nc;
     }
     char *s = herd_strndup(text, len);
     if (!s)
-        return HERD_ERR_NOMEM;
+        return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory for special tokens");
     t->specials[t->n_specials++] = (struct tok_special){s, len, id};
     t->special_first[(uint8_t)text[0]] = 1;
     if (len > t->special_max_len)
@@ -259,6 +261,7 @@ herd_status tok_finish(herd_tokenizer *t)
     if (s)
         return s;
     t->bos_id = herd_token_special(t, "<|begin_of_text|>");
+    t->bpe_scan_max = BPE_SCAN_MAX;
     return compile_pretokenizer(t);
 }
 

@@ -10,8 +10,10 @@
 #include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h> /* golden file lines */
+#include <stdint.h>        /* SIZE_MAX */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>          /* clock: CPU time of the long-word check */
 
 /* Writes a tiktoken file: the 256 single bytes then extra tokens, ranks in order. */
 static const char *write_tiny_model(const char **extra, int n_extra)
@@ -86,6 +88,23 @@ static char *stream_decode(const herd_tokenizer *t, const int32_t *ids, size_t n
     return buf_take(&b, len);
 }
 
+/* Encodes text twice, with every piece merged by the rescanning loop and with every piece
+ * through the heap; the two implementations of BPE must agree id for id. */
+static int paths_agree(herd_tokenizer *t, const char *text, size_t len)
+{
+    int32_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    t->bpe_scan_max = SIZE_MAX;
+    herd_status sa = herd_tokenize(t, text, len, false, false, &a, &na);
+    t->bpe_scan_max = 0;
+    herd_status sb = herd_tokenize(t, text, len, false, false, &b, &nb);
+    t->bpe_scan_max = BPE_SCAN_MAX;
+    int ok = sa == HERD_OK && sb == HERD_OK && ids_equal(a, na, b, nb);
+    herd_free(a);
+    herd_free(b);
+    return ok;
+}
+
 static void test_tiny(void)
 {
     /* ranks: "ab" 256, "ba" 257, "aba" 258: "aba" merges leftmost on a tie; "xx" 259
@@ -132,6 +151,15 @@ static void test_tiny(void)
                   "tiny case %zu: %zu ids, first %d", i, n, n ? ids[0] : -1);
         herd_free(ids);
     }
+    /* the heap path gives the same ids on the tie cases, and on long runs of them */
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (!cases[i].special)
+            CHECK_MSG(paths_agree(t, cases[i].text, cases[i].len), "tiny case %zu", i);
+    char runs[600];
+    for (size_t i = 0; i < sizeof(runs); i++)
+        runs[i] = "abaxxxxbabx"[(i * 7 + i / 5) % 11];
+    for (size_t n = 2; n <= sizeof(runs); n += 37)
+        CHECK_MSG(paths_agree(t, runs, n), "tiny run of %zu", n);
     /* plain text by default: the special's text is ordinary tokens */
     int32_t *ids = NULL;
     size_t n = 0;
@@ -161,6 +189,95 @@ static void test_tiny(void)
     herd_tokenizer_free(t);
 }
 
+/* Appends s to f as a JSON string body (quotes and backslashes escaped). */
+static void json_put(FILE *f, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            fputc('\\', f);
+        fputc(s[i], f);
+    }
+}
+
+/* Writes a minimal tokenizer.json (the 256 byte tokens as GPT-2 byte-level strings, one
+ * added token, Llama 3's Split regex); first_key, when not NULL, is an extra vocab entry
+ * written first with id 256 (the added token then takes 257). */
+static const char *write_tiny_json(const char *first_key)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/herd_test_tokjson_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "w");
+    fputs("{\"version\": \"1.0\", \"normalizer\": null, \"model\": {\"type\": \"BPE\", "
+          "\"vocab\": {", f);
+    if (first_key) {
+        fputc('"', f);
+        json_put(f, first_key, strlen(first_key));
+        fputs("\": 256, ", f);
+    }
+    int extra = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
+        char u[3];
+        size_t n = cp < 0x80 ? 1 : 2;
+        if (n == 1) {
+            u[0] = (char)cp;
+        } else {
+            u[0] = (char)(0xC0 | (cp >> 6));
+            u[1] = (char)(0x80 | (cp & 0x3F));
+        }
+        fputs(b ? ", \"" : "\"", f);
+        json_put(f, u, n);
+        fprintf(f, "\": %d", b);
+    }
+    fprintf(f, "}, \"merges\": []}, \"added_tokens\": [{\"id\": %d, \"content\": "
+            "\"<|eot_id|>\"}], \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": "
+            "{\"Regex\": \"", first_key ? 257 : 256);
+    json_put(f, tok_llama3_pattern_text, strlen(tok_llama3_pattern_text));
+    fputs("\"}}}\n", f);
+    fclose(f);
+    return path;
+}
+
+/* Every allocation failure while loading (and using) a tokenizer gives HERD_ERR_NOMEM with
+ * a message saying so, never a bare status (herd_tokenizer_load would then report only the
+ * path): fail the 1st, 2nd, ... allocation until the calls pass. */
+static void test_nomem_messages(const char *path, const char *name)
+{
+    int failures = 0, silent = 0;
+    for (long k = 0; k < 10000; k++) {
+        herd_tokenizer *t = NULL;
+        herd_clear_error();
+        herd_alloc_fail_after(k);
+        herd_status s = herd_tokenizer_load(path, &t);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        herd_detok_stream *ds = NULL;
+        if (s == HERD_OK)
+            s = herd_tokenize(t, "hello world", 11, false, false, &ids, &n);
+        if (s == HERD_OK)
+            s = herd_detok_stream_new(t, &ds);
+        herd_alloc_fail_after(-1);
+        herd_detok_stream_free(ds);
+        herd_free(ids);
+        herd_tokenizer_free(t);
+        if (s == HERD_OK)
+            break;
+        failures++;
+        if (s != HERD_ERR_NOMEM || !strstr(herd_last_error(), "memory")) {
+            silent++;
+            CHECK_MSG(0, "%s: allocation %ld failing gives status %d, message \"%s\"", name,
+                      k, (int)s, herd_last_error());
+        }
+    }
+    printf("%s: %d allocation failures, each with a message (%d without)\n", name, failures,
+           silent);
+    CHECK(failures > 5);
+}
+
 static void test_bad_files(void)
 {
     const char *extra[] = {"ab"};
@@ -173,6 +290,41 @@ static void test_bad_files(void)
     fclose(f);
     herd_tokenizer *t = NULL;
     CHECK(herd_tokenizer_load(path, &t) == HERD_ERR_FORMAT && t == NULL);
+    remove(path);
+    /* an empty file (mapped as NULL, 0: memchr must not see it) */
+    FILE *e = fopen(path, "w");
+    if (e)
+        fclose(e);
+    CHECK(herd_tokenizer_load(path, &t) == HERD_ERR_FORMAT && t == NULL);
+    CHECK_MSG(strstr(herd_last_error(), "empty") != NULL, "%s", herd_last_error());
+    remove(path);
+    /* tokenizer.json: the minimal file loads; an empty first vocab key is refused (it used
+     * to offset the still-NULL byte buffer) */
+    const char *js = write_tiny_json(NULL);
+    CHECK(js != NULL);
+    CHECK_MSG(js && herd_tokenizer_load(js, &t) == HERD_OK, "%s", herd_last_error());
+    CHECK(herd_tokenizer_n_vocab(t) == 257 && herd_token_special(t, "<|eot_id|>") == 256);
+    herd_tokenizer_free(t);
+    t = NULL;
+    if (js)
+        remove(js);
+    js = write_tiny_json("");
+    CHECK(js && herd_tokenizer_load(js, &t) == HERD_ERR_FORMAT && t == NULL);
+    CHECK_MSG(strstr(herd_last_error(), "empty") != NULL, "%s", herd_last_error());
+    if (js)
+        remove(js);
+    /* out of memory anywhere: a message every time */
+    const char *extra2[] = {"ab", "ba"};
+    path = write_tiny_model(extra2, 2);
+    if (path) {
+        test_nomem_messages(path, "tokenizer.model");
+        remove(path);
+    }
+    js = write_tiny_json(NULL);
+    if (js) {
+        test_nomem_messages(js, "tokenizer.json");
+        remove(js);
+    }
     f = fopen(path, "w");
     fputs("{\"model\": {\"type\": \"Unigram\", \"vocab\": {}}, \"added_tokens\": [], "
           "\"pre_tokenizer\": null}", f);
@@ -249,6 +401,69 @@ static int run_golden(const herd_tokenizer *t, const char *name, const char *gol
     return pass;
 }
 
+/* Long single pieces (the heap path) against the rescanning loop: random words over small
+ * alphabets, where merges cascade and ties are frequent, runs of one byte, whitespace and
+ * punctuation runs; then a 256 KB word must encode in well under the quadratic loop's time
+ * (about 10 s of CPU here before the heap; the bound leaves room for sanitizer builds). */
+static void test_long_pieces(herd_tokenizer *t, const char *name)
+{
+    static const char *alphabets[] = {"ab", "abc", "aeinrst", "abcdefghijklmnopqrstuvwxyz",
+                                      "Aa", " ", " \n", "!-=.", ("\xc3\xa9" "e")};
+    uint64_t x = 12345;
+    char *buf = malloc(300000);
+    if (!buf)
+        return;
+    int agree = 0, cases = 0;
+    for (size_t k = 0; k < sizeof(alphabets) / sizeof(alphabets[0]); k++) {
+        size_t na = strlen(alphabets[k]);
+        for (size_t len = 1; len <= 3000; len = len * 3 / 2 + 1) {
+            for (size_t i = 0; i < len; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf[i] = alphabets[k][x % na];
+            }
+            size_t n = len;
+            if (alphabets[k][0] == '\xc3') /* keep it valid UTF-8: é as whole pairs */
+                for (size_t i = 0; i + 1 < n; i++)
+                    if (buf[i] == '\xc3')
+                        buf[++i] = '\xa9';
+            cases++;
+            int ok = paths_agree(t, buf, n);
+            agree += ok;
+            CHECK_MSG(ok, "%s: heap and scan differ on a %zu-byte run of \"%s\"", name, n,
+                      alphabets[k]);
+            memset(buf, alphabets[k][0], n);
+            cases++;
+            ok = paths_agree(t, buf, n);
+            agree += ok;
+            CHECK_MSG(ok, "%s: heap and scan differ on %zu x '%c'", name, n, alphabets[k][0]);
+        }
+    }
+    printf("%s: heap == scan on %d/%d long pieces\n", name, agree, cases);
+    const size_t big = 256 * 1024;
+    for (size_t i = 0; i < big; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf[i] = (char)('a' + x % 26);
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    clock_t c0 = clock();
+    CHECK(herd_tokenize(t, buf, big, false, false, &ids, &n) == HERD_OK && n > 0);
+    double secs = (double)(clock() - c0) / CLOCKS_PER_SEC;
+    printf("%s: a %zu-byte word in %.3f s CPU (%zu ids)\n", name, big, secs, n);
+    CHECK_MSG(secs < 3.0, "%s: a 256 KB word took %.2f s: BPE is not linear", name, secs);
+    char *text = NULL;
+    size_t len = 0;
+    CHECK(herd_detokenize(t, ids, n, &text, &len) == HERD_OK && len == big &&
+          memcmp(text, buf, big) == 0);
+    herd_free(text);
+    herd_free(ids);
+    free(buf);
+}
+
 static void test_real(void)
 {
     const char *data = getenv("HERD_SHARED_DATA");
@@ -291,6 +506,17 @@ static void test_real(void)
         int pass = run_golden(t, names[k], golden, &total);
         printf("%s: loaded in %.1f ms, golden %d/%d\n", names[k], ms, pass, total);
         CHECK(total >= 500 && pass == total);
+        /* the same corpus with every piece through the heap, then through the scan */
+        size_t modes[2] = {0, SIZE_MAX};
+        for (int m = 0; m < 2; m++) {
+            t->bpe_scan_max = modes[m];
+            pass = run_golden(t, names[k], golden, &total);
+            CHECK_MSG(pass == total, "%s: golden with bpe_scan_max %zu: %d/%d", names[k],
+                      modes[m], pass, total);
+        }
+        t->bpe_scan_max = BPE_SCAN_MAX;
+        if (k == 0)
+            test_long_pieces(t, names[k]);
         herd_tokenizer_free(t);
     }
     herd_free(golden);
