@@ -282,9 +282,15 @@ static herd_status convert_tensor(struct qz *q, struct qz_tensor *t, struct herd
     else
         convert_rows(&job, 0, 1);
     int nth = pool ? herd_pool_size(pool) : 1;
-    for (int i = 0; i < nth; i++)
+    for (int i = 0; i < nth; i++) {
+        /* Rows ran on pool threads, whose messages are their own: restate the one failure
+         * quantize_row can give for whole-block rows, a NaN or infinite weight. */
+        if (status[i] == HERD_ERR_INVALID)
+            return herd_fail(status[i], "tensor %s holds NaN or infinite weights; %s cannot "
+                             "represent them", t->name, herd_dtype_name(t->type));
         if (status[i] != HERD_OK)
             return herd_fail_prefix(status[i], "tensor %s", t->name);
+    }
     (void)q;
     return HERD_OK;
 }

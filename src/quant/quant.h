@@ -107,7 +107,9 @@ size_t dtype_row_bytes(herd_dtype t, int64_t n);
 
 /* Reference dequantization of one row of n elements (n a multiple of the block size). */
 herd_status dequantize_row(herd_dtype t, float *out, const void *in, int64_t n);
-/* Reference quantization of one row; imatrix-free, as llama.cpp's default. */
+/* Reference quantization of one row; imatrix-free, as llama.cpp's default. A row holding
+ * NaN or infinity is refused for the integer block types: HERD_ERR_INVALID (the message
+ * names the element) and the output row all zero bytes. F32/F16/BF16 pass them through. */
 herd_status quantize_row(herd_dtype t, void *out, const float *in, int64_t n);
 
 /* Per-type reference functions behind dequantize_row / quantize_row (n a multiple of the

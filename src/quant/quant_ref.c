@@ -8,6 +8,14 @@
  * quantize_row_*_ref (scale from the absolute maximum, or from min/max for the _1 types),
  * so herd and llama.cpp write the same bytes for the same input.
  *
+ * Non-finite input: the integer block types have no NaN or infinity, and a block scale
+ * computed from one turns every element into an out-of-range float-to-int conversion
+ * (undefined behaviour). quantize_row refuses such a row for those types: it writes the
+ * row as all-zero blocks (which dequantize to 0, so callers that ignore the status, like
+ * the Q8_0 KV cache, still get defined bytes) and returns HERD_ERR_INVALID naming the
+ * element. F32/F16/BF16 carry NaN and infinity, so conversions to them pass them through.
+ * The per-type _ref quantizers assume finite input.
+ *
  * Float contraction (FMA) would change results; the build is ISO C (-std=c11, which turns
  * GCC contraction off) and the pragma below asks the same of clang.
  */
@@ -132,12 +140,28 @@ static void min_max(const float *x, int n, float *min, float *max)
     }
 }
 
-/* Truncation toward zero of a small non-negative float, then a cap, as ggml's
- * MIN(cap, (int8_t)(v)) for v in [0, 128). */
+/* Truncation toward zero of a small non-negative float, then a cap: ggml's
+ * MIN(cap, (int8_t)(v)) for v in [0, 128), where finite rows always land. Outside that
+ * (a block range that overflows float gives 0 * inf = NaN) ggml's cast is undefined;
+ * here NaN and negatives give 0 and large values the cap. */
 static uint8_t trunc_cap(float v, int cap)
 {
-    int q = (int)(int8_t)v;
-    return (uint8_t)(q < cap ? q : cap);
+    if (!(v >= 0.0f))
+        return 0;
+    if (v >= (float)cap)
+        return (uint8_t)cap;
+    return (uint8_t)(int)v;
+}
+
+/* roundf to int8, half away from zero as ggml, saturating at +-127 where ggml's cast is
+ * undefined: a block maximum so small that d = amax / 127 is subnormal makes 1 / d
+ * infinite. NaN (not reachable through quantize_row) gives 0. */
+static int8_t round_i8(float v)
+{
+    if (!(v == v))
+        return 0;
+    float r = roundf(v);
+    return (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
 }
 
 void quantize_row_q4_0_ref(struct block_q4_0 *y, const float *x, int64_t n)
@@ -225,11 +249,29 @@ void quantize_row_q8_0_ref(struct block_q8_0 *y, const float *x, int64_t n)
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = f32_to_fp16(d);
         for (int j = 0; j < QK8_0; j++)
-            y[i].qs[j] = (int8_t)roundf(x[j] * id); /* half away from zero, as ggml */
+            y[i].qs[j] = round_i8(x[j] * id);
     }
 }
 
 /* ---- dispatch */
+
+/* Index of the first NaN or infinity in x[0..n), or -1. The all-ones exponent test is an
+ * integer OR over the row that the compiler vectorises; only a bad row is searched. */
+static int64_t first_nonfinite(const float *x, int64_t n)
+{
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    if (!bad)
+        return -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return -1;
+}
 
 static herd_status check_row(herd_dtype t, int64_t n, const char *what)
 {
@@ -273,6 +315,16 @@ herd_status quantize_row(herd_dtype t, void *out, const float *in, int64_t n)
     herd_status s = check_row(t, n, "quantize");
     if (s != HERD_OK)
         return s;
+    if (t != HERD_DTYPE_F32 && t != HERD_DTYPE_F16 && t != HERD_DTYPE_BF16 &&
+        dtype_can_quantize(t)) {
+        int64_t bad = first_nonfinite(in, n);
+        if (bad >= 0) {
+            memset(out, 0, dtype_row_bytes(t, n));
+            return herd_fail(HERD_ERR_INVALID, "quantize: element %lld of the row is %s; %s "
+                             "cannot represent NaN or infinity", (long long)bad,
+                             isnan(in[bad]) ? "NaN" : "infinite", herd_dtype_name(t));
+        }
+    }
     uint8_t *o = out;
     switch (t) {
     case HERD_DTYPE_F32: memcpy(out, in, (size_t)n * sizeof(float)); break;

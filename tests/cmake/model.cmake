@@ -72,6 +72,11 @@ model_bad(hf_no_config "config.json" logits -m ${BAD_DIR}/hf_no_config --tokens 
 model_bad(hf_bad_dtype "I32|dtype|type" logits -m ${BAD_DIR}/hf_bad_dtype --tokens 1,2 ${out})
 model_bad(missing_file "no such|not found|cannot open|does not exist" logits -m ${BAD_DIR}/does_not_exist.gguf
   --tokens 1,2 ${out})
+# A NaN / inf weight: quantizing refuses it and names the tensor (whichever comes first).
+model_bad(hf_nan_weight_q8_0 "(ffn_up|up_proj|attn_output|o_proj).*NaN or infinite" quantize
+  ${BAD_DIR}/hf_nan_weight ${MODEL_WORK}/nan_q8_0.gguf --type q8_0 -t 2)
+model_bad(hf_nan_weight_q4_k_m "(ffn_up|up_proj|attn_output|o_proj).*NaN or infinite" quantize
+  ${BAD_DIR}/hf_nan_weight ${MODEL_WORK}/nan_q4_k_m.gguf --type q4_k_m -t 1)
 # Run-time input errors on the good model (vocabulary 384, context 131072).
 model_bad(token_past_vocab_gguf "999" logits -m ${BAD_DIR}/good/model.gguf --tokens 376,5,999
   ${out})

@@ -13,6 +13,9 @@ Writes into OUT/ (from the gqa2_untied_f32 configuration of make_model.py, 384 i
   gguf_bad_magic.gguf    the first four bytes are not "GGUF"
   hf_no_config/          no config.json
   hf_bad_dtype/          one weight declared as I32 (same byte size, not a float type)
+  hf_nan_weight/         one element of model.layers.1.mlp.up_proj.weight is NaN and one
+                         of model.layers.0.self_attn.o_proj.weight +inf (herd quantize
+                         must refuse it, naming the tensor)
 The matching good model is OUT/good/ (hf/ and model.gguf) for the run-time cases (an id past
 the vocabulary, a prompt past the context).
 
@@ -106,6 +109,15 @@ def main():
     assert len(hj) == hlen
     with open(path, "wb") as f:
         f.write(raw[:8] + hj + raw[8 + hlen:])
+
+    st = dict(store)
+    for name, at, v in (("model.layers.1.mlp.up_proj.weight", 7, float("nan")),
+                        ("model.layers.0.self_attn.o_proj.weight", 3, float("inf"))):
+        w, dt = st[name]
+        w = w.copy()
+        w.flat[at] = v
+        st[name] = (w, dt)
+    hf("hf_nan_weight", st)
     print("make_bad_models: wrote %s" % out)
     return 0
 

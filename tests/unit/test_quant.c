@@ -8,7 +8,8 @@
 #include "check.h"
 #include "quant/quant.h"
 
-#include <math.h>   /* sqrt */
+#include <float.h>  /* FLT_MAX */
+#include <math.h>   /* sqrt, NAN, INFINITY */
 #include <stdio.h>  /* snprintf */
 #include <stdlib.h> /* getenv */
 
@@ -233,6 +234,60 @@ static void test_errors(void)
     CHECK(dequantize_row((herd_dtype)77, x, q, 32) == HERD_ERR_UNSUPPORTED);
 }
 
+/* NaN and infinities: every integer block type refuses the row (naming the element) and
+ * writes all-zero blocks; the float types carry them through. The zero-block contract is
+ * what keeps callers that ignore the status (the Q8_0 KV cache) defined. */
+static void test_nonfinite(void)
+{
+    static const herd_dtype blocks[] = {HERD_DTYPE_Q4_0, HERD_DTYPE_Q4_1, HERD_DTYPE_Q5_0,
+                                        HERD_DTYPE_Q5_1, HERD_DTYPE_Q8_0, HERD_DTYPE_Q4_K,
+                                        HERD_DTYPE_Q5_K, HERD_DTYPE_Q6_K, HERD_DTYPE_Q8_K};
+    struct case_ {
+        float v;
+        int at;
+        const char *word;
+    } cases[] = {{NAN, 0, "NaN"}, {-NAN, 300, "NaN"}, {INFINITY, 511, "infinite"},
+                 {-INFINITY, 17, "infinite"}};
+    static float x[512], y[512];
+    static uint8_t q[4096];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int i = 0; i < 512; i++)
+            x[i] = randn();
+        x[cases[c].at] = cases[c].v;
+        char want[32];
+        snprintf(want, sizeof want, "element %d ", cases[c].at);
+        for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++) {
+            memset(q, 0xAB, sizeof q);
+            herd_clear_error();
+            herd_status s = quantize_row(blocks[k], q, x, 512);
+            CHECK_MSG(s == HERD_ERR_INVALID && strstr(herd_last_error(), want) &&
+                      strstr(herd_last_error(), cases[c].word),
+                      "%s, %s at %d: status %d, \"%s\"", herd_dtype_name(blocks[k]),
+                      cases[c].word, cases[c].at, (int)s, herd_last_error());
+            size_t rb = dtype_row_bytes(blocks[k], 512), nz = 0;
+            for (size_t i = 0; i < rb; i++)
+                nz += q[i] != 0;
+            CHECK_MSG(nz == 0 && q[rb] == 0xAB, "%s: %zu non-zero bytes in a refused row",
+                      herd_dtype_name(blocks[k]), nz);
+        }
+        CHECK(quantize_row(HERD_DTYPE_F16, q, x, 512) == HERD_OK);
+        CHECK(dequantize_row(HERD_DTYPE_F16, y, q, 512) == HERD_OK);
+        CHECK(isnan(cases[c].v) ? isnan(y[cases[c].at]) : y[cases[c].at] == cases[c].v);
+        CHECK(quantize_row(HERD_DTYPE_BF16, q, x, 512) == HERD_OK);
+    }
+    /* Extreme finite rows are accepted and, under UBSan, convert nothing out of range:
+     * the largest floats (max - min overflows to inf in the _1 types), and a subnormal
+     * block maximum (d = amax / 127 subnormal, 1 / d infinite in Q8_0). */
+    for (int r = 0; r < 3; r++) {
+        for (int i = 0; i < 512; i++)
+            x[i] = r == 0 ? ((i & 1) ? FLT_MAX : -FLT_MAX)
+                 : r == 1 ? ((i % 3) ? 1e-40f : -3e-39f) : (i == 5 ? 2e-45f : 0.0f);
+        for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++)
+            CHECK_MSG(quantize_row(blocks[k], q, x, 512) == HERD_OK, "%s, extreme row %d",
+                      herd_dtype_name(blocks[k]), r);
+    }
+}
+
 int main(void)
 {
     test_table();
@@ -240,5 +295,6 @@ int main(void)
     test_roundtrip();
     test_q8k_bsums();
     test_errors();
+    test_nonfinite();
     return check_done();
 }
