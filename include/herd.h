@@ -169,6 +169,8 @@ typedef struct herd_model herd_model;
 typedef struct herd_model_params {
     int32_t n_threads; /* worker threads for load-time repacking and forward;
                           0 = herd_n_threads(0) */
+    const char *device; /* where the forward pass runs: NULL or "cpu" (the default); "cuda"
+                           or "cuda:N" in a build with that backend */
 } herd_model_params;
 
 /* Hyper-parameters and facts of a loaded model. Names follow Meta's params.json / HF's

@@ -162,6 +162,9 @@ int cli_run_option(struct cli_run_opts *o, int argc, char **argv, int *i)
             return -1;
         }
         o->kv_set = 1;
+    } else if (strcmp(a, "--device") == 0) {
+        if (cli_value(argc, argv, i, &o->device))
+            return -1;
     } else {
         return 1;
     }

@@ -64,14 +64,17 @@ struct cli_run_opts {
     int ctx;           /* -c/--ctx: positions per sequence; 0 = the command's default */
     herd_dtype kv_type; /* --kv-type f16|f32|q8_0 when kv_set */
     int kv_set;
+    const char *device; /* --device: the backend device; NULL = cpu */
 };
-/* Consumes argv[*i] if it is -t, -c or --kv-type: 0 taken, 1 not ours, -1 error (printed). */
+/* Consumes argv[*i] if it is -t, -c, --kv-type or --device: 0 taken, 1 not ours, -1 error
+ * (printed). */
 int cli_run_option(struct cli_run_opts *o, int argc, char **argv, int *i);
 /* Help lines for those options; CTX and KV are string literals naming the defaults. */
 #define CLI_RUN_HELP(CTX, KV)                                                                 \
     "  -t, --threads N   worker threads; 0 = all cores, shared among the MPI ranks of a\n"    \
     "                    machine (default 0)\n"                                              \
     "  -c, --ctx N       context positions per sequence (default " CTX ")\n"                 \
-    "  --kv-type T       KV cache element type: f16, f32 or q8_0 (default " KV ")\n"
+    "  --kv-type T       KV cache element type: f16, f32 or q8_0 (default " KV ")\n"    \
+    "  --device D        where the model runs: cpu (default), or a backend of this build\n"
 
 #endif /* HERD_CLI_H */

@@ -300,7 +300,7 @@ int cmd_bench(int argc, char **argv)
     herd_status s;
 
     double t0 = now_s();
-    herd_model_params mp = {o.run.threads};
+    herd_model_params mp = {.n_threads = o.run.threads, .device = o.run.device};
     if ((s = herd_model_load(o.model, &mp, &m)))
         return cli_fail_status(s);
     double load_s = now_s() - t0;

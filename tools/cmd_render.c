@@ -120,7 +120,7 @@ int cmd_render(int argc, char **argv)
     int rc = 1;
     herd_status s;
     if (model) {
-        herd_model_params mp = {0};
+        herd_model_params mp = {.n_threads = 0};
         s = herd_model_load(model, &mp, &m);
         if (s != HERD_OK) {
             cli_fail_status(s);

@@ -105,7 +105,7 @@ int cmd_serve(int argc, char **argv)
     o.n_threads = run.threads;
     o.n_ctx = run.ctx;
     o.kv_type = run.kv_type;
-    herd_model_params mp = {.n_threads = run.threads};
+    herd_model_params mp = {.n_threads = run.threads, .device = run.device};
     herd_model *m = NULL;
     herd_status s = herd_model_load(model, &mp, &m);
     if (s != HERD_OK)

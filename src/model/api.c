@@ -33,8 +33,12 @@ herd_status herd_model_load(const char *path, const herd_model_params *params,
     herd_clear_error();
     if (!path || !*path)
         return herd_fail(HERD_ERR_INVALID, "no model path given");
-    int32_t n_threads = params && params->n_threads > 0 ? params->n_threads : 0;
-    return ops->load(path, n_threads, out);
+    herd_model_params p = {0};
+    if (params)
+        p = *params;
+    if (p.n_threads < 0)
+        p.n_threads = 0;
+    return ops->load(path, &p, out);
 }
 
 void herd_model_free(herd_model *m)

@@ -128,13 +128,13 @@ static herd_status send_request(const struct wire_request *r)
 
 /* Loads path on this rank, checks every rank holds the same model, and keeps this rank's
  * share of it. The same steps on every rank, so collectives match. */
-static herd_status load_shard(const char *path, int32_t n_threads, int tp, int pp, int32_t id,
-                              herd_model **out)
+static herd_status load_shard(const char *path, const herd_model_params *p, int tp, int pp,
+                              int32_t id, herd_model **out)
 {
     const struct dist_ops *d = dist_get();
     *out = NULL;
     herd_model *m = NULL;
-    herd_status s = agree(model_load_local(path, n_threads, &m));
+    herd_status s = agree(model_load_local(path, p, &m));
     if (s != HERD_OK)
         goto fail;
     /* The shape every rank found; the split is computed from it on each rank. */
@@ -192,19 +192,19 @@ static herd_status new_context(const herd_model *m, const herd_context_params *p
 
 /* ---- rank 0: the leader table. Each entry sends its request, then runs the local half. */
 
-static herd_status leader_load(const char *path, int32_t n_threads, herd_model **out)
+static herd_status leader_load(const char *path, const herd_model_params *p, herd_model **out)
 {
     *out = NULL;
     pthread_mutex_lock(&F.lock);
     struct wire_request r;
     int32_t id = ++F.next_id;
     int tp = env_int("HERD_TP"), pp = env_int("HERD_PP");
-    herd_status s = wire_encode_model_load(&r, id, path, n_threads, tp, pp);
+    herd_status s = wire_encode_model_load(&r, id, path, p->n_threads, p->device, tp, pp);
     if (s == HERD_OK)
         s = send_request(&r);
     wire_request_free(&r);
     if (s == HERD_OK)
-        s = load_shard(path, n_threads, tp, pp, id, out);
+        s = load_shard(path, p, tp, pp, id, out);
     pthread_mutex_unlock(&F.lock);
     return s;
 }
@@ -354,13 +354,14 @@ static herd_context *ctx_of(int32_t id)
 
 static void run_load(const struct wire_request *r)
 {
-    const char *path;
+    const char *path = NULL, *device = NULL;
     int32_t n_threads, tp, pp;
     herd_model *m = NULL;
     int i;
-    if (wire_decode_model_load(r, &path, &n_threads, &tp, &pp) != HERD_OK)
+    if (wire_decode_model_load(r, &path, &n_threads, &device, &tp, &pp) != HERD_OK)
         fatal("reading a request");
-    if (load_shard(path, n_threads, tp, pp, r->msg.h.id, &m) != HERD_OK)
+    const herd_model_params p = {.n_threads = n_threads, .device = device};
+    if (load_shard(path, &p, tp, pp, r->msg.h.id, &m) != HERD_OK)
         return; /* agreed: rank 0 reports it */
     if ((i = slot_of(F.model_id, 0)) < 0)
         fatal("more than 64 models");

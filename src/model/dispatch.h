@@ -16,7 +16,7 @@
 
 struct model_ops {
     const char *name; /* "local" or "leader" */
-    herd_status (*load)(const char *path, int32_t n_threads, herd_model **out);
+    herd_status (*load)(const char *path, const herd_model_params *p, herd_model **out);
     void (*free)(herd_model *m);
     herd_status (*context_new)(const herd_model *m, const herd_context_params *p,
                                herd_context **out);

@@ -388,7 +388,7 @@ static void add_end_tokens(herd_model *m)
     }
 }
 
-herd_status model_load_local(const char *path, int32_t n_threads, herd_model **out)
+herd_status model_load_local(const char *path, const herd_model_params *p, herd_model **out)
 {
     *out = NULL;
     herd_model *m = herd_calloc(1, sizeof *m);
@@ -397,10 +397,11 @@ herd_status model_load_local(const char *path, int32_t n_threads, herd_model **o
     m->info.bos_id = -1;
     m->info.default_temperature = -1.0f;
     m->info.default_top_p = -1.0f;
-    m->n_threads = herd_n_threads(n_threads);
+    m->n_threads = herd_n_threads(p->n_threads);
     m->path = herd_strdup(path);
+    m->device = p->device && *p->device ? herd_strdup(p->device) : NULL;
     herd_status s = HERD_OK;
-    if (!m->path) {
+    if (!m->path || (p->device && *p->device && !m->device)) {
         s = herd_fail(HERD_ERR_NOMEM, "model");
         goto fail;
     }
@@ -453,6 +454,7 @@ void model_free_local(herd_model *m)
     herd_free(m->hf);
     herd_free(m->name);
     herd_free(m->path);
+    herd_free(m->device);
     herd_free(m);
 }
 

@@ -75,6 +75,7 @@ struct herd_model {
     void **owned;             /* (n_owned) column slices repacked at load (shard.c) */
     int n_owned;
     int32_t dist_id;          /* names the model in requests to follower ranks */
+    char *device;             /* the backend device asked for; NULL = the default (cpu) */
     struct backend be;        /* where the forward pass runs (upload.c) */
     bool be_open;
 };
@@ -119,7 +120,7 @@ void model_backend_close(herd_model *m);
 herd_status weight_row_f32(const struct weight *w, int64_t r, float *out);
 
 /* Maps and binds a model on this rank alone (load.c); the whole model, sh = all of it. */
-herd_status model_load_local(const char *path, int32_t n_threads, herd_model **out);
+herd_status model_load_local(const char *path, const herd_model_params *p, herd_model **out);
 void model_free_local(herd_model *m);
 
 /* shard.c. The whole model as one rank's share. */

@@ -10,7 +10,7 @@ herd_status model_upload(herd_model *m)
 {
     herd_status s;
     if (!m->be_open) {
-        if ((s = backend_open(NULL, m->n_threads, &m->be)))
+        if ((s = backend_open(m->device, m->n_threads, &m->be)))
             return s;
         m->be_open = true;
     }

@@ -11,7 +11,8 @@
 
 /* Every field of the public params crosses the wire: one added to herd.h fails here until it
  * is carried (struct wire_model_load / wire_context_new) and WIRE_VERSION is bumped. */
-_Static_assert(sizeof(herd_model_params) == 4, "carry the new herd_model_params field");
+_Static_assert(sizeof(herd_model_params) == 2 * sizeof(void *), "carry the new herd_model_params "
+               "field"); /* n_threads, device */
 _Static_assert(sizeof(herd_context_params) == 32, "carry the new herd_context_params field");
 
 /* A model path longer than this is not a path: a corrupt header. */
@@ -45,9 +46,15 @@ void wire_encode(struct wire_request *r, enum wire_op op, int32_t id)
 }
 
 herd_status wire_encode_model_load(struct wire_request *r, int32_t id, const char *path,
-                                   int32_t n_threads, int32_t tp, int32_t pp)
+                                   int32_t n_threads, const char *device, int32_t tp,
+                                   int32_t pp)
 {
     begin(r, WIRE_MODEL_LOAD, id);
+    if (!device)
+        device = "";
+    if (strlen(device) >= sizeof r->msg.args.load.device)
+        return herd_fail(HERD_ERR_INVALID, "device name '%s' is too long", device);
+    memcpy(r->msg.args.load.device, device, strlen(device) + 1);
     r->msg.args.load.n_threads = n_threads;
     r->msg.args.load.tp = tp;
     r->msg.args.load.pp = pp;
@@ -164,13 +171,18 @@ herd_status wire_payload_alloc(struct wire_request *r)
 }
 
 herd_status wire_decode_model_load(const struct wire_request *r, const char **path,
-                                   int32_t *n_threads, int32_t *tp, int32_t *pp)
+                                   int32_t *n_threads, const char **device, int32_t *tp,
+                                   int32_t *pp)
 {
+    const char *dev = r->msg.args.load.device;
+    if (!memchr(dev, '\0', sizeof r->msg.args.load.device))
+        return herd_fail(HERD_ERR_INTERNAL, "device name from rank 0 is not one string");
     uint32_t n = r->msg.h.n_payload;
     if (n == 0 || r->payload[n - 1] != '\0' || memchr(r->payload, '\0', n) != r->payload + n - 1)
         return herd_fail(HERD_ERR_INTERNAL, "model path from rank 0 is not one string");
     *path = (const char *)r->payload;
     *n_threads = r->msg.args.load.n_threads;
+    *device = dev;
     *tp = r->msg.args.load.tp;
     *pp = r->msg.args.load.pp;
     return HERD_OK;

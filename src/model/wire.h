@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define WIRE_MAGIC 0x64726568u /* "herd" in memory on a little-endian rank */
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2 /* 2: the device a model loads on */
 #define WIRE_MSG_BYTES 1024 /* frozen (see above); 60 decode tokens fit inline */
 #define WIRE_HEADER_BYTES 16
 #define WIRE_ARGS_BYTES 48 /* the largest per-call struct (32), with room to grow */
@@ -55,6 +55,7 @@ struct wire_header {
 struct wire_model_load {
     int32_t n_threads; /* 0 = each rank's default */
     int32_t tp, pp;    /* HERD_TP / HERD_PP as read on rank 0; 0 = automatic */
+    char device[32];   /* the backend device, NUL-terminated; "" = the default (cpu) */
 };
 
 struct wire_context_new {
@@ -103,7 +104,8 @@ _Static_assert(offsetof(struct wire_header, version) == 4, "wire_header.version"
 _Static_assert(offsetof(struct wire_header, op) == 6, "wire_header.op");
 _Static_assert(offsetof(struct wire_header, id) == 8, "wire_header.id");
 _Static_assert(offsetof(struct wire_header, n_payload) == 12, "wire_header.n_payload");
-_Static_assert(sizeof(struct wire_model_load) == 12, "wire_model_load size");
+_Static_assert(sizeof(struct wire_model_load) == 44, "wire_model_load size");
+_Static_assert(offsetof(struct wire_model_load, device) == 12, "wire_model_load.device");
 _Static_assert(offsetof(struct wire_model_load, pp) == 8, "wire_model_load.pp");
 _Static_assert(sizeof(struct wire_context_new) == 32, "wire_context_new size");
 _Static_assert(offsetof(struct wire_context_new, kv_type) == 20, "wire_context_new.kv_type");
@@ -130,7 +132,8 @@ struct wire_request {
  * payload that cannot be allocated or sized. */
 void wire_encode(struct wire_request *r, enum wire_op op, int32_t id); /* calls without args */
 herd_status wire_encode_model_load(struct wire_request *r, int32_t id, const char *path,
-                                   int32_t n_threads, int32_t tp, int32_t pp);
+                                   int32_t n_threads, const char *device, int32_t tp,
+                                   int32_t pp);
 void wire_encode_context_new(struct wire_request *r, int32_t id, int32_t model_id,
                              const herd_context_params *p);
 herd_status wire_encode_decode(struct wire_request *r, int32_t ctx_id, const herd_batch *b);
@@ -150,7 +153,8 @@ herd_status wire_check(const struct wire_msg *msg);
 herd_status wire_payload_alloc(struct wire_request *r);
 /* The arguments of a checked request whose payload has arrived. path is borrowed from r. */
 herd_status wire_decode_model_load(const struct wire_request *r, const char **path,
-                                   int32_t *n_threads, int32_t *tp, int32_t *pp);
+                                   int32_t *n_threads, const char **device, int32_t *tp,
+                                   int32_t *pp);
 void wire_decode_context_new(const struct wire_request *r, int32_t *model_id,
                              herd_context_params *p);
 /* Fills b with arrays in one allocation; release with wire_batch_free. */

@@ -161,3 +161,11 @@ set_tests_properties(test_model_arch PROPERTIES FIXTURES_REQUIRED model_files
                      SKIP_RETURN_CODE 77)
 set_property(TEST test_model_arch APPEND PROPERTY ENVIRONMENT
              "HERD_TEST_MODELS=${MODEL_DIR};HERD_TEST_WORK=${MODEL_WORK}/arch")
+
+# --device names a backend of this build; an unknown one is refused with the list of those
+# it has, and the CPU backend has exactly one device.
+model_bad(device_unknown "device nosuch: no such backend in this build \\(it has: cpu"
+  generate -m ${MODEL_DIR}/gqa4_tied_bf16/model.gguf -p hi -n 1 --device nosuch)
+model_bad(device_cpu_index "device cpu:1: the CPU backend has one device"
+  logits -m ${MODEL_DIR}/gqa4_tied_bf16/model.gguf --tokens 1,2 --device cpu:1
+  -o ${MODEL_WORK}/device.bin)

@@ -45,15 +45,17 @@ static void test_model_load(void)
     static char long_path[3000];
     memset(long_path, 'a', sizeof long_path - 1);
     const char *paths[] = {"m.gguf", "/models/Llama-3.1-8B-Instruct", long_path};
+    const char *devices[] = {NULL, "cuda:1", "cpu"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         struct wire_request r, g;
-        CHECK(wire_encode_model_load(&r, 5, paths[i], 4, 2, 3) == HERD_OK);
+        CHECK(wire_encode_model_load(&r, 5, paths[i], 4, devices[i], 2, 3) == HERD_OK);
         CHECK((r.payload == r.msg.data) == (strlen(paths[i]) < WIRE_INLINE_BYTES));
         CHECK(carry(&r, &g) == HERD_OK);
-        const char *path = NULL;
+        const char *path = NULL, *dev = NULL;
         int32_t n_threads = 0, tp = 0, pp = 0;
-        CHECK(wire_decode_model_load(&g, &path, &n_threads, &tp, &pp) == HERD_OK);
+        CHECK(wire_decode_model_load(&g, &path, &n_threads, &dev, &tp, &pp) == HERD_OK);
         CHECK(path && strcmp(path, paths[i]) == 0);
+        CHECK(dev && strcmp(dev, devices[i] ? devices[i] : "") == 0);
         CHECK(g.msg.h.id == 5 && n_threads == 4 && tp == 2 && pp == 3);
         wire_request_free(&r);
         wire_request_free(&g);
@@ -189,18 +191,22 @@ static void test_refused(void)
         CHECK_MSG(strstr(e, c->message) && !strchr(e, '\n'), "%s: \"%s\"", c->name, e);
         wire_request_free(&r);
     }
-    /* A model path whose payload is not one NUL-terminated string. */
+    /* A device name longer than its field is refused, not cut. */
     struct wire_request r, g;
-    const char *path = NULL;
+    CHECK(wire_encode_model_load(&r, 1, "m", 0, "cuda:0123456789012345678901234567890", 0, 0) ==
+          HERD_ERR_INVALID);
+    wire_request_free(&r);
+    /* A model path whose payload is not one NUL-terminated string. */
+    const char *path = NULL, *dev = NULL;
     int32_t t, tp, pp;
-    CHECK(wire_encode_model_load(&r, 1, "ab", 0, 0, 0) == HERD_OK);
+    CHECK(wire_encode_model_load(&r, 1, "ab", 0, NULL, 0, 0) == HERD_OK);
     r.msg.data[2] = 'c';
     CHECK(carry(&r, &g) == HERD_OK);
-    CHECK(wire_decode_model_load(&g, &path, &t, &tp, &pp) == HERD_ERR_INTERNAL && !path);
+    CHECK(wire_decode_model_load(&g, &path, &t, &dev, &tp, &pp) == HERD_ERR_INTERNAL && !path);
     r.msg.data[1] = '\0';
     r.msg.data[2] = '\0';
     CHECK(carry(&r, &g) == HERD_OK);
-    CHECK(wire_decode_model_load(&g, &path, &t, &tp, &pp) == HERD_ERR_INTERNAL && !path);
+    CHECK(wire_decode_model_load(&g, &path, &t, &dev, &tp, &pp) == HERD_ERR_INTERNAL && !path);
 }
 
 int main(void)

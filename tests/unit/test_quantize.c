@@ -152,7 +152,7 @@ static int model_logits(const char *path, const int32_t *tok, int n, float **out
     herd_model *m = NULL;
     herd_context *c = NULL;
     *out = NULL;
-    herd_model_params mp = {1};
+    herd_model_params mp = {.n_threads = 1};
     if (herd_model_load(path, &mp, &m) != HERD_OK) {
         printf("load %s: %s\n", path, herd_last_error());
         return -1;
