@@ -321,7 +321,7 @@ static float *logits(const char *path, int n, int *n_vocab, herd_model **keep)
     static const int32_t tok[6] = {376, 17, 42, 99, 200, 7};
     herd_model *m = NULL;
     herd_context *c = NULL;
-    herd_model_params mp = {1};
+    herd_model_params mp = {.n_threads = 1};
     if (herd_model_load(path, &mp, &m) != HERD_OK) {
         printf("load %s: %s\n", path, herd_last_error());
         return NULL;
