@@ -286,10 +286,34 @@ typedef struct herd_server_options {
 
 HERD_API herd_server_options herd_server_default_options(void);
 
-/* Serves m over HTTP until SIGINT or SIGTERM arrives (both are blocked in the calling
- * thread and waited for), then drains and returns HERD_OK. Fails when the address cannot
- * be bound or the context cannot be made. The model stays owned by the caller. */
-HERD_API herd_status herd_server_run(const herd_model *m, const herd_server_options *o);
+typedef struct herd_server herd_server;
+
+/* Starts serving m over HTTP on threads of its own and returns once the address is bound
+ * and the context is made (fails when either cannot be done). The server never touches the
+ * program's signal handling: its threads block asynchronous signals (SIGPIPE included, so
+ * a client hanging up is an error code), and stopping is the program's call, e.g. from a
+ * thread that waits for SIGINT/SIGTERM as `herd serve` does. Options are copied; m stays
+ * owned by the caller and must outlive the server. Several servers may run at once. */
+HERD_API herd_status herd_server_start(const herd_model *m, const herd_server_options *o,
+                                       herd_server **out);
+
+/* What a started server listens on and holds; borrowed until herd_server_stop. */
+typedef struct herd_server_info {
+    int32_t port;           /* the bound port (the one picked when options.port was 0) */
+    int32_t n_parallel;     /* slots */
+    int32_t n_ctx;          /* positions per slot */
+    herd_dtype kv_type;
+    int64_t kv_bytes;       /* the KV cache of all slots */
+    const char *model_name; /* the id /v1/models shows */
+} herd_server_info;
+
+HERD_API const herd_server_info *herd_server_get_info(const herd_server *s);
+
+/* Stops s and frees it (NULL-safe): requests in flight end cleanly with an error saying the
+ * server is shutting down (a stream gets an error event and then [DONE]), their
+ * connections close, and the port is released before it returns. Not for a signal
+ * handler: call it from an ordinary thread. */
+HERD_API void herd_server_stop(herd_server *s);
 
 /* ---------------------------------------------------------------- chat */
 

@@ -10,9 +10,11 @@
  */
 #include "cli.h"
 
-#include <stdio.h>  /* fprintf */
-#include <stdlib.h> /* getenv */
-#include <string.h> /* strcmp */
+#include <pthread.h> /* pthread_sigmask */
+#include <signal.h>  /* sigwait: SIGINT/SIGTERM stop the server */
+#include <stdio.h>   /* fprintf */
+#include <stdlib.h>  /* getenv */
+#include <string.h>  /* strcmp */
 
 static const char usage_text[] =
     "usage: herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N]\n"
@@ -110,7 +112,30 @@ int cmd_serve(int argc, char **argv)
     herd_status s = herd_model_load(model, &mp, &m);
     if (s != HERD_OK)
         return cli_fail_status(s);
-    s = herd_server_run(m, &o);
+    /* The stop signals are blocked before the server starts, so one arriving early stays
+     * pending, and this thread takes them with sigwait (the server's threads block them). */
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, &old);
+    herd_server *srv = NULL;
+    s = herd_server_start(m, &o, &srv);
+    if (s == HERD_OK) {
+        const herd_server_info *in = herd_server_get_info(srv);
+        const char *host = o.host && o.host[0] ? o.host : "127.0.0.1";
+        int v6 = strchr(host, ':') != NULL; /* an IPv6 literal goes in brackets in a URL */
+        fprintf(stderr, "herd: serving %s on http://%s%s%s:%d (parallel %d, context %d per "
+                        "slot, KV cache %s %.1f MiB)\n",
+                in->model_name, v6 ? "[" : "", host, v6 ? "]" : "", (int)in->port,
+                (int)in->n_parallel, (int)in->n_ctx, herd_dtype_name(in->kv_type),
+                (double)in->kv_bytes / (1024.0 * 1024.0));
+        int sig = 0;
+        sigwait(&stop, &sig);
+        fprintf(stderr, "herd: signal %d, stopping\n", sig);
+        herd_server_stop(srv);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     herd_model_free(m);
     return s == HERD_OK ? 0 : cli_fail_status(s);
 }

@@ -17,12 +17,16 @@
 #include <microhttpd.h> /* MHD_* */
 #include <netdb.h>      /* getaddrinfo */
 #include <poll.h>       /* poll, POLLRDHUP */
-#include <signal.h>     /* sigwait */
+#include <signal.h>     /* pthread_sigmask: the server's threads take no signals */
 #include <stdio.h>      /* snprintf, fprintf */
 #include <stdlib.h>     /* strtoull */
-#include <time.h>       /* time, clock_gettime */
+#include <time.h>       /* time, clock_gettime, nanosleep */
+#include <unistd.h>     /* close: the listening socket after quiesce */
 
 #define WAIT_MS 100 /* how often a waiting handler looks at its socket */
+/* How long herd_server_stop lets ended requests finish sending (the final events of a
+ * stream) before it closes their connections: enough for any client that reads. */
+#define STOP_DRAIN_MS 5000
 
 struct server {
     struct srv_sched *sched;
@@ -34,6 +38,7 @@ struct server {
     size_t max_body;
     int64_t started;
     atomic_uint_fast64_t next_id;
+    atomic_int active; /* requests from their first callback to MHD's completed one */
 };
 
 /* Per connection (per request: MHD calls the completed callback after each). */
@@ -620,6 +625,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         buf_init(&cs->body, sv->max_body);
         *con_cls = cs;
+        atomic_fetch_add(&sv->active, 1);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         char *end = NULL;
@@ -656,11 +662,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct conn *cs = *con_cls;
-    (void)cls;
+    struct server *sv = cls;
     (void)c;
     (void)toe;
     if (!cs)
         return;
+    atomic_fetch_sub(&sv->active, 1);
     buf_free(&cs->body);
     herd_free(cs);
     *con_cls = NULL;
@@ -697,8 +704,9 @@ static struct MHD_Daemon *start_daemon(struct server *sv, const herd_server_opti
         herd_fail(HERD_ERR_INVALID, "cannot resolve host '%s': %s", o->host, gai_strerror(rc));
         return NULL;
     }
+    /* ITC: herd_server_stop quiesces the daemon (stops accepting) before draining */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
@@ -719,75 +727,126 @@ static struct MHD_Daemon *start_daemon(struct server *sv, const herd_server_opti
     return d;
 }
 
-herd_status herd_server_run(const herd_model *m, const herd_server_options *opt)
+/* The handle: the server state the handlers see (first, so &h->sv is stable) and the daemon. */
+struct herd_server {
+    struct server sv;
+    struct MHD_Daemon *d;
+    char *api_key; /* owned copy of options.api_key */
+    herd_server_info info;
+};
+
+static void server_free(herd_server *h)
 {
+    if (!h)
+        return;
+    srv_sched_free(h->sv.sched);
+    srv_metrics_free(h->sv.metrics);
+    herd_free(h->sv.model_name);
+    herd_free(h->api_key);
+    herd_free(h);
+}
+
+/* The server's threads (scheduler, pool, HTTP) take no asynchronous signals: those are the
+ * program's, handled in its own threads; and a write to a closed socket must be an error
+ * code, not SIGPIPE ending the process. A thread inherits the mask of its creator, so the
+ * mask is set around everything that starts threads and restored for the caller. Faults
+ * (SIGSEGV, ...) stay unblocked. */
+static void block_async_signals(sigset_t *old)
+{
+    sigset_t set;
+    sigfillset(&set);
+    static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT};
+    for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++)
+        sigdelset(&set, sync_signals[i]);
+    pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+herd_status herd_server_start(const herd_model *m, const herd_server_options *opt,
+                              herd_server **out)
+{
+    if (!out)
+        return herd_fail(HERD_ERR_INVALID, "herd_server_start: no out pointer");
+    *out = NULL;
+    if (!m)
+        return herd_fail(HERD_ERR_INVALID, "herd_server_start: no model");
     herd_server_options o = opt ? *opt : herd_server_default_options();
     if (!o.host || !o.host[0])
         o.host = "127.0.0.1";
-    struct server sv;
-    memset(&sv, 0, sizeof sv);
-    sv.info = herd_model_get_info(m);
-    sv.tok = herd_model_tokenizer(m);
-    sv.api_key = o.api_key;
-    sv.max_body = o.max_body > 0 ? (size_t)o.max_body : (size_t)8 << 20;
-    sv.started = (int64_t)time(NULL);
     if (o.n_parallel < 1 || o.n_parallel > 256)
         return herd_fail(HERD_ERR_INVALID, "--parallel must be 1 to 256, not %d",
                          (int)o.n_parallel);
-    const char *name = o.model_name ? o.model_name
-                       : sv.info->name && sv.info->name[0] ? sv.info->name : "herd";
-    sv.model_name = herd_strdup(name);
-    if (!sv.model_name)
+    herd_server *h = herd_calloc(1, sizeof *h);
+    if (!h)
         return herd_fail(HERD_ERR_NOMEM, "out of memory");
+    struct server *sv = &h->sv;
+    sv->info = herd_model_get_info(m);
+    sv->tok = herd_model_tokenizer(m);
+    sv->max_body = o.max_body > 0 ? (size_t)o.max_body : (size_t)8 << 20;
+    sv->started = (int64_t)time(NULL);
+    const char *name = o.model_name ? o.model_name
+                       : sv->info->name && sv->info->name[0] ? sv->info->name : "herd";
+    sv->model_name = herd_strdup(name);
+    h->api_key = o.api_key ? herd_strdup(o.api_key) : NULL;
+    sv->api_key = h->api_key;
+    if (!sv->model_name || (o.api_key && !h->api_key)) {
+        server_free(h);
+        return herd_fail(HERD_ERR_NOMEM, "out of memory");
+    }
 
-    /* Block the stop signals before any thread starts, so every thread inherits the mask
-     * and only sigwait below sees them; SIGPIPE too, so a closed socket is an error code. */
-    sigset_t stop, old;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &stop, &old);
-
-    struct MHD_Daemon *d = NULL;
-    herd_status st = srv_metrics_new(&sv.metrics);
+    sigset_t old;
+    block_async_signals(&old);
+    herd_status st = srv_metrics_new(&sv->metrics);
     if (st != HERD_OK)
-        goto done;
+        goto fail;
     int32_t n_ctx = o.n_ctx;
     if (n_ctx <= 0)
-        n_ctx = sv.info->max_seq_len > 0 && sv.info->max_seq_len < 8192 ? sv.info->max_seq_len
-                                                                         : 8192;
-    struct srv_sched_params sp = {o.n_parallel, n_ctx,        o.n_batch,     o.n_threads,
+        n_ctx = sv->info->max_seq_len > 0 && sv->info->max_seq_len < 8192 ? sv->info->max_seq_len
+                                                                           : 8192;
+    struct srv_sched_params sp = {o.n_parallel, n_ctx,     o.n_batch,     o.n_threads,
                                   o.max_queue,  o.kv_type, o.test_step_ms};
-    st = srv_sched_new(m, &sp, sv.metrics, &sv.sched);
+    st = srv_sched_new(m, &sp, sv->metrics, &sv->sched);
     if (st != HERD_OK)
-        goto done;
+        goto fail;
     int32_t port = 0;
-    d = start_daemon(&sv, &o, &port);
-    if (!d) {
+    h->d = start_daemon(sv, &o, &port);
+    if (!h->d) {
         st = HERD_ERR_IO;
-        goto done;
+        goto fail;
     }
-    bool v6 = strchr(o.host, ':') != NULL; /* an IPv6 literal goes in brackets in a URL */
-    fprintf(stderr, "herd: serving %s on http://%s%s%s:%d (parallel %d, context %d per slot, "
-                    "KV cache %s %.1f MiB)\n",
-            sv.model_name, v6 ? "[" : "", o.host, v6 ? "]" : "", (int)port,
-            (int)o.n_parallel, (int)srv_sched_n_ctx(sv.sched), herd_dtype_name(o.kv_type),
-            (double)srv_sched_kv_bytes(sv.sched) / (1024.0 * 1024.0));
-    sigset_t waitset;
-    sigemptyset(&waitset);
-    sigaddset(&waitset, SIGINT);
-    sigaddset(&waitset, SIGTERM);
-    int sig = 0;
-    sigwait(&waitset, &sig);
-    fprintf(stderr, "herd: signal %d, stopping\n", sig);
-    /* requests in flight end with an error event; then the connection threads finish */
-    srv_sched_stop(sv.sched);
-    MHD_stop_daemon(d);
-done:
-    srv_sched_free(sv.sched);
-    srv_metrics_free(sv.metrics);
-    herd_free(sv.model_name);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    h->info = (herd_server_info){.port = port,
+                                 .n_parallel = o.n_parallel,
+                                 .n_ctx = srv_sched_n_ctx(sv->sched),
+                                 .kv_type = o.kv_type,
+                                 .kv_bytes = srv_sched_kv_bytes(sv->sched),
+                                 .model_name = sv->model_name};
+    *out = h;
+    return HERD_OK;
+fail:
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    server_free(h);
     return st;
+}
+
+const herd_server_info *herd_server_get_info(const herd_server *h)
+{
+    return h ? &h->info : NULL;
+}
+
+void herd_server_stop(herd_server *h)
+{
+    if (!h)
+        return;
+    /* No new connections; then requests in flight end (an error event and [DONE] on each
+     * stream, an error body for a plain request; one arriving on an open keep-alive
+     * connection meanwhile gets 503) and are given time to be sent, because MHD_stop_daemon
+     * shuts every connection's socket down at once, unsent bytes included. */
+    MHD_socket ls = MHD_quiesce_daemon(h->d);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+    srv_sched_stop(h->sv.sched);
+    for (int ms = 0; ms < STOP_DRAIN_MS && atomic_load(&h->sv.active) > 0; ms += 5)
+        nanosleep(&(struct timespec){0, 5000000L}, NULL);
+    MHD_stop_daemon(h->d);
+    server_free(h);
 }
