@@ -6,7 +6,8 @@
 #ifndef HERD_CHECK_H
 #define HERD_CHECK_H
 
-#include <stdio.h> /* printf */
+#include <stdio.h>  /* printf */
+#include <stdlib.h> /* getenv */
 
 static int check_pass, check_fail;
 
@@ -31,6 +32,16 @@ static int check_pass, check_fail;
             printf("\n");                                                                 \
         }                                                                                 \
     } while (0)
+
+/* The model a test_model_* test runs on (HERD_TEST_MODEL, set by tests/cmake/model.cmake),
+ * or NULL after printing why the test is skipped (exit code 77). */
+static inline const char *check_test_model(void)
+{
+    const char *path = getenv("HERD_TEST_MODEL");
+    if (!path || !*path)
+        printf("HERD_TEST_MODEL not set: skipped\n");
+    return path && *path ? path : NULL;
+}
 
 static inline int check_done(void)
 {

@@ -220,11 +220,9 @@ int main(void)
     CHECK(s == HERD_ERR_UNSUPPORTED);
     CHECK(strstr(herd_last_error(), "no-such-backend") && strstr(herd_last_error(), "cpu"));
 
-    const char *path = getenv("HERD_TEST_MODEL");
-    if (!path) {
-        printf("HERD_TEST_MODEL not set: skipped\n");
+    const char *path = check_test_model();
+    if (!path)
         return 77;
-    }
     herd_model_params mp = {.n_threads = 2};
     herd_model *plain, *rec;
     if (herd_model_load(path, &mp, &plain) != HERD_OK ||

@@ -26,11 +26,9 @@ static herd_status make(herd_model *m, int32_t n_ctx, int32_t n_seq, int64_t lim
 
 int main(void)
 {
-    const char *path = getenv("HERD_TEST_MODEL");
-    if (!path) {
-        printf("HERD_TEST_MODEL not set: skipped\n");
+    const char *path = check_test_model();
+    if (!path)
         return 77;
-    }
     herd_model_params mp = {.n_threads = 1};
     herd_model *m;
     if (herd_model_load(path, &mp, &m) != HERD_OK) {

@@ -78,11 +78,9 @@ done:
 
 int main(void)
 {
-    const char *path = getenv("HERD_TEST_MODEL");
-    if (!path) {
-        printf("HERD_TEST_MODEL not set: skipped\n");
+    const char *path = check_test_model();
+    if (!path)
         return 77;
-    }
     /* the request must work at all, or the sweep proves nothing */
     herd_status s = one_request(path);
     CHECK_MSG(s == HERD_OK, "%s", herd_last_error());
