@@ -332,9 +332,13 @@ typedef struct herd_chat_options {
     /* Only for herd_chat_render_messages; a JSON request carries its own
      * "add_generation_prompt" (default true). */
     bool add_generation_prompt;
+    /* Token rendering only: the most ids the prompt may have; 0 = no limit. A longer
+     * prompt fails with HERD_ERR_CONTEXT as soon as that is certain, before the rest of
+     * its text is tokenized (see herd_chat_render_tokens). */
+    size_t max_tokens;
 } herd_chat_options;
 
-/* Defaults: Llama 3.1, the template's date, add_generation_prompt true. */
+/* Defaults: Llama 3.1, the template's date, add_generation_prompt true, no token limit. */
 HERD_API herd_chat_options herd_chat_default_options(void);
 
 /* The template for a model: 3.2 when its name says 3.2 or it has the 1B/3B shape (dim 2048
@@ -346,17 +350,25 @@ HERD_API herd_chat_template herd_chat_template_for(const herd_model_info *info);
  * other fields are ignored) into the exact prompt text of the official template as Hugging
  * Face transformers' apply_chat_template renders it, starting with <|begin_of_text|>.
  * Before rendering, as OpenAI-compatible servers do: tool-call "arguments" given as a JSON
- * string are parsed into their value, and content given as a list of {"type": "text"}
- * parts is joined with "\n". A conversation the template refuses (two tool calls in one
- * message, tools without a user message, ...) fails with HERD_ERR_INVALID and the template's
- * reason. *prompt is owned by the caller (herd_free), NUL-terminated, *len bytes. */
+ * string are parsed into their value, content given as a list of {"type": "text"} parts
+ * is joined with "\n", and "tool_choice": "none" leaves "tools" out of the prompt. The
+ * request is read as Python's json.loads reads it (1.0 stays 1.0, integers of any size
+ * stay exact), so pass the client's own bytes, not a re-printed document. Text that is not
+ * such JSON fails with HERD_ERR_FORMAT (nesting deeper than 200 levels included). A
+ * conversation the template refuses (two tool calls in one message, tools without a user
+ * message, ...) fails with HERD_ERR_INVALID and the template's reason. *prompt is owned by
+ * the caller (herd_free), NUL-terminated, *len bytes. */
 HERD_API herd_status herd_chat_render(const char *request_json, size_t request_len,
                                       const herd_chat_options *opt, char **prompt,
                                       size_t *len);
 
 /* The same prompt as token ids, built as the engine feeds it: template special tokens by
  * id, all other text (message content included) tokenized as plain text, so text a user
- * types can never become a control token. *ids is owned by the caller (herd_free). */
+ * types can never become a control token. *ids is owned by the caller (herd_free).
+ * With opt->max_tokens > 0, a prompt of more ids fails with HERD_ERR_CONTEXT, *ids NULL and
+ * *n_ids a proven lower bound on its length (> max_tokens); the bound comes from byte
+ * lengths (no token is longer than the vocabulary's longest) before anything is
+ * tokenized, then from the ids of each text run as it is tokenized. */
 HERD_API herd_status herd_chat_render_tokens(const herd_tokenizer *tok,
                                              const char *request_json, size_t request_len,
                                              const herd_chat_options *opt, int32_t **ids,

@@ -9,9 +9,10 @@ sort_keys=False), raise_exception raises TemplateError, strftime_now =
 datetime.now().strftime) from the official Llama 3.1 / 3.2 Instruct template files, with
 bos_token "<|begin_of_text|>".
 
-Before rendering, the request goes through the two conventions OpenAI-compatible servers
+Before rendering, the request goes through the conventions OpenAI-compatible servers
 apply and herd_chat_render documents: tool-call "arguments" given as a JSON string are
-json.loads'ed, and a content list made only of {"type": "text"} parts is joined with "\\n".
+json.loads'ed, a content list made only of {"type": "text"} parts is joined with "\\n", and
+"tool_choice": "none" leaves "tools" out.
 
 Writes tests/golden/chat/:
   MANIFEST            "herd-golden-chat 1" then one line per case: NAME TEMPLATE OUTCOME
@@ -58,6 +59,8 @@ def make_env(today):
 
 def prepare(req):
     """The OpenAI-server conventions herd applies before the template sees the request."""
+    if isinstance(req, dict) and req.get("tool_choice") == "none":
+        req["tools"] = None
     msgs = req.get("messages")
     if not isinstance(msgs, list):
         return req

@@ -4,8 +4,9 @@
  *
  * The renderer (render.c) walks the official Llama 3.1 / 3.2 Instruct templates by hand and
  * calls emit_text for ordinary text and e->special for a template control token. In text
- * mode a special is just its text; in token mode (chat_tokens.c) pending text is tokenized
- * as plain text and the special's id follows, which is what makes user text unable to
+ * mode a special is just its text; in token mode (chat_tokens.c) the special's place in
+ * the text is marked, and once the whole prompt is rendered each text run is tokenized as
+ * plain text with the special's id after it, which is what makes user text unable to
  * smuggle in control tokens. Keeping the token mode in its own file means programs that
  * only render text do not link the tokenizer.
  */
@@ -15,7 +16,7 @@
 #include "pyjson.h" /* struct pj_value, base.h */
 
 struct chat_emitter {
-    struct herd_buf text; /* the prompt (text mode) or the text since the last special */
+    struct herd_buf text; /* the prompt (text mode) or all its text runs (token mode) */
     herd_status (*special)(struct chat_emitter *e, const char *name);
     void *ctx; /* token mode's state */
 };

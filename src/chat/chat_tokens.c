@@ -7,13 +7,30 @@
  * because a special token always splits the text there; the difference is only that a
  * user's "<|eot_id|>" stays text.
  *
+ * With a limit (herd_chat_options.max_tokens) a prompt that cannot fit is refused before
+ * the tokenizer has seen all of it: first from byte counts alone (no token is longer than
+ * the vocabulary's longest, so bytes / longest is a lower bound on ids), then run by run.
+ * Byte counts are never used the other way round except to skip the check: an id covers
+ * at least one byte, so a prompt of fewer bytes than the limit always fits.
+ *
  * Llama 3 fixes the control-token ids (Meta's tokenizer.py); they are the fallback when a
  * tokenizer file names ids 128008/128010 the Llama 3.0 way.
  */
 #include "chat.h"
 
+/* Token mode renders the whole prompt first and tokenizes afterwards, so that a prompt
+ * too long for max_tokens is refused from byte counts before the tokenizer runs: text
+ * holds every text run back to back, and marks[i] says that a control token (id) follows
+ * the first at bytes of it. */
+struct mark {
+    size_t at;
+    int32_t id;
+};
+
 struct token_state {
     const herd_tokenizer *tok;
+    struct mark *marks;
+    size_t n_marks, cap_marks;
     int32_t *ids;
     size_t n, cap;
 };
@@ -57,51 +74,126 @@ static herd_status push_ids(struct token_state *ts, const int32_t *ids, size_t n
     return HERD_OK;
 }
 
-static herd_status flush_text(struct chat_emitter *e)
+static herd_status special_as_mark(struct chat_emitter *e, const char *name)
 {
     struct token_state *ts = e->ctx;
     if (e->text.err != HERD_OK)
         return e->text.err;
-    if (e->text.len == 0)
-        return HERD_OK;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    herd_status s = herd_tokenize(ts->tok, e->text.data, e->text.len, false, false, &ids, &n);
-    if (s == HERD_OK)
-        s = push_ids(ts, ids, n);
-    herd_free(ids);
-    e->text.len = 0;
-    return s;
-}
-
-static herd_status special_as_id(struct chat_emitter *e, const char *name)
-{
-    struct token_state *ts = e->ctx;
-    herd_status s = flush_text(e);
-    if (s != HERD_OK)
-        return e->text.err = s;
     int32_t id = special_id(ts->tok, name);
     if (id < 0)
         return e->text.err = herd_fail(HERD_ERR_UNSUPPORTED,
                                        "chat: the tokenizer has no %s token", name);
-    s = push_ids(ts, &id, 1);
-    if (s != HERD_OK)
-        e->text.err = s;
-    return s;
+    if (ts->n_marks == ts->cap_marks) {
+        size_t cap = ts->cap_marks ? ts->cap_marks * 2 : 64;
+        struct mark *m = herd_realloc(ts->marks, cap * sizeof *m);
+        if (!m)
+            return e->text.err = herd_fail(HERD_ERR_NOMEM, "chat: out of memory for %zu "
+                                           "control tokens", cap);
+        ts->marks = m;
+        ts->cap_marks = cap;
+    }
+    ts->marks[ts->n_marks].at = e->text.len;
+    ts->marks[ts->n_marks].id = id;
+    ts->n_marks++;
+    return HERD_OK;
+}
+
+/* Bytes of the vocabulary's longest token: no token of a text run covers more, so a run
+ * of len bytes needs at least ceil(len / longest) ids. Specials are counted too, which
+ * can only make the bound looser, never wrong. */
+static size_t longest_token(const herd_tokenizer *tok)
+{
+    size_t longest = 1;
+    int32_t n_vocab = herd_tokenizer_n_vocab(tok);
+    for (int32_t id = 0; id < n_vocab; id++) {
+        size_t len = 0;
+        if (herd_token_bytes(tok, id, &len) && len > longest)
+            longest = len;
+    }
+    return longest;
+}
+
+static size_t div_up(size_t a, size_t b)
+{
+    return a / b + (a % b != 0);
+}
+
+static herd_status too_long(size_t at_least, size_t max_tokens, size_t *n_ids)
+{
+    *n_ids = at_least;
+    return herd_fail(HERD_ERR_CONTEXT, "chat: the prompt needs at least %zu tokens, more "
+                     "than the %zu allowed", at_least, max_tokens);
+}
+
+/* Text run i is text[from, to) with from/to given by the marks around it. */
+static void run_bounds(const struct token_state *ts, size_t i, size_t text_len, size_t *from,
+                       size_t *to)
+{
+    *from = i == 0 ? 0 : ts->marks[i - 1].at;
+    *to = i < ts->n_marks ? ts->marks[i].at : text_len;
+}
+
+/* Tokenizes the runs in order, each followed by its control token. With a limit, bound is
+ * kept a lower bound on the final count: the ids so far plus ceil(bytes / longest) for
+ * each run not yet tokenized plus the control tokens to come. Every text token covers at
+ * most `longest` bytes, so the bound is never above the truth, and the first time it
+ * passes max_tokens the prompt is refused without tokenizing the remaining runs. */
+static herd_status tokenize_runs(struct token_state *ts, const struct herd_buf *text,
+                                 size_t max_tokens, size_t *n_ids)
+{
+    size_t longest = 0, bound = 0;
+    /* Each id covers at least one byte, so text bytes + control tokens can never be
+     * exceeded: within the limit there is nothing to check (the common case). */
+    if (max_tokens && text->len + ts->n_marks > max_tokens) {
+        longest = longest_token(ts->tok);
+        bound = ts->n_marks;
+        for (size_t i = 0; i <= ts->n_marks; i++) {
+            size_t from, to;
+            run_bounds(ts, i, text->len, &from, &to);
+            bound += div_up(to - from, longest);
+        }
+    }
+    for (size_t i = 0; i <= ts->n_marks; i++) {
+        if (longest && bound > max_tokens)
+            return too_long(bound, max_tokens, n_ids);
+        size_t from, to;
+        run_bounds(ts, i, text->len, &from, &to);
+        herd_status s = HERD_OK;
+        if (to > from) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            s = herd_tokenize(ts->tok, text->data + from, to - from, false, false, &ids, &n);
+            if (s == HERD_OK)
+                s = push_ids(ts, ids, n);
+            herd_free(ids);
+            if (longest)
+                bound = bound - div_up(to - from, longest) + n;
+        }
+        if (s == HERD_OK && i < ts->n_marks)
+            s = push_ids(ts, &ts->marks[i].id, 1);
+        if (s != HERD_OK)
+            return s;
+    }
+    if (max_tokens && ts->n > max_tokens)
+        return too_long(ts->n, max_tokens, n_ids);
+    return HERD_OK;
 }
 
 static herd_status render_tokens(const herd_tokenizer *tok, const struct pj_value *req,
                                  const herd_chat_options *opt, int32_t **ids, size_t *n_ids)
 {
-    struct token_state ts = {tok, NULL, 0, 0};
+    struct token_state ts = {tok, NULL, 0, 0, NULL, 0, 0};
     struct chat_emitter e;
     chat_emitter_init_text(&e);
-    e.special = special_as_id;
+    e.special = special_as_mark;
     e.ctx = &ts;
     herd_status s = chat_render(&e, req, opt);
     if (s == HERD_OK)
-        s = flush_text(&e);
+        s = e.text.err;
+    if (s == HERD_OK)
+        s = tokenize_runs(&ts, &e.text, opt->max_tokens, n_ids);
     buf_free(&e.text);
+    herd_free(ts.marks);
     if (s != HERD_OK) {
         herd_free(ts.ids);
         return s;

@@ -372,7 +372,8 @@ static herd_status parse_container(struct parser *p, struct pj_value *out, int d
 static herd_status parse_value(struct parser *p, struct pj_value *out, int depth)
 {
     if (depth > PJ_MAX_DEPTH)
-        return perr(p, "nesting too deep");
+        return herd_fail(HERD_ERR_FORMAT, "JSON: nesting deeper than %d levels at byte %zu",
+                         PJ_MAX_DEPTH, p->pos);
     if (p->pos >= p->len)
         return perr(p, "unexpected end");
     char c = p->s[p->pos];

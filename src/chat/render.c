@@ -464,6 +464,11 @@ herd_status chat_request_parse(const char *json, size_t len, struct pj_value *re
         pj_free(req);
         return herd_fail(HERD_ERR_INVALID, "chat request: expected a JSON object");
     }
+    /* tool_choice "none": the model is not told about the tools at all. null is what the
+     * templates take for no tools (custom_tools in chat_template_kwargs still count). */
+    struct pj_value *tools = (struct pj_value *)pj_get(req, "tools");
+    if (tools && pj_equals_str(pj_get(req, "tool_choice"), "none"))
+        pj_free(tools); /* a zeroed value is PJ_NULL */
     struct pj_value *msgs = (struct pj_value *)pj_get(req, "messages");
     for (size_t i = 0; msgs && msgs->type == PJ_ARRAY && i < msgs->n; i++) {
         struct pj_value *m = &msgs->items[i];

@@ -36,36 +36,36 @@ static herd_status append_prefix(const herd_tokenizer *tok, const char *prefix, 
 }
 
 bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
-                     const struct srv_params *p, int32_t **ids, size_t *n_ids,
+                     const struct srv_params *p, int32_t n_ctx, int32_t **ids, size_t *n_ids,
                      struct srv_error *err)
 {
     *ids = NULL;
     *n_ids = 0;
-    /* tool_choice "none": the model is not told about the tools at all (the body is
-     * p's own and only this thread reads it now, so the list is lifted out and back) */
-    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(p->body, "tool_choice");
-    cJSON *tools = NULL;
-    if (cJSON_IsString(choice) && !strcmp(choice->valuestring, "none"))
-        tools = cJSON_DetachItemFromObjectCaseSensitive(p->body, "tools");
-    char *json = cJSON_PrintUnformatted(p->body);
-    if (tools)
-        cJSON_AddItemToObject(p->body, "tools", tools);
-    if (!json) {
-        srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
-        return false;
-    }
+    /* The client's bytes as they came: the renderer reads JSON as Python does, so the
+     * prompt is the official template's to the byte. Nothing is edited first: tool_choice
+     * "none" (tools left out) is one of the renderer's own OpenAI conventions. */
     herd_chat_options opt = herd_chat_default_options();
     opt.tmpl = herd_chat_template_for(info);
-    herd_status s = herd_chat_render_tokens(tok, json, strlen(json), &opt, ids, n_ids);
-    cJSON_free(json);
+    opt.max_tokens = n_ctx > 1 ? (size_t)n_ctx - 1 : 1; /* one position for the answer */
+    herd_status s = herd_chat_render_tokens(tok, p->raw, p->raw_len, &opt, ids, n_ids);
     if (s == HERD_OK && p->force_prefix)
         s = append_prefix(tok, p->force_prefix, ids, n_ids);
     if (s == HERD_OK)
         return true;
+    size_t at_least = *n_ids;
     herd_free(*ids);
     *ids = NULL;
     *n_ids = 0;
-    if (s == HERD_ERR_INVALID)
+    if (s == HERD_ERR_CONTEXT)
+        srv_error_set(err, 400, "invalid_request_error", "context_length_exceeded", "messages",
+                      "This model's maximum context length is %d tokens. However, your "
+                      "messages need at least %zu tokens, leaving no room for a completion.",
+                      n_ctx, at_least);
+    else if (s == HERD_ERR_FORMAT) /* JSON cJSON took but Python's json would not */
+        srv_error_set(err, 400, "invalid_request_error", NULL, NULL,
+                      "We could not parse the JSON body of your request: %s",
+                      herd_last_error());
+    else if (s == HERD_ERR_INVALID)
         srv_error_set(err, 400, "invalid_request_error", NULL, "messages", "%s",
                       herd_last_error());
     else
@@ -154,6 +154,18 @@ herd_status srv_sampler_new(const struct srv_params *p, const herd_model_info *i
     herd_status s = herd_sampler_new(&sp, info->n_vocab, out);
     herd_free(bias);
     return s;
+}
+
+size_t srv_longest_token(const herd_tokenizer *tok)
+{
+    size_t longest = 1;
+    int32_t n_vocab = tok ? herd_tokenizer_n_vocab(tok) : 0;
+    for (int32_t id = 0; id < n_vocab; id++) {
+        size_t len = 0;
+        if (herd_token_bytes(tok, id, &len) && len > longest)
+            longest = len;
+    }
+    return longest;
 }
 
 herd_status srv_token_classes(const herd_tokenizer *tok, const herd_model_info *info,

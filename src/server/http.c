@@ -349,9 +349,23 @@ static bool completion_prompt(struct server *sv, struct srv_req *r, struct srv_e
     }
     const char *text = cJSON_IsString(pr) ? pr->valuestring
                                           : cJSON_GetArrayItem(pr, 0)->valuestring;
-    size_t n = 0;
+    size_t len = strlen(text), n = 0;
+    /* Refused before the tokenizer runs when it cannot fit: no token covers more than the
+     * longest token's bytes (special-token text included), so BOS + ceil(len / longest) ids
+     * is a lower bound; it must leave one position for the answer, as check_context asks.
+     * (len itself bounds ids from above only, so it cannot be used to refuse.) */
+    size_t longest = srv_sched_longest_token(sv->sched);
+    size_t at_least = 1 + len / longest + (len % longest != 0);
+    int32_t n_ctx = srv_sched_n_ctx(sv->sched);
+    if (at_least >= (size_t)n_ctx) {
+        srv_error_set(e, 400, "invalid_request_error", "context_length_exceeded", "prompt",
+                      "This model's maximum context length is %d tokens. However, your "
+                      "prompt needs at least %zu tokens, leaving no room for a completion.",
+                      n_ctx, at_least);
+        return false;
+    }
     /* like a raw prompt to `herd generate`: BOS first, special-token text is markup */
-    if (herd_tokenize(sv->tok, text, strlen(text), true, true, &r->prompt, &n) != HERD_OK) {
+    if (herd_tokenize(sv->tok, text, len, true, true, &r->prompt, &n) != HERD_OK) {
         srv_error_set(e, 400, "invalid_request_error", NULL, "prompt", "cannot tokenize: %s",
                       herd_last_error());
         return false;
@@ -452,7 +466,8 @@ static enum MHD_Result handle_generate(struct server *sv, const char *ep,
     }
     if (kind == SRV_CHAT) {
         size_t n = 0;
-        if (!srv_render_chat(sv->tok, sv->info, &r->p, &r->prompt, &n, &e))
+        if (!srv_render_chat(sv->tok, sv->info, &r->p, srv_sched_n_ctx(sv->sched), &r->prompt,
+                             &n, &e))
             goto fail;
         r->n_prompt = (int32_t)n;
     } else if (!completion_prompt(sv, r, &e)) {

@@ -72,6 +72,7 @@ void srv_params_free(struct srv_params *p)
         herd_free(p->force_alts[i]);
     herd_free(p->force_alts);
     cJSON_Delete(p->body);
+    herd_free(p->raw);
     memset(p, 0, sizeof *p);
 }
 
@@ -545,6 +546,14 @@ bool srv_parse_request(enum srv_kind kind, const char *body, size_t len, int32_t
     if (kind == SRV_CHAT) {
         if (!parse_messages(o, e) || !parse_tools(o, p, e) || !parse_format(o, p, e))
             goto fail;
+        p->raw = herd_malloc(len + 1);
+        if (!p->raw) {
+            srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+            goto fail;
+        }
+        memcpy(p->raw, body, len);
+        p->raw[len] = '\0';
+        p->raw_len = len;
     } else {
         if (!parse_prompt(o, n_vocab, e) || !get_bool(o, "echo", &p->echo, e))
             goto fail;

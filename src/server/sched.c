@@ -55,6 +55,7 @@ struct srv_sched {
     int8_t *b_logits;               /* (n_batch) */
     float *logits;                  /* (n_slots, n_vocab) */
     uint8_t *tok_class;             /* (n_vocab) SRV_TOK_*, for constrained decoding */
+    size_t longest_token;           /* bytes, for the HTTP side's early context refusal */
     struct herd_pool *pool;         /* samples slots in parallel after each forward */
     uint64_t tick;
     int32_t rr;                     /* rotating start of prefill, for fairness */
@@ -571,6 +572,7 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     st = srv_token_classes(s->tok, s->info, &s->tok_class);
     if (st != HERD_OK)
         goto fail;
+    s->longest_token = srv_longest_token(s->tok);
     int n_pool = herd_n_threads(sp->n_threads);
     st = herd_pool_new(n_pool < s->n_slots ? n_pool : s->n_slots, &s->pool);
     if (st != HERD_OK)
@@ -653,6 +655,11 @@ const herd_tokenizer *srv_sched_tokenizer(const struct srv_sched *s)
 const herd_model_info *srv_sched_info(const struct srv_sched *s)
 {
     return s->info;
+}
+
+size_t srv_sched_longest_token(const struct srv_sched *s)
+{
+    return s->longest_token;
 }
 
 bool srv_sched_submit(struct srv_sched *s, struct srv_req *r)

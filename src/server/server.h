@@ -62,7 +62,12 @@ struct srv_params {
     char *force_prefix;
     char **force_alts;
     int n_force_alts;
-    cJSON *body;              /* the parsed request (owned), for chat rendering */
+    cJSON *body;              /* the parsed request (owned), for validation and prompts */
+    /* Chat: the request's own bytes (owned copy). The chat renderer reads these, never a
+     * re-print of body: cJSON keeps numbers as doubles (1.0 prints as 1, big integers
+     * lose digits), and the prompt must show them as the client wrote them. */
+    char *raw;
+    size_t raw_len;
 };
 
 void srv_params_free(struct srv_params *p);
@@ -186,10 +191,13 @@ int32_t srv_jsonc_cost(const struct srv_jsonc *j);
 
 /* ---- glue.c: chat/ and sample/ */
 
-/* Renders a chat request to prompt ids. On failure fills err (400 for a conversation the
- * template refuses, 500 otherwise) and returns false. */
+/* Renders a chat request (p->raw) to prompt ids. A prompt that cannot leave room for one
+ * generated token in n_ctx is refused as soon as that is certain (see
+ * herd_chat_options.max_tokens). On failure fills err (400 for text that is not JSON the
+ * renderer reads, a conversation the template refuses, or a prompt past the context; 500
+ * otherwise) and returns false. */
 bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
-                     const struct srv_params *p, int32_t **ids, size_t *n_ids,
+                     const struct srv_params *p, int32_t n_ctx, int32_t **ids, size_t *n_ids,
                      struct srv_error *err);
 /* Splits generated text into content (owned, *content) and OpenAI's tool_calls array
  * (NULL when the text holds no call). */
@@ -202,6 +210,9 @@ bool srv_is_stop_token(const herd_tokenizer *tok, const herd_model_info *info, i
 enum { SRV_TOK_TEXT = 0, SRV_TOK_STOP = 1, SRV_TOK_SPECIAL = 2 };
 herd_status srv_token_classes(const herd_tokenizer *tok, const herd_model_info *info,
                               uint8_t **out);
+/* Bytes of the vocabulary's longest token (specials included; at least 1): no token covers
+ * more of a text, so a text of n bytes needs at least ceil(n / longest) ids. */
+size_t srv_longest_token(const herd_tokenizer *tok);
 /* Samples a token whose bytes keep j a valid prefix, and feeds them to j. budget: tokens
  * that may follow this one; a token is refused when its shortest completion would not
  * fit (when none fits, the one closest to done wins). scratch: n_vocab floats. row is not
@@ -258,5 +269,7 @@ void srv_sched_load(struct srv_sched *s, int32_t *active, int32_t *queued);
 /* The model's tokenizer and facts, for the HTTP side's validation. */
 const herd_tokenizer *srv_sched_tokenizer(const struct srv_sched *s);
 const herd_model_info *srv_sched_info(const struct srv_sched *s);
+/* srv_longest_token of the model's tokenizer, computed once. */
+size_t srv_sched_longest_token(const struct srv_sched *s);
 
 #endif /* HERD_SERVER_H */

@@ -1,9 +1,12 @@
 # Server suites (issue 6). server_json: the OpenAI JSON layer without a model (unit).
 # server_openai: `herd serve` on a tiny random model, driven by the official openai Python
 # client, curl and raw sockets (malformed requests). server_load: >= 32 concurrent streaming
-# clients for 60 s, some hanging up mid-stream (label slow). The model tests write their
-# models with tests/models/make_model.py into the build tree; they skip (77) when Python's
-# openai/numpy/gguf are missing.
+# clients for 60 s, some hanging up mid-stream (label slow). server_prompt: the chat prompt
+# is `herd render --ids`'s and the official template's id for id (numbers like 1.0 and big
+# integers kept as written), deep JSON is a 400, a prompt past the context is refused before
+# it is tokenized. The model tests write their models with tests/models/make_model.py into
+# the build tree; they skip (77) when Python's openai/numpy/gguf (server_prompt: jinja2,
+# tokenizers) are missing.
 if(TARGET herd_server)
   add_executable(test_server_json ${CMAKE_CURRENT_SOURCE_DIR}/server/test_server_json.c)
   target_link_libraries(test_server_json PRIVATE herd_server)
@@ -19,6 +22,11 @@ if(TARGET herd_server)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_openai.py
                      --herd ${HERD_BIN} --work ${server_work})
     set_tests_properties(server_openai PROPERTIES LABELS server SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+    add_test(NAME server_prompt
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_prompt.py
+                     --herd ${HERD_BIN} --work ${server_work})
+    set_tests_properties(server_prompt PROPERTIES LABELS server SKIP_RETURN_CODE 77
                          TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
     add_test(NAME server_load
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/load_test.py

@@ -112,7 +112,7 @@ static void test_parse(void)
             CHECK_MSG(!strcmp(e.param, c->param), "case %zu: param '%s' want '%s'", i,
                       e.param, c->param);
             CHECK(e.message[0] != '\0');
-            CHECK(p.body == NULL && p.n_stop == 0 && p.bias_ids == NULL);
+            CHECK(p.body == NULL && p.raw == NULL && p.n_stop == 0 && p.bias_ids == NULL);
         }
         srv_params_free(&p);
     }
@@ -133,6 +133,8 @@ static void test_parse_values(void)
     CHECK(p.stream && p.include_usage && p.json_object && !p.tools_active);
     CHECK(p.presence_penalty == 1.0f && p.frequency_penalty == -1.0f);
     CHECK(!strcmp(p.model, "x"));
+    /* the chat renderer gets the client's bytes, not a re-print */
+    CHECK(p.raw && p.raw_len == strlen(body) && !memcmp(p.raw, body, p.raw_len));
     srv_params_free(&p);
 
     const char *plain = parse_cases[0].body;

@@ -147,6 +147,88 @@ static void test_messages(void)
     CHECK(herd_chat_template_for(&info) == HERD_CHAT_LLAMA32);
 }
 
+/* The request's own bytes, read as Python reads them: numbers as written, tool_choice
+ * "none" drops the tools, nesting past the parser's limit is a format error. */
+static void test_request_json(void)
+{
+    const char *req = "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}],"
+                      " \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\","
+                      " \"parameters\": {\"minimum\": 0.0, \"maximum\": 1.0,"
+                      " \"big\": 12345678901234567891, \"eps\": 1e-7}}}]";
+    char buf[1024];
+    char *p = NULL, *q = NULL;
+    size_t n = 0, nq = 0;
+    snprintf(buf, sizeof buf, "%s}", req);
+    CHECK(herd_chat_render(buf, strlen(buf), NULL, &p, &n) == HERD_OK);
+    CHECK_MSG(p && strstr(p, "\"minimum\": 0.0,\n            \"maximum\": 1.0,\n"
+                             "            \"big\": 12345678901234567891,\n"
+                             "            \"eps\": 1e-07\n"), "got: %s", p ? p : "");
+    herd_free(p);
+    /* tool_choice none renders as if there were no tools */
+    snprintf(buf, sizeof buf, "%s, \"tool_choice\": \"none\"}", req);
+    const char *plain = "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}";
+    CHECK(herd_chat_render(buf, strlen(buf), NULL, &p, &n) == HERD_OK);
+    CHECK(herd_chat_render(plain, strlen(plain), NULL, &q, &nq) == HERD_OK);
+    CHECK_MSG(p && q && n == nq && memcmp(p, q, n) == 0, "tool_choice none: %s", p ? p : "");
+    herd_free(p);
+    herd_free(q);
+    /* 200 levels in an ignored field are read; 201 are refused with a format error */
+    for (int depth = 199; depth <= 201; depth++) {
+        char deep[600];
+        int k = snprintf(deep, sizeof deep, "{\"messages\": [{\"role\": \"user\", "
+                                            "\"content\": \"x\"}], \"extra\": ");
+        for (int i = 0; i < depth; i++)
+            deep[k++] = '[';
+        for (int i = 0; i < depth; i++)
+            deep[k++] = ']';
+        deep[k++] = '}';
+        herd_status st = herd_chat_render(deep, (size_t)k, NULL, &p, &n);
+        if (depth <= 200)
+            CHECK_MSG(st == HERD_OK, "depth %d: %s", depth, herd_last_error());
+        else
+            CHECK_MSG(st == HERD_ERR_FORMAT && strstr(herd_last_error(), "nesting deeper"),
+                      "depth %d: %s", depth, herd_last_error());
+        herd_free(p);
+        p = NULL;
+    }
+}
+
+/* max_tokens: a prompt over the limit fails with HERD_ERR_CONTEXT and a lower bound on its
+ * length that is above the limit and never above the true count; at the limit it renders
+ * the same ids as without one. */
+static void test_token_limit(const herd_tokenizer *tok)
+{
+    size_t len = 6 * 20000;
+    char *req = malloc(len + 128);
+    if (!req) {
+        CHECK(!"out of memory");
+        return;
+    }
+    int k = snprintf(req, 128, "{\"messages\": [{\"role\": \"user\", \"content\": \"");
+    for (size_t i = 0; i < 20000; i++)
+        memcpy(req + k + 6 * i, "hello ", 6);
+    k += (int)len;
+    k += snprintf(req + k, 64, "\"}]}");
+    herd_chat_options opt = herd_chat_default_options();
+    int32_t *all = NULL, *ids = NULL;
+    size_t n_all = 0, n = 0;
+    CHECK(herd_chat_render_tokens(tok, req, (size_t)k, &opt, &all, &n_all) == HERD_OK);
+    opt.max_tokens = n_all;
+    CHECK(herd_chat_render_tokens(tok, req, (size_t)k, &opt, &ids, &n) == HERD_OK);
+    CHECK(n == n_all && ids && memcmp(ids, all, n * sizeof *ids) == 0);
+    herd_free(ids);
+    size_t limits[] = {1, 10, 100, 900, n_all / 2, n_all - 1};
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        opt.max_tokens = limits[i];
+        ids = (int32_t *)1;
+        herd_status s = herd_chat_render_tokens(tok, req, (size_t)k, &opt, &ids, &n);
+        CHECK_MSG(s == HERD_ERR_CONTEXT && ids == NULL && n > limits[i] && n <= n_all,
+                  "limit %zu of %zu ids: status %d, bound %zu", limits[i], n_all, (int)s, n);
+    }
+    herd_free(all);
+    free(req);
+}
+
 /* With the real Llama 3 tokenizer: specials by id, content as plain text. */
 static void test_tokens(void)
 {
@@ -218,6 +300,7 @@ static void test_tokens(void)
     herd_free(text);
     herd_free(want);
     herd_free(ids);
+    test_token_limit(tok);
     herd_tokenizer_free(tok);
 }
 
@@ -225,6 +308,7 @@ int main(void)
 {
     test_parse();
     test_messages();
+    test_request_json();
     test_tokens();
     return check_done();
 }
