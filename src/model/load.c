@@ -388,7 +388,7 @@ static void add_end_tokens(herd_model *m)
     }
 }
 
-herd_status model_load_local(const char *path, const herd_model_params *p, herd_model **out)
+herd_status model_open(const char *path, const herd_model_params *p, herd_model **out)
 {
     *out = NULL;
     herd_model *m = herd_calloc(1, sizeof *m);
@@ -420,12 +420,22 @@ herd_status model_load_local(const char *path, const herd_model_params *p, herd_
     add_end_tokens(m);
     count_params(m);
     shard_full(m, &m->sh);
-    if ((s = model_upload(m)) != HERD_OK)
-        goto fail;
     *out = m;
     return HERD_OK;
 fail:
     model_free_local(m);
+    return s;
+}
+
+herd_status model_load_local(const char *path, const herd_model_params *p, herd_model **out)
+{
+    herd_model *m = NULL;
+    herd_status s = model_open(path, p, &m);
+    if (s == HERD_OK && (s = model_upload(m)) != HERD_OK) {
+        model_free_local(m);
+        m = NULL;
+    }
+    *out = m;
     return s;
 }
 

@@ -121,6 +121,9 @@ herd_status weight_row_f32(const struct weight *w, int64_t r, float *out);
 
 /* Maps and binds a model on this rank alone (load.c); the whole model, sh = all of it. */
 herd_status model_load_local(const char *path, const herd_model_params *p, herd_model **out);
+/* The same without the backend: the weights bound in the mapping, nothing uploaded (herd
+ * quantize reads them from there). Freed with model_free_local. */
+herd_status model_open(const char *path, const herd_model_params *p, herd_model **out);
 void model_free_local(herd_model *m);
 
 /* shard.c. The whole model as one rank's share. */

@@ -10,7 +10,8 @@
  *     registered, a tiny Llama model from tests/models/make_model.py is rewritten under that
  *     row's names (GGUF keys "<arch>.*" and tensors; config.json architectures and
  *     safetensors names), and both copies load and give bit-identical logits to the
- *     originals. HERD_TEST_MODELS names the models (the model_files fixture); without them
+ *     originals; `herd quantize` of the renamed folder writes the row's GGUF names and keys
+ *     and gives the same logits again. HERD_TEST_MODELS names the models (the model_files fixture); without them
  *     part 3 is skipped.
  */
 #include "check.h"
@@ -401,6 +402,20 @@ static void test_second_family(const char *models, const char *work)
         snprintf(out, sizeof out, "%s/%s-testllama-hf", work, configs[i]);
         CHECK_MSG(rewrite_hf(in, out) == 0, "%s", out);
         same_logits(in, out);
+        /* herd quantize writes the row's GGUF names and keys from the row's HF names: the
+         * same logits as the converter's llama file */
+        char q[1100];
+        snprintf(q, sizeof q, "%s/%s-testllama-hf.gguf", work, configs[i]);
+        herd_quantize_params qp = {i == 0 ? HERD_FTYPE_F32 : HERD_FTYPE_BF16, 1, NULL, NULL};
+        CHECK_MSG(herd_quantize(out, q, &qp) == HERD_OK, "%s", herd_last_error());
+        snprintf(in, sizeof in, "%s/%s/model.gguf", models, configs[i]);
+        same_logits(in, q);
+        struct gguf_file *g = NULL;
+        CHECK(gguf_open(q, &g) == HERD_OK);
+        CHECK(g && gguf_find(g, "testllama.block_count") && !gguf_find(g, "llama.block_count"));
+        CHECK(g && gguf_find_tensor(g, "L1.down.w") && gguf_find_tensor(g, "embed.w") &&
+              gguf_find_tensor(g, "rope.divisors"));
+        gguf_close(g);
     }
     arch_unregister_all();
     herd_model *m = NULL;
