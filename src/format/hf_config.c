@@ -10,12 +10,14 @@
  * silently ignored. eos_token_id may be an int or a list, in either file;
  * generation_config.json's value wins, as transformers' generate() uses it.
  *
- * Every field with a wrong type is a one-line HERD_ERR_FORMAT naming the file and field.
+ * Every field with a wrong type (a bool for an integer, a fraction, an infinite number) is a
+ * one-line HERD_ERR_FORMAT naming the file and field; ranges beyond sign are the model
+ * loader's (load_hf.c), which knows what each field sizes.
  */
 #include "format/format.h"
 
 #include <cjson/cJSON.h> /* the JSON */
-#include <math.h>        /* floor */
+#include <math.h>        /* floor, isfinite */
 
 struct jfile {
     const char *path;
@@ -53,6 +55,10 @@ static herd_status get_num(const struct jfile *j, const cJSON *obj, const char *
     if (!cJSON_IsNumber(e))
         return herd_fail(HERD_ERR_FORMAT, "%s: field '%s%s': expected a number", j->path,
                          j->prefix, key);
+    /* cJSON reads 1e999 as infinity; no hyper-parameter means anything infinite */
+    if (!isfinite(e->valuedouble))
+        return herd_fail(HERD_ERR_FORMAT, "%s: field '%s%s': %g is not a finite number",
+                         j->path, j->prefix, key, e->valuedouble);
     *v = e->valuedouble;
     *found = 1;
     return HERD_OK;

@@ -231,6 +231,14 @@ static herd_status bind(herd_model *m, const struct gguf_file *f)
         if ((s = norm_load(&factors, rf, in->head_dim / 2)))
             return s;
         in->rope_scaling = true;
+        for (int i = 0; i < in->head_dim / 2; i++) {
+            if (!(factors[i] > 0.0f) || !isfinite(factors[i])) {
+                s = herd_fail(HERD_ERR_FORMAT, "tensor %s: divisor %d is %g, expected a "
+                              "finite number > 0", name, i, (double)factors[i]);
+                herd_free(factors);
+                return s;
+            }
+        }
     }
     s = model_init_rope(m, factors);
     herd_free(factors);

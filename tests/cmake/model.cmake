@@ -169,3 +169,10 @@ model_bad(device_unknown "device nosuch: no such backend in this build \\(it has
 model_bad(device_cpu_index "device cpu:1: the CPU backend has one device"
   logits -m ${MODEL_DIR}/gqa4_tied_bf16/model.gguf --tokens 1,2 --device cpu:1
   -o ${MODEL_WORK}/device.bin)
+
+# Hyper-parameters refused before anything is sized from them, typed reads, tokenizer ids vs
+# embedding rows, refused bias tensors (make_bad_models.py's hparams variants): through
+# herd_model_load and herd_quantize, with a bound on peak memory.
+set_tests_properties(test_model_bad PROPERTIES FIXTURES_REQUIRED model_files
+                     SKIP_RETURN_CODE 77)
+set_property(TEST test_model_bad APPEND PROPERTY ENVIRONMENT "HERD_TEST_BAD=${BAD_DIR}")

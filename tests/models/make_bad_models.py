@@ -13,6 +13,23 @@ Writes into OUT/ (from the gqa2_untied_f32 configuration of make_model.py, 384 i
   gguf_bad_magic.gguf    the first four bytes are not "GGUF"
   hf_no_config/          no config.json
   hf_bad_dtype/          one weight declared as I32 (same byte size, not a float type)
+Hyper-parameters that must be refused before anything is sized from them (test_model_bad):
+  gguf_head_dim_huge.gguf    key_length = value_length = rope.dimension_count = 2^31 - 2, no
+                             rope_freqs
+  hf_head_dim_huge/          head_dim 2^31 - 2
+  hf_head_dim_wrap/          head_dim 2^32 + 16 (16 once truncated to int32)
+  gguf_block_count_huge.gguf block_count 2^31 - 1
+  gguf_block_count_bool.gguf block_count stored as the bool true
+  hf_layers_huge/            num_hidden_layers 10^9
+  gguf_rope_theta_inf.gguf   rope.freq_base = inf
+  hf_rope_theta_inf/         rope_theta 1e999 (infinity once parsed)
+  hf_rope_factor_inf/        rope_scaling.factor 1e999
+  gguf_rope_freqs_inf.gguf   rope_freqs with an infinite divisor
+  hf_bos_huge/               bos_token_id 10^15 (in both json files)
+  gguf_tokenizer_long.gguf   384 tokenizer ids, 380 embedding rows
+  hf_tokenizer_long/         the same in a folder
+  gguf_attn_bias.gguf        a blk.0.attn_q.bias tensor (Llama 3 has none; herd cannot add it)
+  hf_attn_bias/              model.layers.0.self_attn.q_proj.bias, attention_bias true
   hf_nan_weight/         one element of model.layers.1.mlp.up_proj.weight is NaN and one
                          of model.layers.0.self_attn.o_proj.weight +inf (herd quantize
                          must refuse it, naming the tensor)
@@ -38,6 +55,77 @@ def truncate(path, frac):
     size = os.path.getsize(path)
     with open(path, "r+b") as f:
         f.truncate(int(size * frac))
+
+
+def edit_config(d, file="config.json", **changes):
+    """Rewrites d/file with changes; a value "1e999" is written as that literal."""
+    with open(os.path.join(d, file)) as f:
+        c = json.load(f)
+    for k, v in changes.items():
+        if "." in k:
+            a, b = k.split(".")
+            c[a][b] = v
+        else:
+            c[k] = v
+    text = json.dumps(c, indent=2).replace('"1e999"', "1e999")
+    with open(os.path.join(d, file), "w") as f:
+        f.write(text)
+
+
+def hparams(out, cfg, store, hf, gg):
+    """The hyper-parameter variants listed at the top."""
+    import logging
+    import gguf
+    logging.getLogger("gguf.gguf_writer").setLevel(logging.ERROR)  # the overwrites are meant
+    T = gguf.GGUFValueType
+    big = 2**31 - 2
+
+    def keys(**kv):
+        def edit(w):
+            for k, (v, t) in kv.items():
+                w.add_key_value("llama." + k.replace("__", "."), v, t)
+        return edit
+
+    # (no rope_freqs: its length would be checked first; the RoPE table is what is sized)
+    gg("gguf_head_dim_huge.gguf", drop=("rope_freqs.weight",),
+       edit=keys(attention__key_length=(big, T.UINT32), attention__value_length=(big, T.UINT32),
+                 rope__dimension_count=(big, T.UINT32)))
+    edit_config(hf("hf_head_dim_huge", store), head_dim=big)
+    edit_config(hf("hf_head_dim_wrap", store), head_dim=2**32 + 16)
+    gg("gguf_block_count_huge.gguf", edit=keys(block_count=(2**31 - 1, T.UINT32)))
+    gg("gguf_block_count_bool.gguf", edit=keys(block_count=(True, T.BOOL)))
+    edit_config(hf("hf_layers_huge", store), num_hidden_layers=10**9)
+    gg("gguf_rope_theta_inf.gguf", edit=keys(rope__freq_base=(float("inf"), T.FLOAT32)))
+    edit_config(hf("hf_rope_theta_inf", store), rope_theta="1e999")
+    edit_config(hf("hf_rope_factor_inf", store), **{"rope_scaling.factor": "1e999"})
+
+    def inf_divisor(w):
+        f = mm.llama3_rope_factors(cfg)
+        f[3] = float("inf")
+        w.add_tensor("rope_freqs.weight", f)
+    gg("gguf_rope_freqs_inf.gguf", drop=("rope_freqs.weight",), edit=inf_divisor)
+    d = hf("hf_bos_huge", store)
+    edit_config(d, bos_token_id=10**15)
+    edit_config(d, "generation_config.json", bos_token_id=10**15)
+
+    # 380 embedding (and output) rows under the tiny tokenizer's 384 ids
+    short = dict(cfg, vocab=380)
+    st = dict(store)
+    for n in ("model.embed_tokens.weight", "lm_head.weight"):
+        a, dt = st[n]
+        st[n] = (mm.np.ascontiguousarray(a[:380]), dt)
+    hf("hf_tokenizer_long", st, short)
+    mm.write_gguf(os.path.join(out, "gguf_tokenizer_long.gguf"), short, BASE, st,
+                  os.path.join(out, "good/hf"))
+
+    def bias(w):
+        w.add_tensor("blk.0.attn_q.bias", mm.np.zeros(cfg["n_heads"] * mm.head_dim_of(cfg),
+                                                      dtype=mm.np.float32))
+    gg("gguf_attn_bias.gguf", edit=bias)
+    st = dict(store)
+    st["model.layers.0.self_attn.q_proj.bias"] = (
+        mm.np.zeros(cfg["n_heads"] * mm.head_dim_of(cfg), dtype=mm.np.float32), "F32")
+    edit_config(hf("hf_attn_bias", st), attention_bias=True)
 
 
 def main():
@@ -118,6 +206,7 @@ def main():
         w.flat[at] = v
         st[name] = (w, dt)
     hf("hf_nan_weight", st)
+    hparams(out, cfg, store, hf, gg)
     print("make_bad_models: wrote %s" % out)
     return 0
 

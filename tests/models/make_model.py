@@ -448,9 +448,11 @@ def gguf_name(hf):
     return "blk.%s.%s.weight" % (parts[2], GGUF_NAMES[key])
 
 
-def write_gguf(path, cfg, name, hf_store, hf_dir, arch="llama", drop=(), reshape=None):
+def write_gguf(path, cfg, name, hf_store, hf_dir, arch="llama", drop=(), reshape=None,
+               edit=None):
     """hf_store: {HF name: (storage array, dtype)} as written to safetensors. drop: GGUF
-    tensor names to leave out; reshape: {GGUF name: new numpy shape} (bad-model variants)."""
+    tensor names to leave out; reshape: {GGUF name: new numpy shape}; edit(writer): called
+    last, to overwrite keys or add tensors (bad-model variants)."""
     import gguf
     w = gguf.GGUFWriter(path, arch)
     hd = head_dim_of(cfg)
@@ -513,6 +515,8 @@ def write_gguf(path, cfg, name, hf_store, hf_dir, arch="llama", drop=(), reshape
             arr = arr.reshape(reshape[gn])
         arr = np.ascontiguousarray(arr)
         w.add_tensor(gn, arr, raw_dtype=qtype[dt])
+    if edit:
+        edit(w)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
