@@ -28,7 +28,14 @@
 extern "C" {
 #endif
 
+/* Marks the library's exported functions. libherd is built with hidden visibility and
+ * HERD_BUILDING_LIBRARY, so only these leave the shared library; a program sees them as
+ * plain declarations. */
+#if defined(HERD_BUILDING_LIBRARY) && defined(__GNUC__)
+#define HERD_API __attribute__((visibility("default")))
+#else
 #define HERD_API
+#endif
 
 /* ---------------------------------------------------------------- version */
 
