@@ -480,13 +480,31 @@ HERD_API void herd_sampler_reset(herd_sampler *s);
 
 /* ---------------------------------------------------------------- dist (MPI) */
 
+/* How a multi-rank job runs. Every rank passes the same options (the herd command fills
+ * them from HERD_TP, HERD_PP, HERD_DIST_TIMEOUT, HERD_DIST_REPORT and the two test knobs'
+ * HERD_DIST_TEST_KILL / HERD_DIST_TEST_VERSION). */
+typedef struct herd_dist_options {
+    int32_t tp, pp;       /* force the tensor-parallel width / pipeline depth; 0 = chosen from
+                             the model's shapes and the number of ranks */
+    int32_t timeout_s;    /* a rank waiting longer than this for a peer inside an operation
+                             ends the job with a message; 0 = never; default 300 */
+    bool report;          /* each rank prints its memory use around model loads and frees */
+    int32_t test_kill_rank;    /* test knob: that rank (> 0) dies at its first decode */
+    int32_t test_version_rank; /* test knob: that rank (> 0) claims another wire version */
+} herd_dist_options;
+
+/* Defaults: automatic split, 300 s timeout, no report, no test knobs. */
+HERD_API herd_dist_options herd_dist_default_options(void);
+
 /* Call first in main, with main's argc/argv. Under mpirun with more than one rank (an MPI
  * build), rank 0 returns false and goes on to be the program: every herd_model/context/
  * decode call it makes is carried out by all ranks on their share of the model (tensor
- * parallel within pipeline stages; HERD_TP / HERD_PP force the split). Ranks > 0 serve
- * rank 0 inside this call and return true when it exits: main then returns *exit_code.
- * Without MPI, or with one rank, it returns false and changes nothing. Not thread-safe. */
-HERD_API bool herd_dist_init(int *argc, char ***argv, int *exit_code);
+ * parallel within pipeline stages; o->tp / o->pp force the split). Ranks > 0 serve rank 0
+ * inside this call and return true when it exits: main then returns *exit_code. Without
+ * MPI, or with one rank, it returns false and changes nothing. o may be NULL (defaults).
+ * Not thread-safe. */
+HERD_API bool herd_dist_init(int *argc, char ***argv, const herd_dist_options *o,
+                             int *exit_code);
 /* This process's rank and the number of ranks (0 and 1 without MPI). */
 HERD_API int herd_dist_rank(void);
 HERD_API int herd_dist_size(void);

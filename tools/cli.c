@@ -10,8 +10,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cli_apply_env(void)
+/* A whole number from the environment, or dflt when unset or not one. */
+static int env_int(const char *name, int dflt)
 {
+    const char *v = getenv(name);
+    int64_t x;
+    return v && *v && cli_parse_i64(v, 0, INT32_MAX, &x) == 0 ? (int)x : dflt;
+}
+
+void cli_apply_env(herd_dist_options *dist)
+{
+    *dist = herd_dist_default_options();
+    dist->tp = env_int("HERD_TP", 0);
+    dist->pp = env_int("HERD_PP", 0);
+    dist->timeout_s = env_int("HERD_DIST_TIMEOUT", dist->timeout_s);
+    dist->report = getenv("HERD_DIST_REPORT") != NULL;
+    dist->test_kill_rank = env_int("HERD_DIST_TEST_KILL", 0);
+    dist->test_version_rank = env_int("HERD_DIST_TEST_VERSION", 0);
     const char *log = getenv("HERD_LOG");
     if (log && strcmp(log, "error") == 0)
         herd_log_set_level(HERD_LOG_ERROR);

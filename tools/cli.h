@@ -29,8 +29,10 @@ int cmd_quantize(int argc, char **argv);
  *   HERD_LOG=error|warn|info|debug      herd_log_set_level
  *   HERD_CPU_ISA=ref|avx2|avx512|neon   herd_cpu_options.isa
  *   HERD_BF16_ACT, HERD_GEMV_NO_VBMI, HERD_GEMV_NO_R16 (set = on)   the other fields
+ *   HERD_TP, HERD_PP, HERD_DIST_TIMEOUT, HERD_DIST_REPORT (set = on), and the test knobs
+ *   HERD_DIST_TEST_KILL / HERD_DIST_TEST_VERSION    *dist, for herd_dist_init
  * HERD_API_KEY and HERD_SERVER_TEST_STEP_MS belong to serve (cmd_serve.c). */
-void cli_apply_env(void);
+void cli_apply_env(herd_dist_options *dist);
 
 /* Prints "herd: <message>" to stderr and returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -37,8 +37,9 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     int code;
-    cli_apply_env(); /* before the MPI followers start: they run kernels too */
-    if (herd_dist_init(&argc, &argv, &code))
+    herd_dist_options dist;
+    cli_apply_env(&dist); /* before the MPI followers start: they run kernels too */
+    if (herd_dist_init(&argc, &argv, &dist, &code))
         return code; /* an MPI rank > 0: it followed rank 0 until the job ended */
     if (argc < 2) {
         usage(stderr);

@@ -12,7 +12,7 @@
  * (MPI_Allreduce's order is implementation-defined).
  *
  * Failure: every blocking wait is a polled non-blocking request. Waits inside an operation
- * are armed: after HERD_DIST_TIMEOUT seconds (default 300; 0 = never) the rank prints which
+ * are armed: after herd_dist_options.timeout_s seconds (HERD_DIST_TIMEOUT; default 300; 0 = never) the rank prints which
  * wait found no peer and aborts the whole job, so a vanished rank never hangs the others.
  * Idle waits (a follower waiting for rank 0's next request) are not armed but sleep.
  */
@@ -25,7 +25,7 @@ struct dist_ops {
     const char *name; /* "mpi" or "single" */
     /* Starts the communicator. Under a launcher with several ranks it initialises MPI;
      * otherwise (no launcher, or one rank) it does nothing and the world has one rank. */
-    herd_status (*init)(int *argc, char ***argv);
+    herd_status (*init)(int *argc, char ***argv, int timeout_s);
     void (*finalize)(void);
     int (*rank)(void);
     int (*size)(void);

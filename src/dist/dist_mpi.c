@@ -108,7 +108,7 @@ static herd_status wait_req(MPI_Request *r, int idle, const char *what)
     }
 }
 
-static herd_status mpi_init(int *argc, char ***argv)
+static herd_status mpi_init(int *argc, char ***argv, int timeout_s)
 {
     int n = env_int("OMPI_COMM_WORLD_SIZE", -1);
     if (n < 0)
@@ -117,8 +117,7 @@ static herd_status mpi_init(int *argc, char ***argv)
         n = env_int("PMI_SIZE", -1);
     if (n <= 1)
         return HERD_OK;
-    int t = env_int("HERD_DIST_TIMEOUT", 300);
-    g.timeout = t;
+    g.timeout = timeout_s;
     int provided = 0;
     HERD_MPI_TRY(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init");
     g.on = 1;

@@ -5,7 +5,7 @@
  */
 #include "dist.h"
 
-static herd_status single_init(int *argc, char ***argv)
+static herd_status single_init(int *argc, char ***argv, int timeout_s)
 {
     return HERD_OK;
 }

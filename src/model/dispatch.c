@@ -27,7 +27,7 @@
 #include <pthread.h>
 #include <signal.h> /* raise: the HERD_DIST_TEST_KILL test hook */
 #include <stdio.h>  /* fprintf: follower errors and the memory report go to stderr */
-#include <stdlib.h> /* atexit, getenv, strtol */
+#include <stdlib.h> /* atexit */
 
 #define MSG_BYTES 256 /* an error message carried to rank 0 */
 #define MAX_OBJECTS 64
@@ -43,12 +43,13 @@ static struct {
     herd_context *ctxs[MAX_OBJECTS];
 } F = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static int env_int(const char *name)
+static herd_dist_options opts; /* as herd_dist_init was given them; the same on every rank */
+
+herd_dist_options herd_dist_default_options(void)
 {
-    const char *v = getenv(name);
-    char *end = NULL;
-    long x = v && *v ? strtol(v, &end, 10) : 0;
-    return end && *end == '\0' && x > 0 && x < 1 << 20 ? (int)x : 0;
+    herd_dist_options o = {0};
+    o.timeout_s = 300; /* a vanished rank ends the job in five minutes, not never */
+    return o;
 }
 
 /* Ends the job: peers may be inside a collective that will never complete. */
@@ -92,7 +93,7 @@ static herd_status agree(herd_status s)
 /* /proc/self/status lines VmRSS and VmHWM on stderr when HERD_DIST_REPORT is set. */
 static void report_memory(const char *when)
 {
-    if (!getenv("HERD_DIST_REPORT"))
+    if (!opts.report)
         return;
     FILE *f = fopen("/proc/self/status", "r");
     if (!f)
@@ -198,7 +199,7 @@ static herd_status leader_load(const char *path, const herd_model_params *p, her
     pthread_mutex_lock(&F.lock);
     struct wire_request r;
     int32_t id = ++F.next_id;
-    int tp = env_int("HERD_TP"), pp = env_int("HERD_PP");
+    int tp = opts.tp, pp = opts.pp;
     herd_status s = wire_encode_model_load(&r, id, path, p->n_threads, p->device, tp, pp);
     if (s == HERD_OK)
         s = send_request(&r);
@@ -390,7 +391,7 @@ static void run_decode(const struct wire_request *r)
     if (wire_decode_decode(r, &b) != HERD_OK)
         fatal("receiving a batch");
     /* Test hook for the failure tests: this rank dies as a crashed node would. */
-    if (env_int("HERD_DIST_TEST_KILL") == dist_get()->rank())
+    if (opts.test_kill_rank > 0 && opts.test_kill_rank == dist_get()->rank())
         raise(SIGKILL);
     if (decode_run(ctx_of(r->msg.h.id), &b, NULL) != HERD_OK)
         fatal("decoding");
@@ -471,7 +472,7 @@ static int follow_loop(void)
 static int versions_agree(void)
 {
     const struct dist_ops *d = dist_get();
-    int n = d->size(), me = d->rank(), hook = env_int("HERD_DIST_TEST_VERSION");
+    int n = d->size(), me = d->rank(), hook = opts.test_version_rank;
     uint32_t mine[2] = {WIRE_MAGIC, WIRE_VERSION + (hook > 0 && hook == me)};
     uint32_t *all = herd_malloc((size_t)n * sizeof mine);
     herd_status s = all ? d->allgather(mine, all, sizeof mine, "comparing the ranks' herd")
@@ -495,11 +496,12 @@ static int versions_agree(void)
     return !bad;
 }
 
-bool herd_dist_init(int *argc, char ***argv, int *exit_code)
+bool herd_dist_init(int *argc, char ***argv, const herd_dist_options *o, int *exit_code)
 {
     const struct dist_ops *d = dist_get();
     *exit_code = 0;
-    if (d->init(argc, argv) != HERD_OK) {
+    opts = o ? *o : herd_dist_default_options();
+    if (d->init(argc, argv, opts.timeout_s) != HERD_OK) {
         fprintf(stderr, "herd: %s\n", herd_last_error());
         *exit_code = 1;
         return true;
