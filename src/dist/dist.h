@@ -12,8 +12,9 @@
  * (MPI_Allreduce's order is implementation-defined).
  *
  * Failure: every blocking wait is a polled non-blocking request. Waits inside an operation
- * are armed: after herd_dist_options.timeout_s seconds (HERD_DIST_TIMEOUT; default 300; 0 = never) the rank prints which
- * wait found no peer and aborts the whole job, so a vanished rank never hangs the others.
+ * are armed: after herd_dist_options.timeout_s seconds (HERD_DIST_TIMEOUT in the command;
+ * default 300; 0 = never) the rank prints which wait found no peer and aborts the whole job,
+ * so a vanished rank never hangs the others.
  * Idle waits (a follower waiting for rank 0's next request) are not armed but sleep.
  */
 #ifndef HERD_DIST_H
