@@ -3,10 +3,16 @@
 #   make asan   the same suite (less the tests labelled slow) built with clang,
 #               AddressSanitizer + UndefinedBehaviorSanitizer: the clang -Werror build too
 #   make        build only (build/herd)
+#   make cuda   the CUDA backend build in build-cuda (-DHERD_CUDA=ON), compile only;
+#               skipped with a message where no nvcc is installed
+#   make cuda-emu  the CUDA backend on the CPU emulator (tests/cuda/emu) in build-cuda-emu,
+#               and the cuda tests on it: the backend's code run without a GPU
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps test asan clean
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+
+.PHONY: all build deps test asan cuda cuda-emu clean
 
 all: build
 
@@ -27,5 +33,19 @@ asan: deps
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -LE slow
 
+cuda:
+	@if [ -z "$(NVCC)" ]; then \
+	  echo "make cuda: no nvcc (CUDA toolkit) found: the CUDA build is skipped"; \
+	else \
+	  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DHERD_CUDA=ON \
+	        -DCMAKE_CUDA_COMPILER=$(NVCC) >/dev/null && \
+	  cmake --build build-cuda -j$(JOBS); \
+	fi
+
+cuda-emu:
+	cmake -S . -B build-cuda-emu -DCMAKE_BUILD_TYPE=Release -DHERD_CUDA_EMU=ON >/dev/null
+	cmake --build build-cuda-emu -j$(JOBS)
+	cd build-cuda-emu && ctest --output-on-failure -j$(JOBS) -L cuda
+
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-cuda build-cuda-emu

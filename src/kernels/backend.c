@@ -6,8 +6,15 @@
 
 #include <stdio.h> /* snprintf for the list of names */
 
+#ifdef HERD_HAVE_CUDA
+extern const struct backend_ops backend_cuda_ops; /* cuda/backend_cuda.cu (HERD_CUDA=ON) */
+#endif
+
 static const struct backend_ops *const registry[] = {
     &backend_cpu_ops,
+#ifdef HERD_HAVE_CUDA
+    &backend_cuda_ops,
+#endif
 };
 
 herd_status backend_open(const char *device, int32_t n_threads, struct backend *out)

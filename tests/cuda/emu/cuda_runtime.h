@@ -1,0 +1,204 @@
+/*
+ * cuda_runtime.h (emulator) - the part of CUDA that src/kernels/cuda uses, on the CPU, so
+ * that the CUDA backend's own code (kernels, launchers, graphs, glue) runs and is tested
+ * on machines without a GPU. tests/cuda/emu/README.md says what is and is not emulated.
+ *
+ * Kernels run for real: each block's threads are fibers on one OS thread (emu.cpp), with
+ * __syncthreads a block barrier and __shfl_xor_sync a warp exchange, so shared memory,
+ * warp reductions and divergence behave as on a GPU (and a barrier that not every thread
+ * reaches stops the program with a message, where a GPU would hang). Blocks run one after
+ * another; a stream runs its work at once, in order, except while it is being captured,
+ * when launches, copies and cuBLAS calls are recorded and a graph replays them.
+ */
+#ifndef HERD_CUDA_EMU_RUNTIME_H
+#define HERD_CUDA_EMU_RUNTIME_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <functional>
+#include <tuple>
+#include <utility>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __shared__ static
+
+/* ---- types */
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+enum cudaError_t {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorNoDevice = 100,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+};
+
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+};
+
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+
+#define cudaStreamNonBlocking 0x01
+#define cudaEventDisableTiming 0x02
+#define cudaHostAllocDefault 0x00
+
+typedef struct emu_stream *cudaStream_t;
+typedef struct emu_event *cudaEvent_t;
+typedef struct emu_graph *cudaGraph_t;
+typedef struct emu_graph *cudaGraphExec_t;
+
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem;
+    int major, minor;
+    int multiProcessorCount;
+};
+
+/* ---- runtime API (emu.cpp) */
+
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
+cudaError_t cudaMalloc(void **p, size_t n);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaHostAlloc(void **p, size_t n, unsigned flags);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k,
+                            cudaStream_t s);
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t g, unsigned long long f);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t g);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t g, cudaStream_t s);
+
+/* ---- inside kernels */
+
+struct emu_thread_idx {
+    unsigned x, y, z;
+};
+namespace emu {
+extern const emu_thread_idx *cur_tid; /* the running fiber's threadIdx */
+extern dim3 cur_block, cur_block_dim, cur_grid_dim;
+void syncthreads();
+uint32_t shfl_xor(uint32_t v, int lane_mask);
+/* Runs work now on s, or records it when s is being captured. */
+void submit(cudaStream_t s, std::function<void()> work);
+/* The grid of blocks of fibers, each running body; checks the launch configuration. */
+void run_grid(dim3 grid, dim3 block, const std::function<void()> &body);
+cudaError_t check_config(dim3 grid, dim3 block);
+void set_error(cudaError_t e);
+} // namespace emu
+
+#define threadIdx (*emu::cur_tid)
+#define blockIdx (emu::cur_block)
+#define blockDim (emu::cur_block_dim)
+#define gridDim (emu::cur_grid_dim)
+
+static inline void __syncthreads(void)
+{
+    emu::syncthreads();
+}
+
+static inline float __shfl_xor_sync(unsigned mask, float v, int o)
+{
+    (void)mask;
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u = emu::shfl_xor(u, o);
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+static inline int __shfl_xor_sync(unsigned mask, int v, int o)
+{
+    (void)mask;
+    return (int)emu::shfl_xor((uint32_t)v, o);
+}
+
+template <typename T>
+static inline T __ldg(const T *p)
+{
+    return *p;
+}
+
+static inline float __fmul_rn(float a, float b)
+{
+    return a * b;
+}
+
+static inline float __fadd_rn(float a, float b)
+{
+    return a + b;
+}
+
+static inline float __fsub_rn(float a, float b)
+{
+    return a - b;
+}
+
+static inline float __uint_as_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint32_t __float_as_uint(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* kernel<<<grid, block, smem, stream>>>(args) after translate.py: the arguments are
+ * converted to the kernel's parameter types and copied, as a launch does. */
+template <typename... P, typename... A>
+static inline void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                              void (*k)(P...), A &&...args)
+{
+    (void)smem;
+    cudaError_t e = emu::check_config(grid, block);
+    if (e != cudaSuccess) {
+        emu::set_error(e);
+        return;
+    }
+    std::tuple<P...> t(std::forward<A>(args)...);
+    emu::submit(s, [=]() { emu::run_grid(grid, block, [&]() { std::apply(k, t); }); });
+}
+
+#endif /* HERD_CUDA_EMU_RUNTIME_H */
