@@ -10,7 +10,7 @@ endif()
 
 foreach(t test_cuda_ops test_cuda_model)
   add_executable(${t} ${HERD_TESTS}/cuda/${t}.c)
-  target_link_libraries(${t} PRIVATE herd)
+  target_link_libraries(${t} PRIVATE herd_core)
   target_include_directories(${t} PRIVATE ${HERD_TESTS}/unit)
 endforeach()
 add_test(NAME cuda_ops COMMAND test_cuda_ops)
@@ -21,7 +21,7 @@ if(HERD_CUDA)
     CUDA_ARCHITECTURES 90-real)
   target_compile_options(test_cuda_dequant PRIVATE -std=c++20 --Werror=all-warnings
     -Xcompiler=-Wall,-Wextra,-Werror,-Wno-unused-parameter,-ffp-contract=off)
-  target_link_libraries(test_cuda_dequant PRIVATE herd)
+  target_link_libraries(test_cuda_dequant PRIVATE herd_core)
   target_include_directories(test_cuda_dequant PRIVATE ${HERD_TESTS}/unit
                              ${PROJECT_SOURCE_DIR}/src/kernels/cuda)
   add_test(NAME cuda_dequant COMMAND test_cuda_dequant)

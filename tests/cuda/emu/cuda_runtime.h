@@ -9,6 +9,9 @@
  * reaches stops the program with a message, where a GPU would hang). Blocks run one after
  * another; a stream runs its work at once, in order, except while it is being captured,
  * when launches, copies and cuBLAS calls are recorded and a graph replays them.
+ *
+ * No std:: templates here or in emu.cpp: their instantiations have default visibility and
+ * would be exported from libherd.so (tests/lib's export check).
  */
 #ifndef HERD_CUDA_EMU_RUNTIME_H
 #define HERD_CUDA_EMU_RUNTIME_H
@@ -18,9 +21,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <functional>
-#include <tuple>
-#include <utility>
 
 #define __global__
 #define __device__
@@ -111,17 +111,45 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t g, cudaStream_t s);
 struct emu_thread_idx {
     unsigned x, y, z;
 };
+
+/* A unit of stream work: run it now, or keep it in a graph (reference-counted, since a
+ * graph and its instantiations share it). */
+struct emu_work {
+    int refs;
+    void (*run)(emu_work *w);
+    void (*drop)(emu_work *w);
+};
+
+template <typename F>
+struct emu_closure : emu_work {
+    F fn;
+    explicit emu_closure(const F &f) : emu_work{1, run_it, drop_it}, fn(f) {}
+    static void run_it(emu_work *w) { static_cast<emu_closure *>(w)->fn(); }
+    static void drop_it(emu_work *w) { delete static_cast<emu_closure *>(w); }
+};
+
 namespace emu {
 extern const emu_thread_idx *cur_tid; /* the running fiber's threadIdx */
 extern dim3 cur_block, cur_block_dim, cur_grid_dim;
 void syncthreads();
 uint32_t shfl_xor(uint32_t v, int lane_mask);
-/* Runs work now on s, or records it when s is being captured. */
-void submit(cudaStream_t s, std::function<void()> work);
-/* The grid of blocks of fibers, each running body; checks the launch configuration. */
-void run_grid(dim3 grid, dim3 block, const std::function<void()> &body);
+/* Whether s is being captured: then submit(s, w) keeps w for the graph. */
+bool capturing(cudaStream_t s);
+void submit(cudaStream_t s, emu_work *w);
+/* The grid of blocks of fibers, each calling body(arg); checks the launch configuration. */
+void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *arg);
 cudaError_t check_config(dim3 grid, dim3 block);
 void set_error(cudaError_t e);
+
+/* f() now on s, or recorded while s is captured. */
+template <typename F>
+static inline void on_stream(cudaStream_t s, const F &f)
+{
+    if (capturing(s))
+        submit(s, new emu_closure<F>(f));
+    else
+        f();
+}
 } // namespace emu
 
 #define threadIdx (*emu::cur_tid)
@@ -185,11 +213,11 @@ static inline uint32_t __float_as_uint(float f)
     return u;
 }
 
-/* kernel<<<grid, block, smem, stream>>>(args) after translate.py: the arguments are
- * converted to the kernel's parameter types and copied, as a launch does. */
+/* kernel<<<grid, block, smem, stream>>>(args) after translate.py: the arguments are copied
+ * (as a launch copies them) and converted to the kernel's parameter types at the call. */
 template <typename... P, typename... A>
 static inline void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-                              void (*k)(P...), A &&...args)
+                              void (*k)(P...), A... args)
 {
     (void)smem;
     cudaError_t e = emu::check_config(grid, block);
@@ -197,8 +225,10 @@ static inline void emu_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t s
         emu::set_error(e);
         return;
     }
-    std::tuple<P...> t(std::forward<A>(args)...);
-    emu::submit(s, [=]() { emu::run_grid(grid, block, [&]() { std::apply(k, t); }); });
+    auto call = [=]() { k(args...); };
+    emu::on_stream(s, [=]() {
+        emu::run_grid(grid, block, [](void *p) { (*(decltype(call) *)p)(); }, (void *)&call);
+    });
 }
 
 #endif /* HERD_CUDA_EMU_RUNTIME_H */

@@ -20,14 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <vector>
-
 /* ---- fibers: callee-saved registers on the fiber's own stack, System V x86-64 */
 
 extern "C" void emu_switch(void **save_sp, void *new_sp);
 asm(R"(
     .text
     .globl emu_switch
+    .hidden emu_switch
     .type emu_switch, @function
 emu_switch:
     pushq %rbp
@@ -64,11 +63,13 @@ struct fiber {
 };
 
 static const size_t STACK_BYTES = 256 << 10;
-static std::vector<fiber> fibers;
-static std::vector<char *> stacks;
+static const int MAX_THREADS = 1024;
+static fiber fibers[MAX_THREADS];
+static char *stacks[MAX_THREADS];
 static void *sched_sp;
 static fiber *cur;
-static const std::function<void()> *cur_body;
+static void (*cur_body)(void *);
+static void *cur_arg;
 
 const emu_thread_idx *cur_tid;
 dim3 cur_block, cur_block_dim, cur_grid_dim;
@@ -83,7 +84,7 @@ static void die(const char *what)
 
 static void fiber_main()
 {
-    (*cur_body)();
+    cur_body(cur_arg);
     cur->state = F_DONE;
     emu_switch(&cur->sp, sched_sp);
     die("a finished fiber was resumed");
@@ -110,9 +111,9 @@ uint32_t shfl_xor(uint32_t v, int lane_mask)
 
 static void run_block(int n)
 {
-    while ((int)stacks.size() < n)
-        stacks.push_back((char *)malloc(STACK_BYTES));
-    fibers.resize((size_t)n);
+    for (int i = 0; i < n; i++)
+        if (!stacks[i] && !(stacks[i] = (char *)malloc(STACK_BYTES)))
+            die("no memory for fiber stacks");
     const dim3 b = cur_block_dim;
     for (int i = 0; i < n; i++) {
         fiber &f = fibers[(size_t)i];
@@ -177,10 +178,10 @@ static void run_block(int n)
     }
 }
 
-void run_grid(dim3 grid, dim3 block, const std::function<void()> &body)
+void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *arg)
 {
-    const std::function<void()> *saved = cur_body;
-    cur_body = &body;
+    cur_body = body;
+    cur_arg = arg;
     cur_grid_dim = grid;
     cur_block_dim = block;
     const int n = (int)(block.x * block.y * block.z);
@@ -190,7 +191,6 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()> &body)
                 cur_block = dim3(x, y, z);
                 run_block(n);
             }
-    cur_body = saved;
 }
 
 static cudaError_t last_error = cudaSuccess;
@@ -216,7 +216,8 @@ cudaError_t check_config(dim3 grid, dim3 block)
 /* ---- streams and graphs */
 
 struct emu_graph {
-    std::vector<std::function<void()>> work;
+    emu_work **work; /* (n) */
+    int n;
 };
 
 struct emu_stream {
@@ -228,14 +229,31 @@ struct emu_event {
     int unused;
 };
 
-void emu::submit(cudaStream_t s, std::function<void()> work)
+static void graph_free(emu_graph *g)
+{
+    for (int i = 0; g && i < g->n; i++)
+        if (--g->work[i]->refs == 0)
+            g->work[i]->drop(g->work[i]);
+    if (g)
+        free(g->work);
+    delete g;
+}
+
+bool emu::capturing(cudaStream_t s)
 {
     if (!s)
         die("work on the legacy default stream (the backend uses its own streams)");
-    if (s->capture)
-        s->capture->work.push_back(std::move(work));
-    else
-        work();
+    return s->capture != NULL;
+}
+
+void emu::submit(cudaStream_t s, emu_work *w)
+{
+    emu_graph *g = s->capture;
+    emu_work **grown = (emu_work **)realloc(g->work, (size_t)(g->n + 1) * sizeof *grown);
+    if (!grown)
+        die("no memory for a graph");
+    g->work = grown;
+    g->work[g->n++] = w;
 }
 
 const char *cudaGetErrorString(cudaError_t e)
@@ -337,19 +355,13 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
                             cudaStream_t s)
 {
     (void)k;
-    if (s && s->capture && k == cudaMemcpyHostToDevice) {
-        /* the host bytes are read when the graph runs: take them now, as a staged copy */
-        std::vector<char> bytes((const char *)src, (const char *)src + n);
-        emu::submit(s, [=]() { memcpy(dst, bytes.data(), n); });
-        return cudaSuccess;
-    }
-    emu::submit(s, [=]() { memmove(dst, src, n); });
+    emu::on_stream(s, [=]() { memmove(dst, src, n); });
     return cudaSuccess;
 }
 
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s)
 {
-    emu::submit(s, [=]() { memset(p, v, n); });
+    emu::on_stream(s, [=]() { memset(p, v, n); });
     return cudaSuccess;
 }
 
@@ -362,8 +374,8 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags)
 
 cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
-    if (s && s->capture)
-        delete s->capture;
+    if (s)
+        graph_free(s->capture);
     delete s;
     return cudaSuccess;
 }
@@ -408,7 +420,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode)
     (void)mode;
     if (!s || s->capture)
         return cudaErrorInvalidValue;
-    s->capture = new emu_graph;
+    s->capture = new emu_graph{NULL, 0};
     s->invalid = false;
     return cudaSuccess;
 }
@@ -421,7 +433,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
     emu_graph *graph = s->capture;
     s->capture = NULL;
     if (s->invalid) {
-        delete graph;
+        graph_free(graph);
         return cudaErrorStreamCaptureInvalidated;
     }
     *g = graph;
@@ -431,27 +443,35 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t g, unsigned long long f)
 {
     (void)f;
-    *exec = new emu_graph(*g);
+    emu_graph *e = new emu_graph{(emu_work **)malloc((size_t)(g->n + 1) * sizeof(emu_work *)),
+                                 g->n};
+    if (!e->work)
+        return cudaErrorMemoryAllocation;
+    for (int i = 0; i < g->n; i++) {
+        e->work[i] = g->work[i];
+        e->work[i]->refs++;
+    }
+    *exec = e;
     return cudaSuccess;
 }
 
 cudaError_t cudaGraphDestroy(cudaGraph_t g)
 {
-    delete g;
+    graph_free(g);
     return cudaSuccess;
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t g)
 {
-    delete g;
+    graph_free(g);
     return cudaSuccess;
 }
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t g, cudaStream_t s)
 {
-    emu::submit(s, [g]() {
-        for (const auto &w : g->work)
-            w();
+    emu::on_stream(s, [g]() {
+        for (int i = 0; i < g->n; i++)
+            g->work[i]->run(g->work[i]);
     });
     return cudaSuccess;
 }
@@ -509,7 +529,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
         ldb < (tb == CUBLAS_OP_N ? k : n) || ldb < 1 || ldc < m || ldc < 1)
         return CUBLAS_STATUS_INVALID_VALUE;
     const float al = *alpha, be = *beta;
-    emu::submit(h->stream, [=]() {
+    emu::on_stream(h->stream, [=]() {
         for (int j = 0; j < n; j++) {
             for (int i = 0; i < m; i++) {
                 float s = 0.0f;
