@@ -57,7 +57,7 @@ done
 [ -n "$cudalib" ] || cudalib=$(dirname "$(find / -name libcublas.so.13 -not -path '/proc/*' \
                                    2>/dev/null | head -1)" 2>/dev/null)
 export LD_LIBRARY_PATH=/tmp/herdlib:${cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-mkdir -p /tmp/herdlib
+rm -rf /tmp/herdlib && mkdir -p /tmp/herdlib
 BIN=
 if [ -x .gpu/bin/herd ]; then
   BIN=$root/.gpu/bin
