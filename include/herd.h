@@ -232,9 +232,10 @@ typedef struct herd_context_params {
     int32_t n_batch;   /* tokens per forward chunk (longer batches are cut); 0 = 512 */
     int32_t n_threads; /* 0 = the model's */
     herd_dtype kv_type; /* KV cache element type: F16 (default), F32 or Q8_0 */
-    int64_t mem_limit;  /* bytes the KV cache and scratch may take: 0 = the memory this
-                           machine has available now, < 0 = no check. Over it, creation
-                           fails with the largest n_ctx that fits */
+    int64_t mem_limit;  /* bytes the KV cache and scratch may take: 0 = the memory free now
+                           where they live (this machine's available memory, or the GPU's
+                           free memory), < 0 = no check. Over it, creation fails with the
+                           largest n_ctx that fits */
 } herd_context_params;
 
 /* Defaults: n_ctx 0, n_seq 1, n_batch 512, kv F16. Start from these. */

@@ -240,6 +240,13 @@ static void model_type_str(const herd_model_info *info, char *out, size_t cap)
         snprintf(out, cap, "llama %.0fK %s", b * 1e6, up);
 }
 
+/* What ran the model: the CPU kernel variant, or the device named by --device. */
+static const char *engine_label(const struct bench_opts *o)
+{
+    const char *d = o->run.device;
+    return d && *d && strcmp(d, "cpu") != 0 ? d : herd_cpu_isa();
+}
+
 static void print_json_row(const struct bench_opts *o, const herd_model_info *info,
                            const char *type, const struct bench_result *r, int n_threads,
                            double load_s, double ttft_s, int64_t kv, int64_t rss, int last)
@@ -247,7 +254,9 @@ static void print_json_row(const struct bench_opts *o, const herd_model_info *in
     double ts, sd, ns, nsd;
     mean_sd(r->samples_ts, r->n, &ts, &sd);
     mean_sd(r->samples_ns, r->n, &ns, &nsd);
-    printf("  {\"engine\": \"herd\", \"cpu_isa\": \"%s\", \"model_filename\": \"", herd_cpu_isa());
+    printf("  {\"engine\": \"herd\", \"cpu_isa\": \"%s\", \"device\": \"%s\", "
+           "\"model_filename\": \"", herd_cpu_isa(),
+           o->run.device && *o->run.device ? o->run.device : "cpu");
     for (const char *p = o->model; *p; p++) {
         if (*p == '"' || *p == '\\')
             putchar('\\');
@@ -373,7 +382,7 @@ int cmd_bench(int argc, char **argv)
     int nt = herd_n_threads(o.run.threads);
 
     fprintf(stderr, "herd bench: %s, %s kernels, load %.2f s, time to first token %.2f s "
-            "(load + cold pp%d)\n", type, herd_cpu_isa(), load_s, ttft_s, o.n_prompt);
+            "(load + cold pp%d)\n", type, engine_label(&o), load_s, ttft_s, o.n_prompt);
     fprintf(stderr, "herd bench: KV cache %.1f MiB (%s, %d positions); resident %.2f GB, "
             "peak %.2f GB; file %.2f GB + KV = %.2f GB (peak %.0f%% of it)\n",
             kv_bytes / 1048576.0, herd_dtype_name(o.run.kv_type), cp.n_ctx, rss / 1e9, hwm / 1e9,
@@ -398,7 +407,7 @@ int cmd_bench(int argc, char **argv)
             else
                 snprintf(test, sizeof test, "tg%d", res[i].n_gen);
             printf("| %s | %.2f GiB | %.2f B | herd %s | %d | %s | %.2f ± %.2f |\n", type,
-                   info->weight_bytes / 1073741824.0, info->n_params / 1e9, herd_cpu_isa(),
+                   info->weight_bytes / 1073741824.0, info->n_params / 1e9, engine_label(&o),
                    nt, test, ts, sd);
         }
     }

@@ -94,6 +94,9 @@ struct backend_ops {
      * picks one of several devices. */
     herd_status (*open)(struct backend *be, const char *device, int32_t n_threads);
     void (*close)(struct backend *be);
+    /* Bytes the backend's memory can take now, for a context's memory plan (optional; NULL:
+     * the backend allocates host memory, and the machine's available memory applies). */
+    int64_t (*mem_available)(const struct backend *be);
     /* Whether matmul handles weights of type t. */
     bool (*supports)(const struct backend *be, herd_dtype t);
     /* Sets w->dev to the weight's copy in backend memory (what matmul and embed read). */

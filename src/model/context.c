@@ -23,7 +23,9 @@ herd_context_params herd_context_default_params(void)
 /* The memory plan: what a context of these sizes will allocate, checked against the limit
  * before anything is allocated, so that a context too large for the machine is refused
  * with a size that fits instead of overcommitting and failing later, under load. The
- * weights are not counted: they stay in the file mapping, which the kernel pages. */
+ * limit is the memory free where the cache lives: the backend's (a GPU's) when it has its
+ * own, else the machine's. The weights are not counted: on the CPU they stay in the file
+ * mapping, which the kernel pages; a device holds them already when this runs. */
 static herd_status check_memory(const herd_model *m, const herd_context_params *p,
                                 int64_t kv_dim, int64_t max_cols, int n_layers)
 {
@@ -43,7 +45,10 @@ static herd_status check_memory(const herd_model *m, const herd_context_params *
     int64_t kv = per_pos * p->n_ctx;
     int64_t limit = p->mem_limit;
     const char *whose = "the limit given";
-    if (limit == 0) {
+    if (limit == 0 && m->be.ops->mem_available) {
+        limit = m->be.ops->mem_available(&m->be);
+        whose = "free on the device";
+    } else if (limit == 0) {
         limit = herd_mem_available();
         whose = "available on this machine";
     }

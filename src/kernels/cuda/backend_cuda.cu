@@ -653,11 +653,25 @@ static herd_status cuda_graph_end(struct bctx *bc, int64_t key)
     return HERD_OK;
 }
 
+/* The device's free memory: the KV cache and activations of a context live there. */
+static int64_t cuda_mem_available(const struct backend *be)
+{
+    const struct cuda_backend *b = (const struct cuda_backend *)be->impl;
+    size_t free_b = 0, total_b = 0;
+    if (!b || cudaSetDevice(b->device) != cudaSuccess ||
+        cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return (int64_t)free_b;
+}
+
 extern "C" const struct backend_ops backend_cuda_ops = {
     .name = "cuda",
     .host_memory = false,
     .open = cuda_open,
     .close = cuda_close,
+    .mem_available = cuda_mem_available,
     .supports = cuda_supports,
     .weight_upload = cuda_weight_upload,
     .vector_upload = cuda_vector_upload,
