@@ -138,6 +138,11 @@ HERD_API void herd_tokenizer_free(herd_tokenizer *tok);
 /* Number of ids (regular + special). */
 HERD_API int32_t herd_tokenizer_n_vocab(const herd_tokenizer *tok);
 
+/* Bytes of the longest token (specials as their text; at least 1). No id covers more, so a
+ * text of n bytes needs at least ceil(n / this) ids: a cheap lower bound for refusing a
+ * prompt that cannot fit a context before tokenizing it. */
+HERD_API size_t herd_tokenizer_max_token_bytes(const herd_tokenizer *tok);
+
 /* Encodes len bytes of text. Special-token text is plain text unless parse_special. With
  * add_bos, <|begin_of_text|> comes first. On success *ids is owned by the caller
  * (herd_free) and holds *n_ids ids. Text need not be valid UTF-8: each byte outside a valid

@@ -98,21 +98,6 @@ static herd_status special_as_mark(struct chat_emitter *e, const char *name)
     return HERD_OK;
 }
 
-/* Bytes of the vocabulary's longest token: no token of a text run covers more, so a run
- * of len bytes needs at least ceil(len / longest) ids. Specials are counted too, which
- * can only make the bound looser, never wrong. */
-static size_t longest_token(const herd_tokenizer *tok)
-{
-    size_t longest = 1;
-    int32_t n_vocab = herd_tokenizer_n_vocab(tok);
-    for (int32_t id = 0; id < n_vocab; id++) {
-        size_t len = 0;
-        if (herd_token_bytes(tok, id, &len) && len > longest)
-            longest = len;
-    }
-    return longest;
-}
-
 static size_t div_up(size_t a, size_t b)
 {
     return a / b + (a % b != 0);
@@ -145,7 +130,9 @@ static herd_status tokenize_runs(struct token_state *ts, const struct herd_buf *
     /* Each id covers at least one byte, so text bytes + control tokens can never be
      * exceeded: within the limit there is nothing to check (the common case). */
     if (max_tokens && text->len + ts->n_marks > max_tokens) {
-        longest = longest_token(ts->tok);
+        /* no token of a run covers more than the vocabulary's longest (specials counted
+         * too, which only loosens the bound), so a run needs ceil(len / longest) ids */
+        longest = herd_tokenizer_max_token_bytes(ts->tok);
         bound = ts->n_marks;
         for (size_t i = 0; i <= ts->n_marks; i++) {
             size_t from, to;

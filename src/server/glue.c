@@ -156,17 +156,6 @@ herd_status srv_sampler_new(const struct srv_params *p, const herd_model_info *i
     return s;
 }
 
-size_t srv_longest_token(const herd_tokenizer *tok)
-{
-    size_t longest = 1;
-    int32_t n_vocab = tok ? herd_tokenizer_n_vocab(tok) : 0;
-    for (int32_t id = 0; id < n_vocab; id++) {
-        size_t len = 0;
-        if (herd_token_bytes(tok, id, &len) && len > longest)
-            longest = len;
-    }
-    return longest;
-}
 
 herd_status srv_token_classes(const herd_tokenizer *tok, const herd_model_info *info,
                               uint8_t **out)

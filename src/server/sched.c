@@ -572,7 +572,7 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     st = srv_token_classes(s->tok, s->info, &s->tok_class);
     if (st != HERD_OK)
         goto fail;
-    s->longest_token = srv_longest_token(s->tok);
+    s->longest_token = s->tok ? herd_tokenizer_max_token_bytes(s->tok) : 1;
     int n_pool = herd_n_threads(sp->n_threads);
     st = herd_pool_new(n_pool < s->n_slots ? n_pool : s->n_slots, &s->pool);
     if (st != HERD_OK)

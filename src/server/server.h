@@ -210,9 +210,6 @@ bool srv_is_stop_token(const herd_tokenizer *tok, const herd_model_info *info, i
 enum { SRV_TOK_TEXT = 0, SRV_TOK_STOP = 1, SRV_TOK_SPECIAL = 2 };
 herd_status srv_token_classes(const herd_tokenizer *tok, const herd_model_info *info,
                               uint8_t **out);
-/* Bytes of the vocabulary's longest token (specials included; at least 1): no token covers
- * more of a text, so a text of n bytes needs at least ceil(n / longest) ids. */
-size_t srv_longest_token(const herd_tokenizer *tok);
 /* Samples a token whose bytes keep j a valid prefix, and feeds them to j. budget: tokens
  * that may follow this one; a token is refused when its shortest completion would not
  * fit (when none fits, the one closest to done wins). scratch: n_vocab floats. row is not
@@ -269,7 +266,7 @@ void srv_sched_load(struct srv_sched *s, int32_t *active, int32_t *queued);
 /* The model's tokenizer and facts, for the HTTP side's validation. */
 const herd_tokenizer *srv_sched_tokenizer(const struct srv_sched *s);
 const herd_model_info *srv_sched_info(const struct srv_sched *s);
-/* srv_longest_token of the model's tokenizer, computed once. */
+/* herd_tokenizer_max_token_bytes of the model's tokenizer (1 without one). */
 size_t srv_sched_longest_token(const struct srv_sched *s);
 
 #endif /* HERD_SERVER_H */

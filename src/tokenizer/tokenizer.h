@@ -71,6 +71,7 @@ static inline uint64_t tok_hash(uint64_t k8, const uint8_t *p, size_t n)
 
 struct herd_tokenizer {
     int32_t n_vocab;
+    size_t max_token_bytes; /* the longest token's bytes (specials included), from tok_finish */
     uint32_t *off;       /* (n_vocab + 1) token i is bytes[off[i] .. off[i+1]) */
     uint8_t *bytes;      /* all token bytes, back to back */
     size_t bytes_len, bytes_cap;

@@ -262,6 +262,10 @@ herd_status tok_finish(herd_tokenizer *t)
         return s;
     t->bos_id = herd_token_special(t, "<|begin_of_text|>");
     t->bpe_scan_max = BPE_SCAN_MAX;
+    t->max_token_bytes = 1;
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        if (t->off[id + 1] - t->off[id] > t->max_token_bytes)
+            t->max_token_bytes = t->off[id + 1] - t->off[id];
     return compile_pretokenizer(t);
 }
 
@@ -392,6 +396,11 @@ void herd_tokenizer_free(herd_tokenizer *t)
 int32_t herd_tokenizer_n_vocab(const herd_tokenizer *t)
 {
     return t ? t->n_vocab : 0;
+}
+
+size_t herd_tokenizer_max_token_bytes(const herd_tokenizer *t)
+{
+    return t ? t->max_token_bytes : 0;
 }
 
 const char *herd_token_bytes(const herd_tokenizer *t, int32_t id, size_t *len)

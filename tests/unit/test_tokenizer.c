@@ -502,6 +502,16 @@ static void test_real(void)
         CHECK(herd_token_special(t, "<|python_tag|>") == 128010);
         CHECK(herd_token_special(t, "<|finetune_right_pad_id|>") == 128004);
         CHECK(herd_token_special(t, "<|start_header_id|>") == 128006);
+        /* the longest token: 128 bytes in Meta's tokenizer.model (its longest base64 rank
+         * decodes to 128 bytes; tiktoken agrees), and the maximum over every id's bytes */
+        size_t longest = 1;
+        for (int32_t id = 0; id < herd_tokenizer_n_vocab(t); id++) {
+            size_t len = 0;
+            if (herd_token_bytes(t, id, &len) && len > longest)
+                longest = len;
+        }
+        CHECK_MSG(herd_tokenizer_max_token_bytes(t) == 128 && longest == 128, "%s: %zu, %zu",
+                  names[k], herd_tokenizer_max_token_bytes(t), longest);
         int total = 0;
         int pass = run_golden(t, names[k], golden, &total);
         printf("%s: loaded in %.1f ms, golden %d/%d\n", names[k], ms, pass, total);
