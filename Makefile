@@ -2,6 +2,8 @@
 #   make test   install what is missing, build, run the whole test suite
 #   make asan   the same suite (less the tests labelled slow) built with clang,
 #               AddressSanitizer + UndefinedBehaviorSanitizer: the clang -Werror build too
+#   make fuzz   libFuzzer + ASan + UBSan builds of tests/fuzz (clang), each target run for
+#               FUZZ_SECONDS (default 60; CI uses 20); skipped when clang lacks libFuzzer
 #   make        build only (build/herd)
 #   make cuda   the CUDA backend build in build-cuda (-DHERD_CUDA=ON), compile only;
 #               skipped with a message where no nvcc is installed
@@ -12,7 +14,7 @@ JOBS ?= $(shell nproc)
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
-.PHONY: all build deps test asan cuda cuda-emu clean
+.PHONY: all build deps test asan fuzz cuda cuda-emu clean
 
 all: build
 
@@ -47,5 +49,21 @@ cuda-emu:
 	cmake --build build-cuda-emu -j$(JOBS)
 	cd build-cuda-emu && ctest --output-on-failure -j$(JOBS) -L cuda
 
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+# The library is built with -fsanitize=fuzzer-no-link so libFuzzer sees its coverage; -O1
+# and a Debug build keep assert()s on at a usable speed.
+fuzz: deps
+	@if ! printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+	    clang -fsanitize=fuzzer -x c - -o /tmp/herd-fuzz-probe 2>/dev/null; then \
+	  echo "make fuzz: clang has no -fsanitize=fuzzer (libclang-rt-dev); skipped"; exit 0; fi; \
+	rm -f /tmp/herd-fuzz-probe; \
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DHERD_SANITIZE=ON \
+	  -DHERD_LIBFUZZER=ON -DCMAKE_C_FLAGS="-O1 -fsanitize=fuzzer-no-link" >/dev/null && \
+	cmake --build build-fuzz -j$(JOBS) --target $(FUZZ_TARGETS) && \
+	FUZZ_JOBS=$(FUZZ_JOBS) ./scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) build-asan build-cuda build-cuda-emu
+	rm -rf $(BUILD) build-asan build-fuzz build-cuda build-cuda-emu

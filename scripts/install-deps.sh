@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test herd: the compiler tool
-# chain and the Debian libraries herd links (PCRE2, cJSON, libmicrohttpd, libedit, OpenMPI),
+# chain (with clang's libFuzzer runtime, libclang-rt-dev, for make fuzz) and the Debian
+# libraries herd links (PCRE2, cJSON, libmicrohttpd, libedit, OpenMPI),
 # plus the Python packages the tests use as independent references (numpy, gguf, ...).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
-apt_pkgs="build-essential cmake pkg-config clang python3 python3-pip python3-venv
+apt_pkgs="build-essential cmake pkg-config clang libclang-rt-dev python3 python3-pip python3-venv
   libpcre2-dev libcjson-dev libmicrohttpd-dev libedit-dev libopenmpi-dev openmpi-bin
   curl
   gcc-aarch64-linux-gnu qemu-user"

@@ -9,9 +9,12 @@
  *   [f(a=1, b="x"), g(c=[1, 2])]                    Llama 3.2 pythonic calls, several at once
  * The whole output (trimmed) must be calls; anything else, including a call that does not
  * parse, stays content and no call is reported. Python literal values (strings with
- * escapes, numbers, True/False/None, lists, tuples, dicts) become JSON values.
+ * escapes, numbers, True/False/None, lists, tuples, dicts) become JSON values; arguments
+ * holding NaN or an infinity (which JSON cannot carry) make the call malformed.
  */
 #include "chat.h"
+
+#include <math.h> /* isfinite */
 
 struct cursor {
     const char *s;
@@ -274,9 +277,25 @@ static void calls_free(struct calls *cs)
     memset(cs, 0, sizeof *cs);
 }
 
+/* Whether a value holds NaN or an infinity anywhere (Python's NaN/Infinity literals, or a
+ * float literal like 1e999 that overflows). json.dumps would write them as NaN/Infinity,
+ * which is not JSON: OpenAI clients parse tool-call arguments as JSON. */
+static bool has_nonfinite(const struct pj_value *v)
+{
+    if (v->type == PJ_FLOAT)
+        return !isfinite(v->num);
+    for (size_t i = 0; (v->type == PJ_ARRAY || v->type == PJ_OBJECT) && i < v->n; i++)
+        if (has_nonfinite(&v->items[i]))
+            return true;
+    return false;
+}
+
 static herd_status calls_add(struct calls *cs, const char *name, size_t name_len,
                              const struct pj_value *args, bool builtin)
 {
+    if (has_nonfinite(args))
+        return herd_fail(HERD_ERR_FORMAT, "tool call: arguments hold NaN or Infinity, "
+                         "which JSON cannot carry");
     if (cs->n == cs->cap) {
         size_t cap = cs->cap ? cs->cap * 2 : 4;
         herd_tool_call *v = herd_realloc(cs->v, cap * sizeof *v);

@@ -3,8 +3,11 @@
  * (response_format json_object, forced tool calls).
  *
  * The language is RFC 8259 JSON restricted to an object at the top level: objects, arrays,
- * strings (escapes \" \\ \/ \b \f \n \r \t \uXXXX; raw bytes must be well-formed UTF-8 as
- * in RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF; no control bytes),
+ * strings (escapes \" \\ \/ \b \f \n \r \t \uXXXX, a \u escape of a UTF-16 high
+ * surrogate only when a low-surrogate escape follows it, never a lone low one: RFC 8259
+ * leaves lone surrogates to the receiver and strict parsers, cJSON among them, refuse
+ * them; raw bytes must be well-formed UTF-8 as in RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF; no control bytes),
  * numbers (-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?), true/false/null and whitespace. The
  * state is a small value (containers are a bit stack), so callers test a token by copying
  * the state and feeding the token's bytes; nothing allocates.
@@ -29,7 +32,10 @@ enum {
     J_AFTER,     /* after a value in a container: ',' or the closer */
     J_STR,       /* in a string; sub = 1 for a key */
     J_ESC,       /* after a backslash */
-    J_HEX,       /* in \uXXXX; aux = hex digits left */
+    J_HEX,       /* in \uXXXX; aux = hex digits left, lo = the first two digits' value,
+                    hi = 1 when this must be a low surrogate, 2 after a high one */
+    J_LOW_ESC,   /* after a high-surrogate escape: '\\' of its low half must follow */
+    J_LOW_U,     /* then 'u' */
     J_UTF8,      /* in a multi-byte sequence; aux = bytes left, lo..hi = next byte's range */
     J_NUM_MINUS, /* "-": a digit must follow */
     J_NUM_ZERO,  /* a leading 0: '.', 'e' or the end */
@@ -81,9 +87,35 @@ static bool is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-static bool is_hex(unsigned char c)
+static int hex_value(unsigned char c)
 {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    return is_digit(c) ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+         : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+}
+
+/* One hex digit of a \u escape. The first two decide the surrogate class: D8..DB (high)
+ * must be followed by a low escape, DC..DF (low) only right after a high one. A digit is
+ * refused as soon as no completion can be valid, so accepted prefixes stay completable. */
+static bool hex_byte(struct srv_jsonc *j, unsigned char c)
+{
+    int v = hex_value(c);
+    if (v < 0)
+        return false;
+    bool need_low = j->hi == 1;
+    if (j->aux == 4) {
+        if (need_low && v != 0xD)
+            return false;
+        j->lo = (uint8_t)v;
+    } else if (j->aux == 3) {
+        int top = j->lo * 16 + v;
+        bool low = top >= 0xDC && top <= 0xDF, high = top >= 0xD8 && top <= 0xDB;
+        if (need_low != low)
+            return false;
+        j->hi = high ? 2 : 0;
+    }
+    if (--j->aux == 0)
+        j->mode = j->hi == 2 ? J_LOW_ESC : J_STR;
+    return true;
 }
 
 static bool top_is_array(const struct srv_jsonc *j)
@@ -292,6 +324,7 @@ static bool json_byte(struct srv_jsonc *j, unsigned char c)
         if (c == 'u') {
             j->mode = J_HEX;
             j->aux = 4;
+            j->hi = 0;
             return true;
         }
         if (c == 0 || !strchr("\"\\/bfnrt", c))
@@ -299,10 +332,18 @@ static bool json_byte(struct srv_jsonc *j, unsigned char c)
         j->mode = J_STR;
         return true;
     case J_HEX:
-        if (!is_hex(c))
+        return hex_byte(j, c);
+    case J_LOW_ESC:
+        if (c != '\\')
             return false;
-        if (--j->aux == 0)
-            j->mode = J_STR;
+        j->mode = J_LOW_U;
+        return true;
+    case J_LOW_U:
+        if (c != 'u')
+            return false;
+        j->mode = J_HEX;
+        j->aux = 4;
+        j->hi = 1;
         return true;
     case J_UTF8:
         if (c < j->lo || c > j->hi)
@@ -392,7 +433,12 @@ static int32_t json_cost(const struct srv_jsonc *j)
         return str + d;
     case J_ESC:
         return 1 + str + d;
-    case J_HEX:
+    case J_HEX: /* after a high surrogate's digits its low escape "\uDC00" must follow */
+        return j->aux + (j->aux <= 2 && j->hi == 2 ? 6 : 0) + str + d;
+    case J_LOW_ESC:
+        return 6 + str + d;
+    case J_LOW_U:
+        return 5 + str + d;
     case J_UTF8:
         return j->aux + str + d;
     case J_LIT:

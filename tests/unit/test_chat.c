@@ -57,6 +57,11 @@ static const struct parse_case parse_cases[] = {
     {"", 0, {0}, {0}, 0},
     {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 0, {0},
      {0}, 0},
+    /* NaN / infinities cannot be JSON arguments (fuzz_chat_output found 1.0e9925 written
+     * as Infinity): such a call is malformed and stays content */
+    {"[get_veat(tz=\"UTC\", fmt=1.0e9925)]", 0, {0}, {0}, 0},
+    {"{\"name\": \"f\", \"parameters\": {\"x\": NaN}}", 0, {0}, {0}, 0},
+    {"{\"name\": \"f\", \"parameters\": {\"x\": {\"y\": [1, -Infinity]}}}", 0, {0}, {0}, 0},
 };
 
 static void test_parse(void)

@@ -87,6 +87,23 @@ static const struct prefix_case cases[] = {
     {"{\"a\": \"\\U1234", false, false, -1},
     {"{\"a\": \"line\nbreak\"", false, false, -1},
     {"{\"a\": \"tab\there\"", false, false, -1},
+    /* strings: \u surrogates in pairs only (fuzz_json_constraint found lone ones, which
+     * cJSON and other strict parsers refuse) */
+    {"{\"a\": \"\\ud83d\\ude00\"}", true, true, 0},
+    {"{\"a\": \"\\uD83D\\uDE00\\uDBFF\\uDFFF\"}", true, true, 0},
+    {"{\"a\": \"\\ud83d", true, false, 6 + 2},
+    {"{\"a\": \"\\ud8", true, false, 2 + 6 + 2},
+    {"{\"a\": \"\\ud83d\\", true, false, 5 + 2},
+    {"{\"a\": \"\\ud83d\\u", true, false, 4 + 2},
+    {"{\"a\": \"\\ud83d\\ud", true, false, 3 + 2},
+    {"{\"\\ud", true, false, 3 + 3 + 1}, /* 3 digits, the quote, ":0", "}" */
+    {"{\"a\": \"\\ud83d\"", false, false, -1},        /* lone high */
+    {"{\"a\": \"\\ud83dx", false, false, -1},
+    {"{\"a\": \"\\ud83d\\n", false, false, -1},
+    {"{\"a\": \"\\ud83d\\u0", false, false, -1},
+    {"{\"a\": \"\\ud83d\\ud8", false, false, -1},      /* high after high */
+    {"{\"a\": \"\\ude", false, false, -1},             /* lone low */
+    {"{\"a\": \"x\\uDC00", false, false, -1},
     /* strings: UTF-8 */
     {"{\"caf\xc3\xa9\": \"\xe2\x82\xac \xf0\x9f\x98\x80\"}", true, true, 0},
     {"{\"a\": \"\xe2\x82", true, false, 3},
