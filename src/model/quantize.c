@@ -203,16 +203,25 @@ static struct qz_tensor *add_tensor(struct qz *q, const char *name, herd_status 
     return t;
 }
 
+/* A new tensor named by its table entry (layer l) in GGUF; NULL with *s set on failure. */
+static struct qz_tensor *add_named(struct qz *q, const struct arch_tensor *at, int l,
+                                   herd_status *s)
+{
+    char name[QZ_NAME_MAX];
+    if (!arch_tensor_name(at, ARCH_GGUF, l, name, sizeof name)) {
+        *s = herd_fail(HERD_ERR_UNSUPPORTED, "%s has no GGUF name for a tensor",
+                       q->m->arch->label);
+        return NULL;
+    }
+    return add_tensor(q, name, s);
+}
+
 /* A bound weight (rows x cols), named by its table entry in GGUF. */
 static herd_status add_weight(struct qz *q, const struct arch_tensor *at, int l,
                               const struct weight *w, int perm_heads)
 {
-    char name[QZ_NAME_MAX];
     herd_status s;
-    if (!arch_tensor_name(at, ARCH_GGUF, l, name, sizeof name))
-        return herd_fail(HERD_ERR_UNSUPPORTED, "%s has no GGUF name for a tensor",
-                         q->m->arch->label);
-    struct qz_tensor *t = add_tensor(q, name, &s);
+    struct qz_tensor *t = add_named(q, at, l, &s);
     if (!t)
         return s;
     t->data = w->data;
@@ -228,12 +237,8 @@ static herd_status add_weight(struct qz *q, const struct arch_tensor *at, int l,
 static herd_status add_vector(struct qz *q, const struct arch_tensor *at, int l, const float *v,
                               int64_t n)
 {
-    char name[QZ_NAME_MAX];
     herd_status s;
-    if (!arch_tensor_name(at, ARCH_GGUF, l, name, sizeof name))
-        return herd_fail(HERD_ERR_UNSUPPORTED, "%s has no GGUF name for a tensor",
-                         q->m->arch->label);
-    struct qz_tensor *t = add_tensor(q, name, &s);
+    struct qz_tensor *t = add_named(q, at, l, &s);
     if (!t)
         return s;
     t->data = v;

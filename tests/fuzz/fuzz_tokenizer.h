@@ -54,4 +54,16 @@ static inline void fuzz_check_text(herd_tokenizer *t, const uint8_t *s, size_t n
     herd_free(ids);
 }
 
+/* What both loader targets check on a vocabulary that loaded from the fuzzed bytes: a fixed
+ * mixed text (with and without specials) and the bytes themselves keep every invariant. */
+static inline void fuzz_check_loaded(herd_tokenizer *t, const uint8_t *data, size_t size)
+{
+    static const char sample[] = "Hello world, it's 2024!\n\t  <|eot_id|> caf\xc3\xa9 "
+                                 "\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80 \xff\xc3( 12345 "
+                                 "aaaaaaaaaaaaaaaaaaaaaa";
+    fuzz_check_text(t, (const uint8_t *)sample, sizeof sample - 1, false);
+    fuzz_check_text(t, (const uint8_t *)sample, sizeof sample - 1, true);
+    fuzz_check_text(t, data, size < 4096 ? size : 4096, false);
+}
+
 #endif /* HERD_FUZZ_TOKENIZER_H */
