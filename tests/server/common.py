@@ -23,6 +23,28 @@ def skip(why):
     sys.exit(SKIP)
 
 
+# The tests' tally: check() counts, summary() prints the closing "N passed, N failed" line
+# CTest's output is read by and gives the exit code.
+counts = {"passed": 0, "failed": 0}
+
+
+def check(cond, what):
+    if cond:
+        counts["passed"] += 1
+    else:
+        counts["failed"] += 1
+        print(f"FAIL: {what}")
+
+
+def failed():
+    return counts["failed"]
+
+
+def summary():
+    print(f"{counts['passed']} passed, {counts['failed']} failed")
+    return 1 if counts["failed"] else 0
+
+
 def shared_data():
     d = os.environ.get("HERD_SHARED_DATA") or os.path.join(ROOT, "..", "shared", "data")
     return d if os.path.isfile(os.path.join(d, "llama3", "tokenizer.json")) else None

@@ -31,16 +31,7 @@ except ImportError:
     common.skip("the openai Python package is not installed (pip install openai)")
 
 KEY = "test-key-123"
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}")
+check = common.check
 
 
 def client(srv, key=KEY):
@@ -540,7 +531,7 @@ def main():
         check(srv.stop() == 0, "clean exit on SIGTERM")
     finally:
         srv.stop()
-        if failed:
+        if common.failed():
             print("server log:\n" + "".join(srv.log[-30:]))
     # 5 ms per step: the streams that clients abandon are still running when they leave
     srv = common.Server(a.herd, model, "--parallel", 4, "--ctx", 1024, api_key=KEY,
@@ -551,8 +542,7 @@ def main():
     finally:
         srv.stop()
     test_queue_full(a.herd, model)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return common.summary()
 
 
 if __name__ == "__main__":

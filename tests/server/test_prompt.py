@@ -44,16 +44,7 @@ try:
 except ImportError as e:
     common.skip(f"needs jinja2 and tokenizers ({e})")
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}")
+check = common.check
 
 
 DATE = {"date_string": "26 Jul 2024"}  # the 3.2 template would otherwise print today
@@ -194,10 +185,9 @@ def main():
         check(srv.stop() == 0, "clean exit on SIGTERM")
     finally:
         srv.stop()
-        if failed:
+        if common.failed():
             print("server log:\n" + "".join(srv.log[-30:]))
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return common.summary()
 
 
 if __name__ == "__main__":
