@@ -141,6 +141,9 @@ set_tests_properties(model_q5_0_fallback_runs PROPERTIES LABELS golden
 # Unit tests that need a model (test_model_*.c): the backend seam — a recording backend
 # (CUDA-graph-like capture and replay) gives the CPU backend's logits bit for bit — and the
 # memory plan a context checks before it allocates.
+if(TARGET test_oom_sweep AND TARGET herd_server)
+  target_compile_definitions(test_oom_sweep PRIVATE HERD_TEST_SERVER=1)
+endif()
 foreach(t test_model_backend test_model_memplan test_oom_sweep)
   if(TARGET ${t})
     set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED model_files SKIP_RETURN_CODE 77)

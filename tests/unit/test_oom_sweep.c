@@ -2,7 +2,8 @@
  * test_oom_sweep.c - the allocation-failure sweep (curl's torture test, sqlite's OOM test)
  * over everything one request does: load a model (weights, tokenizer), create a context,
  * render a chat request with tools to token ids, decode the prompt, sample a token and
- * decode it, free everything. Run again with the n-th allocation through the seam
+ * decode it, free everything; where the server is built, the request also goes the
+ * server's way first (srv_parse_request, srv_render_chat: what http.c does with a body). Run again with the n-th allocation through the seam
  * (herd_alloc_fail_after) failing, for every n until a run needs no more: each run must end
  * in success or in a clean HERD_ERR_NOMEM with a message, never a crash or another status;
  * under the ASan build (make asan, detect_leaks=1) a leak on any of those paths fails it.
@@ -10,6 +11,9 @@
  */
 #include "check.h"
 #include "base/base.h" /* herd_alloc_fail_after, the test hook of the allocation seam */
+#ifdef HERD_TEST_SERVER
+#include "server/server.h" /* srv_parse_request, srv_render_chat */
+#endif
 
 #include <stdlib.h> /* getenv */
 #include <string.h> /* strlen */
@@ -40,6 +44,33 @@ static herd_status one_request(const char *path)
     cp.n_threads = 1;
     if ((s = herd_context_new(m, &cp, &c)))
         goto done;
+#ifdef HERD_TEST_SERVER
+    /* The server's path: a 500 is how it reports an allocation failure; a 400 would be a
+     * failure reported as the client's fault. */
+    struct srv_params sp0;
+    struct srv_error err;
+    memset(&err, 0, sizeof err);
+    if (!srv_parse_request(SRV_CHAT, request, strlen(request),
+                           herd_tokenizer_n_vocab(herd_model_tokenizer(m)), &sp0, &err)) {
+        s = err.http == 500 ? herd_fail(HERD_ERR_NOMEM, "server parse: %s", err.message)
+                            : herd_fail(HERD_ERR_INVALID, "server parse: %d %s", err.http,
+                                        err.message);
+        srv_params_free(&sp0);
+        goto done;
+    }
+    int32_t *sids = NULL;
+    size_t n_sids = 0;
+    bool ok = srv_render_chat(herd_model_tokenizer(m), herd_model_get_info(m), &sp0, 4096,
+                              &sids, &n_sids, &err);
+    srv_params_free(&sp0);
+    herd_free(sids);
+    if (!ok) {
+        s = err.http == 500 ? herd_fail(HERD_ERR_NOMEM, "server render: %s", err.message)
+                            : herd_fail(HERD_ERR_INVALID, "server render: %d %s", err.http,
+                                        err.message);
+        goto done;
+    }
+#endif
     herd_chat_options opt = herd_chat_default_options();
     if ((s = herd_chat_render_tokens(herd_model_tokenizer(m), request, strlen(request), &opt,
                                      &ids, &n_ids)))
