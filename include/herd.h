@@ -295,6 +295,23 @@ typedef struct herd_server_options {
      * every decode step, so a test can hang up or fill the queue mid-request on a tiny fast
      * model. The herd command sets it from HERD_SERVER_TEST_STEP_MS. */
     int32_t test_step_ms;
+    /* Connections one client address may hold (HTTP keep-alive and streams); 0 = half of
+     * max_conns. Past either limit a request is answered 503 with Retry-After (GET /health
+     * still 200) and the connection closed, instead of waiting unaccepted. */
+    int32_t max_conns_per_client;
+    /* Seconds a connection may stay silent while sending its request (header or body) or
+     * between keep-alive requests before it is closed; 0 = 10. Streams never count as
+     * silent: the server writes them. */
+    int32_t timeout_s;
+    /* herd_server_stop: seconds running requests get to finish before each remaining one
+     * ends with an error (a stream: an error event and [DONE]); 0 = end them at once. */
+    int32_t grace_s;
+    /* CORS: NULL or "" = no CORS headers (and OPTIONS answers 405); "*" = any origin; else a
+     * comma-separated list of allowed origins ("https://a.example,http://localhost:3000"). */
+    const char *cors_origins;
+    /* One access log line per request on stderr (method, path, status, tokens, latency,
+     * request id): 0 = off, 1 = text, 2 = JSON lines. */
+    int32_t access_log;
 } herd_server_options;
 
 HERD_API herd_server_options herd_server_default_options(void);
@@ -322,7 +339,8 @@ typedef struct herd_server_info {
 
 HERD_API const herd_server_info *herd_server_get_info(const herd_server *s);
 
-/* Stops s and frees it (NULL-safe): requests in flight end cleanly with an error saying the
+/* Stops s and frees it (NULL-safe): no new requests are taken (503), running ones get
+ * options.grace_s to finish, then those left end cleanly with an error saying the
  * server is shutting down (a stream gets an error event and then [DONE]), their
  * connections close, and the port is released before it returns. Not for a signal
  * handler: call it from an ordinary thread. */

@@ -4,7 +4,8 @@
  *
  *   herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N] [--batch N]
  *              [-t N] [--kv-type T] [--api-key K] [--alias NAME] [--queue N]
- *              [--max-body BYTES] [--max-conns N]
+ *              [--max-body BYTES] [--max-conns N] [--max-conns-per-client N]
+ *              [--timeout S] [--grace S] [--cors-origins LIST] [--access-log MODE]
  *
  * The API key may also come from HERD_API_KEY, so it need not show in the process list.
  */
@@ -20,18 +21,40 @@ static const char usage_text[] =
     "usage: herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N]\n"
     "                  [--batch N] [-t N] [--kv-type T] [--api-key K] [--alias NAME]\n"
     "                  [--queue N] [--max-body BYTES] [--max-conns N]\n"
-    "OpenAI-compatible HTTP server; SIGINT or SIGTERM stops it (requests in flight end).\n"
+    "                  [--max-conns-per-client N] [--timeout S] [--grace S]\n"
+    "                  [--cors-origins LIST] [--access-log off|text|json]\n"
+    "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models,\n"
+    "/tokenize, /detokenize, /health, /metrics). SIGINT or SIGTERM stops it: no new\n"
+    "requests, running ones get --grace seconds, then each remaining stream ends with an\n"
+    "error event and [DONE].\n"
     "  -m, --model M     a GGUF file or a Hugging Face folder\n"
     "  --host H          address to bind (default 127.0.0.1; 0.0.0.0 for all)\n"
     "  --port P          TCP port (default 8080; 0 picks a free one)\n"
     "  --parallel N      requests decoded together, each with its own slot (default 4)\n"
     CLI_RUN_HELP("min(model, 8192) per slot", "f16")
     "  --batch N         most tokens per forward step (default 512)\n"
-    "  --api-key K       require 'Authorization: Bearer K' (or set HERD_API_KEY)\n"
-    "  --alias NAME      model id reported by /v1/models\n"
+    "  --api-key K       require 'Authorization: Bearer K' on every endpoint but /health\n"
+    "                    (or set HERD_API_KEY)\n"
+    "  --alias NAME      the model id: shown by /v1/models, and the only 'model' a request\n"
+    "                    may name besides the model's own name (others get 404); default\n"
+    "                    the model's name\n"
     "  --queue N         requests that may wait for a slot before 503 (default 256)\n"
-    "  --max-body BYTES  request body limit (default 8 MiB)\n"
-    "  --max-conns N     concurrent HTTP connections (default 512)\n"
+    "  --max-body BYTES  request body limit; a larger body, chunked or not, gets 413\n"
+    "                    (default 8 MiB)\n"
+    "  --max-conns N     open HTTP connections in all; past it a request gets 503 with\n"
+    "                    Retry-After and its connection closes (default 512)\n"
+    "  --max-conns-per-client N  the same limit per client address (default half of\n"
+    "                    --max-conns)\n"
+    "  --timeout S       seconds a connection may stay silent while sending its request or\n"
+    "                    between keep-alive requests before it is closed (default 10)\n"
+    "  --grace S         on SIGINT/SIGTERM, seconds running requests get to finish\n"
+    "                    (default 10)\n"
+    "  --cors-origins L  answer browsers from these origins: '*' or a comma-separated list\n"
+    "                    such as 'http://localhost:3000' (default: no CORS)\n"
+    "  --access-log M    one line per request on stderr (method, path, status, tokens,\n"
+    "                    latency, request id): off, text (default) or json (JSON lines)\n"
+    "Every response carries X-Request-Id (the client's, or one made). Log level: HERD_LOG\n"
+    "(debug shows libmicrohttpd's own messages).\n"
     "Environment: HERD_API_KEY (--api-key), HERD_SERVER_TEST_STEP_MS (a test knob: ms to\n"
     "sleep after every decode step, so tests can act mid-request).\n";
 
@@ -48,6 +71,8 @@ int cmd_serve(int argc, char **argv)
     herd_server_options o = herd_server_default_options();
     const char *model = NULL, *v = NULL;
     struct cli_run_opts run = {.kv_type = o.kv_type};
+    o.grace_s = 10;
+    o.access_log = 1;
     o.api_key = getenv("HERD_API_KEY");
     const char *step = getenv("HERD_SERVER_TEST_STEP_MS");
     if (step && cli_parse_int(step, 0, 60000, &o.test_step_ms))
@@ -97,6 +122,29 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_int(v, 1, 65536, &n))
                 return cli_fail("--max-conns: expected 1 to 65536, got '%s'", v);
             o.max_conns = n;
+        } else if (!strcmp(a, "--max-conns-per-client")) {
+            if (cli_parse_int(v, 1, 65536, &n))
+                return cli_fail("--max-conns-per-client: expected 1 to 65536, got '%s'", v);
+            o.max_conns_per_client = n;
+        } else if (!strcmp(a, "--timeout")) {
+            if (cli_parse_int(v, 1, 86400, &n))
+                return cli_fail("--timeout: expected 1 to 86400 seconds, got '%s'", v);
+            o.timeout_s = n;
+        } else if (!strcmp(a, "--grace")) {
+            if (cli_parse_int(v, 0, 86400, &n))
+                return cli_fail("--grace: expected 0 to 86400 seconds, got '%s'", v);
+            o.grace_s = n;
+        } else if (!strcmp(a, "--cors-origins")) {
+            o.cors_origins = v;
+        } else if (!strcmp(a, "--access-log")) {
+            if (!strcmp(v, "off"))
+                o.access_log = 0;
+            else if (!strcmp(v, "text"))
+                o.access_log = 1;
+            else if (!strcmp(v, "json"))
+                o.access_log = 2;
+            else
+                return cli_fail("--access-log: expected off, text or json, got '%s'", v);
         } else {
             fprintf(stderr, "herd: serve: unknown option '%s'\n", a);
             return usage();

@@ -11,11 +11,25 @@
  * scheduler honours in its next step. While a handler waits (queued, prefill, or a
  * non-streaming request) it polls its socket for a hang-up every WAIT_MS, so those are
  * cancelled too.
+ *
+ * Abuse: MHD accepts CONN_RESERVE connections past --max-conns, and a connection over the
+ * total or its client's limit (counted per address bucket) is answered 503 + Retry-After
+ * and closed (GET /health is still answered), with a short idle timeout, so a flood of
+ * half-sent headers delays nothing by more than that timeout. Bodies over --max-body are
+ * read to their end (up to DISCARD_MAX) and then answered 413, so the client sees the
+ * answer, not a broken pipe.
+ *
+ * Per connection (struct sock, MHD's socket context) the server keeps what every reply
+ * needs: the request id (X-Request-Id echoed or made), the allowed CORS origin and the
+ * access-log fields, written as one line when MHD completes the request.
  */
 #include "server.h"
 
+#include <math.h>       /* floor */
 #include <microhttpd.h> /* MHD_* */
 #include <netdb.h>      /* getaddrinfo */
+#include <netinet/in.h> /* sockaddr_in/in6: the client address bucket */
+#include <stdarg.h>     /* va_list: MHD's log callback */
 #include <poll.h>       /* poll, POLLRDHUP */
 #include <signal.h>     /* pthread_sigmask: the server's threads take no signals */
 #include <stdio.h>      /* snprintf, fprintf */
@@ -27,6 +41,16 @@
 /* How long herd_server_stop lets ended requests finish sending (the final events of a
  * stream) before it closes their connections: enough for any client that reads. */
 #define STOP_DRAIN_MS 5000
+/* Connections MHD accepts past --max-conns only to answer them 503: without them a full
+ * server stops accepting and new clients wait unanswered in the kernel's backlog. */
+#define CONN_RESERVE 64
+/* Idle seconds allowed to a connection accepted over a limit: it is answered at once when
+ * its header arrives; one that sends nothing must not hold its place for long. */
+#define OVER_TIMEOUT_S 2u
+/* How much of a body past --max-body is read (and dropped) so that the 413 reaches the
+ * client; a larger upload is answered at once and its connection closed. */
+#define DISCARD_MAX ((size_t)64 << 20)
+#define IP_BUCKETS 4096 /* per-address connection counters; a collision only shares a limit */
 
 struct server {
     struct srv_sched *sched;
@@ -39,16 +63,65 @@ struct server {
     int64_t started;
     atomic_uint_fast64_t next_id;
     atomic_int active; /* requests from their first callback to MHD's completed one */
+    int32_t max_conns, max_per_client;
+    const char *cors;  /* allowed origins ("*" or a comma list), NULL when CORS is off */
+    int32_t access_log; /* 0 off, 1 text, 2 JSON lines */
+    atomic_int n_conns;
+    atomic_int ip_conns[IP_BUCKETS];
+    atomic_bool stopping; /* herd_server_stop began: new requests get 503 */
 };
 
-/* Per connection (per request: MHD calls the completed callback after each). */
+/* Per TCP connection (MHD's socket context), reset for each request on it. */
+struct sock {
+    uint32_t bucket;   /* index into ip_conns */
+    bool over;         /* accepted over a connection limit: answer 503 and close */
+    char remote[48];   /* client address, for the access log */
+    /* the current request */
+    char req_id[72];
+    char method[12];
+    char path[128];
+    const char *origin; /* the allowed Origin to echo (borrowed from MHD), or NULL */
+    double t0;
+    int status;
+    int32_t n_prompt, n_completion;
+    bool logged;
+};
+
+/* Per request (MHD calls the completed callback after each). */
 struct conn {
     struct herd_buf body;
+    size_t discarded;  /* body bytes dropped past the limit */
     bool too_large;
     bool answered;
 };
 
+static struct sock *sock_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 /* ---------------------------------------------------------------- replies */
+
+/* Headers every response carries: the request id, CORS when the origin is allowed, and
+ * Connection: close for a connection accepted over a limit. Records the status. */
+static void common_headers(struct MHD_Connection *c, struct MHD_Response *resp, int http)
+{
+    struct sock *so = sock_of(c);
+    if (!so) /* no state could be allocated: the connection is treated as over a limit */
+        return (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    so->status = http;
+    if (so->req_id[0])
+        MHD_add_response_header(resp, "X-Request-Id", so->req_id);
+    if (so->origin) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, so->origin);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id");
+    }
+    if (so->over)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+}
 
 static enum MHD_Result reply(struct MHD_Connection *c, int http, const char *ctype,
                              const char *body, size_t len)
@@ -62,6 +135,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, int http, const char *cty
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (http == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    common_headers(c, resp, http);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)http, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -231,6 +305,11 @@ static void stream_finish(struct stream *st, struct taken *t)
         srv_usage_sse(&st->out, r, t->n_completion);
     buf_puts(&st->out, "data: [DONE]\n\n");
     st->finished = true;
+    struct sock *so = sock_of(st->c);
+    if (so) {
+        so->n_prompt = r->n_prompt;
+        so->n_completion = t->n_completion;
+    }
 }
 
 /* Formats the next events into st->out. False: the client is gone. */
@@ -324,6 +403,7 @@ static enum MHD_Result start_stream(struct server *sv, const char *ep, struct MH
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    common_headers(c, resp, 200);
     srv_metrics_request(sv->metrics, ep, 200);
     enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
@@ -414,6 +494,11 @@ static enum MHD_Result finish_plain(struct server *sv, const char *ep, struct MH
     }
     struct taken t;
     take(r, &t);
+    struct sock *so = sock_of(c);
+    if (so) {
+        so->n_prompt = r->n_prompt;
+        so->n_completion = t.n_completion;
+    }
     enum MHD_Result ret;
     if (t.finish == SRV_FINISH_ERROR) {
         struct srv_error e;
@@ -457,6 +542,13 @@ static enum MHD_Result handle_generate(struct server *sv, const char *ep,
     if (!srv_parse_request(kind, cs->body.data ? cs->body.data : "", cs->body.len,
                            sv->info->n_vocab, &r->p, &e))
         goto fail;
+    if (r->p.model && strcmp(r->p.model, sv->model_name) != 0 &&
+        !(sv->info->name && !strcmp(r->p.model, sv->info->name))) {
+        srv_error_set(&e, 404, "invalid_request_error", "model_not_found", "model",
+                      "The model '%.100s' does not exist; this server serves '%.100s'",
+                      r->p.model, sv->model_name);
+        goto fail;
+    }
     if (!r->p.model) {
         r->p.model = herd_strdup(sv->model_name);
         if (!r->p.model) {
@@ -549,11 +641,13 @@ static enum MHD_Result handle_health(struct server *sv, struct MHD_Connection *c
 {
     int32_t active = 0, queued = 0;
     srv_sched_load(sv->sched, &active, &queued);
+    bool stopping = atomic_load(&sv->stopping);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", "ok");
+    cJSON_AddStringToObject(o, "status", stopping ? "stopping" : "ok");
     cJSON_AddNumberToObject(o, "slots_processing", active);
     cJSON_AddNumberToObject(o, "queue", queued);
-    return reply_json(sv, "/health", c, 200, print_owned(o));
+    /* 503 while stopping, so a load balancer sends new work elsewhere */
+    return reply_json(sv, "/health", c, stopping ? 503 : 200, print_owned(o));
 }
 
 static enum MHD_Result handle_metrics(struct server *sv, struct MHD_Connection *c)
@@ -587,7 +681,128 @@ static bool authorized(struct server *sv, struct MHD_Connection *c)
     return diff == 0;
 }
 
+/* ---------------------------------------------------------------- tokenize */
+
+/* POST /tokenize {"content", "add_special" (BOS, default false), "parse_special" (special
+ * token text is markup, default true), "with_pieces"} -> {"tokens": [ids] or [{id, piece}]},
+ * as llama-server answers. */
+static enum MHD_Result handle_tokenize(struct server *sv, struct MHD_Connection *c,
+                                       struct conn *cs)
+{
+    const char *ep = "/tokenize";
+    struct srv_error e;
+    bool has_nul = false;
+    cJSON *o = srv_json_parse(cs->body.data ? cs->body.data : "", cs->body.len, &has_nul, &e);
+    if (!o)
+        return reply_error(sv, ep, c, &e);
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(o, "content");
+    const cJSON *add = cJSON_GetObjectItemCaseSensitive(o, "add_special");
+    const cJSON *parse = cJSON_GetObjectItemCaseSensitive(o, "parse_special");
+    const cJSON *pieces = cJSON_GetObjectItemCaseSensitive(o, "with_pieces");
+    if (!cJSON_IsString(content) || has_nul || (add && !cJSON_IsBool(add)) ||
+        (parse && !cJSON_IsBool(parse)) || (pieces && !cJSON_IsBool(pieces))) {
+        cJSON_Delete(o);
+        return reply_err(sv, ep, c, 400, "invalid_request_error", NULL,
+                         "expected {\"content\": string without NUL, \"add_special\", "
+                         "\"parse_special\", \"with_pieces\": booleans}");
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    herd_status st = herd_tokenize(sv->tok, content->valuestring, strlen(content->valuestring),
+                                   cJSON_IsTrue(add), !parse || cJSON_IsTrue(parse), &ids, &n);
+    bool with_pieces = cJSON_IsTrue(pieces);
+    cJSON_Delete(o);
+    if (st != HERD_OK)
+        return reply_err(sv, ep, c, 500, "server_error", NULL, herd_last_error());
+    cJSON *out = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(out, "tokens");
+    for (size_t i = 0; arr && i < n; i++) {
+        if (!with_pieces) {
+            cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+            continue;
+        }
+        size_t len = 0;
+        const char *b = herd_token_bytes(sv->tok, ids[i], &len);
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddNumberToObject(t, "id", ids[i]);
+        /* a piece that is not whole UTF-8 is given as its bytes, as llama-server does */
+        if (b && srv_utf8_valid_prefix(b, len) == len) {
+            cJSON_AddItemToObject(t, "piece", srv_json_text(b, len));
+        } else {
+            cJSON *bytes = cJSON_AddArrayToObject(t, "piece");
+            for (size_t k = 0; bytes && b && k < len; k++)
+                cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)b[k]));
+        }
+        cJSON_AddItemToArray(arr, t);
+    }
+    herd_free(ids);
+    return reply_json(sv, ep, c, 200, print_owned(out));
+}
+
+/* POST /detokenize {"tokens": [ids]} -> {"content": text}. */
+static enum MHD_Result handle_detokenize(struct server *sv, struct MHD_Connection *c,
+                                         struct conn *cs)
+{
+    const char *ep = "/detokenize";
+    struct srv_error e;
+    cJSON *o = srv_json_parse(cs->body.data ? cs->body.data : "", cs->body.len, NULL, &e);
+    if (!o)
+        return reply_error(sv, ep, c, &e);
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(o, "tokens");
+    int n = cJSON_IsArray(toks) ? cJSON_GetArraySize(toks) : -1;
+    int32_t *ids = n > 0 ? herd_malloc((size_t)n * sizeof *ids) : NULL;
+    bool ok = n >= 0 && (n == 0 || ids);
+    int k = 0;
+    const cJSON *it;
+    const cJSON *list = ok ? toks : NULL;
+    cJSON_ArrayForEach(it, list) {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (!cJSON_IsNumber(it) || v != floor(v) || v < 0 || v >= sv->info->n_vocab) {
+            ok = false;
+            break;
+        }
+        ids[k++] = (int32_t)v;
+    }
+    cJSON_Delete(o);
+    if (!ok) {
+        herd_free(ids);
+        return reply_err(sv, ep, c, 400, "invalid_request_error", NULL,
+                         "expected {\"tokens\": [token ids of this model]}");
+    }
+    char *text = NULL;
+    size_t len = 0;
+    herd_status st = k ? herd_detokenize(sv->tok, ids, (size_t)k, &text, &len) : HERD_OK;
+    herd_free(ids);
+    if (st != HERD_OK)
+        return reply_err(sv, ep, c, 500, "server_error", NULL, herd_last_error());
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddItemToObject(out, "content", srv_json_text(text ? text : "", len));
+    herd_free(text);
+    return reply_json(sv, ep, c, 200, print_owned(out));
+}
+
 /* ---------------------------------------------------------------- routing */
+
+/* A CORS preflight (OPTIONS with CORS on): the methods and headers a browser may use. */
+static enum MHD_Result preflight(struct server *sv, struct MHD_Connection *c)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
+                                                                MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    const char *want = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                   "Access-Control-Request-Headers");
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            want && want[0] ? want
+                                            : "Authorization, Content-Type, X-Request-Id");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    common_headers(c, resp, 204);
+    srv_metrics_request(sv->metrics, "other", 204);
+    enum MHD_Result ret = MHD_queue_response(c, 204, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
 
 static enum MHD_Result route(struct server *sv, struct MHD_Connection *c, const char *url,
                              const char *method, struct conn *cs)
@@ -595,23 +810,39 @@ static enum MHD_Result route(struct server *sv, struct MHD_Connection *c, const 
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool post = !strcmp(method, "POST");
     const char *path = !strncmp(url, "/v1/", 4) ? url + 3 : url;
+    if (sv->cors && !strcmp(method, "OPTIONS"))
+        return preflight(sv, c);
     if (!strcmp(path, "/health"))
         return get ? handle_health(sv, c)
                    : reply_err(sv, "/health", c, 405, "invalid_request_error", NULL,
                                "use GET for /health");
+    struct sock *so = sock_of(c);
+    if (!so || so->over)
+        return reply_err(sv, "other", c, 503, "server_error", "server_overloaded",
+                         "Too many connections (from this client or in all). Retry shortly.");
+    if (atomic_load(&sv->stopping))
+        return reply_err(sv, "other", c, 503, "server_error", "server_shutting_down",
+                         "The server is shutting down.");
     if (!authorized(sv, c))
         return reply_err(sv, "auth", c, 401, "invalid_request_error", "invalid_api_key",
                          "Incorrect or missing API key: send 'Authorization: Bearer <key>'.");
+    if (cs->too_large)
+        return reply_err(sv, "other", c, 413, "invalid_request_error", "request_too_large",
+                         "The request body is larger than the server's limit.");
     bool chat = !strcmp(path, "/chat/completions");
     if (chat || !strcmp(path, "/completions")) {
         const char *ep = chat ? "/v1/chat/completions" : "/v1/completions";
         if (!post)
             return reply_err(sv, ep, c, 405, "invalid_request_error", NULL,
                              "use POST for this endpoint");
-        if (cs->too_large)
-            return reply_err(sv, ep, c, 413, "invalid_request_error", "request_too_large",
-                             "The request body is larger than the server's limit.");
         return handle_generate(sv, ep, c, chat ? SRV_CHAT : SRV_COMPLETION, cs);
+    }
+    bool tokenize = !strcmp(path, "/tokenize");
+    if (tokenize || !strcmp(path, "/detokenize")) {
+        if (!post)
+            return reply_err(sv, "other", c, 405, "invalid_request_error", NULL,
+                             "use POST for this endpoint");
+        return tokenize ? handle_tokenize(sv, c, cs) : handle_detokenize(sv, c, cs);
     }
     if (!strcmp(path, "/models") || !strncmp(path, "/models/", 8))
         return get ? handle_models(sv, c, url)
@@ -625,6 +856,97 @@ static enum MHD_Result route(struct server *sv, struct MHD_Connection *c, const 
     srv_error_set(&e, 404, "invalid_request_error", "unknown_url", NULL,
                   "Unknown request URL: %.8s %.200s", method, url);
     return reply_error(sv, "other", c, &e);
+}
+
+/* Whether origin is one of the allowed (comma-separated, exact match). */
+static bool origin_allowed(const char *list, const char *origin)
+{
+    size_t ol = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t m = n;
+        while (m > 0 && p[m - 1] == ' ')
+            m--;
+        if (m && m == ol && !memcmp(p, origin, m))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* X-Request-Id: the client's when it is short printable ASCII (it is echoed in a header
+ * and a log line), else one made here. */
+static void request_id(struct server *sv, struct MHD_Connection *c, struct sock *so)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = h ? strlen(h) : 0;
+    bool ok = n > 0 && n < sizeof so->req_id;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = h[i] > 0x20 && h[i] < 0x7F && h[i] != '"' && h[i] != '\\';
+    if (ok) {
+        memcpy(so->req_id, h, n + 1);
+        return;
+    }
+    uint64_t seq = atomic_fetch_add(&sv->next_id, 1);
+    snprintf(so->req_id, sizeof so->req_id, "req-%llx%06llx", (unsigned long long)sv->started,
+             (unsigned long long)seq);
+}
+
+/* The first callback of a request: its id, CORS origin and log fields. */
+static void request_begin(struct server *sv, struct MHD_Connection *c, struct sock *so,
+                          const char *url, const char *method)
+{
+    request_id(sv, c, so);
+    snprintf(so->method, sizeof so->method, "%s", method);
+    snprintf(so->path, sizeof so->path, "%s", url);
+    so->t0 = herd_time_s();
+    so->status = 0;
+    so->n_prompt = so->n_completion = 0;
+    so->logged = false;
+    so->origin = NULL;
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_ORIGIN);
+    if (sv->cors && origin) {
+        if (!strcmp(sv->cors, "*"))
+            so->origin = "*";
+        else if (origin_allowed(sv->cors, origin))
+            so->origin = origin;
+    }
+}
+
+/* The access log: one line per request, written with one call so that lines from
+ * concurrent connections never interleave. It is the output --access-log asks for, not a
+ * diagnostic, so it does not go through herd_log's level filter. */
+static void access_log(struct server *sv, struct sock *so)
+{
+    double ms = (herd_time_s() - so->t0) * 1000.0;
+    struct herd_buf b;
+    buf_init(&b, 0);
+    if (sv->access_log == 2) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "time", (double)time(NULL));
+        cJSON_AddStringToObject(o, "remote", so->remote);
+        cJSON_AddItemToObject(o, "method", srv_json_text(so->method, strlen(so->method)));
+        cJSON_AddItemToObject(o, "path", srv_json_text(so->path, strlen(so->path)));
+        cJSON_AddNumberToObject(o, "status", so->status);
+        cJSON_AddNumberToObject(o, "prompt_tokens", so->n_prompt);
+        cJSON_AddNumberToObject(o, "completion_tokens", so->n_completion);
+        cJSON_AddNumberToObject(o, "latency_ms", floor(ms * 1000.0) / 1000.0);
+        cJSON_AddStringToObject(o, "request_id", so->req_id);
+        char *s = print_owned(o);
+        buf_puts(&b, s ? s : "{}");
+        herd_free(s);
+    } else {
+        buf_printf(&b, "herd: %s \"%s %s\" %d prompt=%d completion=%d %.1fms id=%s",
+                   so->remote, so->method, so->path, so->status, (int)so->n_prompt,
+                   (int)so->n_completion, ms, so->req_id);
+    }
+    buf_puts(&b, "\n");
+    if (b.err == HERD_OK)
+        fwrite(b.data, 1, b.len, stderr);
+    buf_free(&b);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -641,15 +963,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         buf_init(&cs->body, sv->max_body);
         *con_cls = cs;
         atomic_fetch_add(&sv->active, 1);
+        struct sock *so = sock_of(c);
+        if (so)
+            request_begin(sv, c, so, url, method);
+        if ((!so || so->over) && strcmp(url, "/health") != 0) {
+            /* answered before its body is read: the connection closes after it */
+            cs->answered = true;
+            return route(sv, c, url, method, cs);
+        }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_EXPECT);
         char *end = NULL;
-        if (cl && strtoull(cl, &end, 10) > sv->max_body) {
-            /* refuse before reading: the client may be sending gigabytes */
-            cs->answered = true;
-            return reply_err(sv, "other", c, 413, "invalid_request_error",
-                             "request_too_large",
-                             "The request body is larger than the server's limit.");
+        unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
+        if (cl && n > sv->max_body) {
+            cs->too_large = true;
+            /* a client that waits for 100-continue, or one about to send far too much, is
+             * answered before the body; others are read to the end first, or they would
+             * see a broken pipe instead of the answer */
+            if (expect || n - sv->max_body > DISCARD_MAX) {
+                cs->answered = true;
+                return reply_err(sv, "other", c, 413, "invalid_request_error",
+                                 "request_too_large",
+                                 "The request body is larger than the server's limit.");
+            }
         }
         return MHD_YES;
     }
@@ -658,15 +996,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!cs->too_large && buf_append(&cs->body, upload, *upload_size) != HERD_OK) {
-            cs->too_large = true;
-            cs->answered = true;
-            *upload_size = 0;
-            return reply_err(sv, "other", c, 413, "invalid_request_error",
-                             "request_too_large",
-                             "The request body is larger than the server's limit.");
-        }
+        size_t n = *upload_size;
         *upload_size = 0;
+        if (!cs->too_large && buf_append(&cs->body, upload, n) != HERD_OK) {
+            if (cs->body.err == HERD_ERR_NOMEM) {
+                cs->answered = true;
+                return reply_err(sv, "other", c, 500, "server_error", NULL, "out of memory");
+            }
+            cs->too_large = true;
+        }
+        if (cs->too_large) {
+            cs->discarded += n;
+            if (cs->discarded > DISCARD_MAX) {
+                cs->answered = true;
+                return reply_err(sv, "other", c, 413, "invalid_request_error",
+                                 "request_too_large",
+                                 "The request body is larger than the server's limit.");
+            }
+        }
         return MHD_YES;
     }
     cs->answered = true;
@@ -678,14 +1025,87 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     struct conn *cs = *con_cls;
     struct server *sv = cls;
-    (void)c;
-    (void)toe;
     if (!cs)
         return;
+    struct sock *so = sock_of(c);
+    if (so && sv->access_log && !so->logged) {
+        if (so->status == 0) /* no answer was queued: the client went away */
+            so->status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 200 : 499;
+        so->logged = true;
+        access_log(sv, so);
+    }
     atomic_fetch_sub(&sv->active, 1);
     buf_free(&cs->body);
     herd_free(cs);
     *con_cls = NULL;
+}
+
+/* A bucket for the client's address (IPv4 or IPv6 bytes, FNV-1a). */
+static uint32_t addr_bucket(const struct sockaddr *a, char *text, size_t text_size)
+{
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    if (a && a->sa_family == AF_INET) {
+        p = (const unsigned char *)&((const struct sockaddr_in *)(const void *)a)->sin_addr;
+        n = 4;
+    } else if (a && a->sa_family == AF_INET6) {
+        p = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr;
+        n = 16;
+    }
+    snprintf(text, text_size, "-");
+    if (a && getnameinfo(a, a->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                     : sizeof(struct sockaddr_in),
+                         text, (socklen_t)text_size, NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(text, text_size, "-");
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h % IP_BUCKETS;
+}
+
+/* Counts connections in all and per client address; one over a limit is marked (its
+ * requests get 503 and it closes) and given a short idle timeout. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct server *sv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct sock *so = herd_calloc(1, sizeof *so);
+        *socket_context = so;
+        int total = atomic_fetch_add(&sv->n_conns, 1) + 1;
+        if (!so) {
+            MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, OVER_TIMEOUT_S);
+            return;
+        }
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        so->bucket = addr_bucket(ci ? ci->client_addr : NULL, so->remote, sizeof so->remote);
+        int mine = atomic_fetch_add(&sv->ip_conns[so->bucket], 1) + 1;
+        so->over = total > sv->max_conns || mine > sv->max_per_client;
+        if (so->over)
+            MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, OVER_TIMEOUT_S);
+        return;
+    }
+    struct sock *so = *socket_context;
+    atomic_fetch_sub(&sv->n_conns, 1);
+    if (so)
+        atomic_fetch_sub(&sv->ip_conns[so->bucket], 1);
+    herd_free(so);
+    *socket_context = NULL;
+}
+
+/* libmicrohttpd's own messages (a client hanging up mid-send, ...) are diagnostics: debug
+ * level, so the default log stays quiet. */
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
+                                                         va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    herd_log(HERD_LOG_DEBUG, "server: libmicrohttpd: %s", msg);
 }
 
 /* ---------------------------------------------------------------- run */
@@ -701,6 +1121,7 @@ herd_server_options herd_server_default_options(void)
     o.max_body = 8 << 20;
     o.max_conns = 512;
     o.kv_type = HERD_DTYPE_F16;
+    o.timeout_s = 10;
     return o;
 }
 
@@ -724,13 +1145,17 @@ static struct MHD_Daemon *start_daemon(struct server *sv, const herd_server_opti
                      MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* the logger first, so MHD's messages at start go through it too */
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)o->port, NULL, NULL, on_request, sv, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, sv,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_conns > 0 ? o->max_conns : 512),
-        /* idle keep-alive connections close after 5 minutes; a streaming response is
-           never idle, it writes a chunk per token */
-        MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+        flags, (uint16_t)o->port, NULL, NULL, on_request, sv, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, sv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, sv,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(sv->max_conns + CONN_RESERVE),
+        /* a connection silent this long while sending its request, or idle between
+           keep-alive requests, is closed; a stream is never silent (a chunk per token), and
+           a handler waiting for tokens is not timed */
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(o->timeout_s > 0 ? o->timeout_s : 10),
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d) {
         herd_fail(HERD_ERR_IO, "cannot listen on %s:%d (address in use or not permitted)",
@@ -747,6 +1172,8 @@ struct herd_server {
     struct server sv;
     struct MHD_Daemon *d;
     char *api_key; /* owned copy of options.api_key */
+    char *cors;    /* owned copy of options.cors_origins */
+    int32_t grace_s;
     herd_server_info info;
 };
 
@@ -758,6 +1185,7 @@ static void server_free(herd_server *h)
     srv_metrics_free(h->sv.metrics);
     herd_free(h->sv.model_name);
     herd_free(h->api_key);
+    herd_free(h->cors);
     herd_free(h);
 }
 
@@ -803,7 +1231,15 @@ herd_status herd_server_start(const herd_model *m, const herd_server_options *op
     sv->model_name = herd_strdup(name);
     h->api_key = o.api_key ? herd_strdup(o.api_key) : NULL;
     sv->api_key = h->api_key;
-    if (!sv->model_name || (o.api_key && !h->api_key)) {
+    bool cors = o.cors_origins && o.cors_origins[0];
+    h->cors = cors ? herd_strdup(o.cors_origins) : NULL;
+    sv->cors = h->cors;
+    sv->max_conns = o.max_conns > 0 ? o.max_conns : 512;
+    sv->max_per_client = o.max_conns_per_client > 0 ? o.max_conns_per_client
+                                                    : (sv->max_conns + 1) / 2;
+    sv->access_log = o.access_log;
+    h->grace_s = o.grace_s > 0 ? o.grace_s : 0;
+    if (!sv->model_name || (o.api_key && !h->api_key) || (cors && !h->cors)) {
         server_free(h);
         return herd_fail(HERD_ERR_NOMEM, "out of memory");
     }
@@ -852,13 +1288,23 @@ void herd_server_stop(herd_server *h)
 {
     if (!h)
         return;
-    /* No new connections; then requests in flight end (an error event and [DONE] on each
-     * stream, an error body for a plain request; one arriving on an open keep-alive
-     * connection meanwhile gets 503) and are given time to be sent, because MHD_stop_daemon
-     * shuts every connection's socket down at once, unsent bytes included. */
+    /* No new connections, and a request arriving on an open keep-alive connection gets
+     * 503; requests running or queued get grace_s to finish; then those left end (an error
+     * event and [DONE] on each stream, an error body for a plain request) and are given
+     * time to be sent, because MHD_stop_daemon shuts every connection's socket down at
+     * once, unsent bytes included. */
+    atomic_store(&h->sv.stopping, true);
     MHD_socket ls = MHD_quiesce_daemon(h->d);
     if (ls != MHD_INVALID_SOCKET)
         close(ls);
+    double until = herd_time_s() + h->grace_s;
+    for (;;) {
+        int32_t active = 0, queued = 0;
+        srv_sched_load(h->sv.sched, &active, &queued);
+        if ((active == 0 && queued == 0) || herd_time_s() >= until)
+            break;
+        nanosleep(&(struct timespec){0, 10000000L}, NULL);
+    }
     srv_sched_stop(h->sv.sched);
     for (int ms = 0; ms < STOP_DRAIN_MS && atomic_load(&h->sv.active) > 0; ms += 5)
         nanosleep(&(struct timespec){0, 5000000L}, NULL);

@@ -58,6 +58,117 @@ done:
     return out;
 }
 
+/* ---------------------------------------------------------------- strict JSON */
+
+/* Whether s (n bytes) holds a \u0000 escape inside a JSON string: cJSON's strings end at
+ * a NUL, so such a string would be cut short where cJSON's text is used. */
+static bool has_nul_escape(const char *s, size_t n)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!in_str) {
+            in_str = s[i] == '"';
+            continue;
+        }
+        if (s[i] == '"') {
+            in_str = false;
+        } else if (s[i] == '\\' && i + 1 < n) {
+            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4))
+                return true;
+            i++; /* the escaped character, so \\ and \" do not confuse the scan */
+        }
+    }
+    return false;
+}
+
+struct keyed {
+    cJSON *item;
+    size_t pos;
+};
+
+static int keyed_cmp(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    int c = strcmp(x->item->string ? x->item->string : "", y->item->string ? y->item->string : "");
+    if (c)
+        return c;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Python's json.loads keeps the LAST value of a repeated key, at the place the key first
+ * appeared; cJSON keeps every pair and finds the first. Objects are rewritten to Python's
+ * view (sorting the keys, so a body with a million keys costs n log n, not n^2). */
+static herd_status dedupe_keys(cJSON *node)
+{
+    if (!cJSON_IsObject(node) && !cJSON_IsArray(node))
+        return HERD_OK;
+    size_t n = 0;
+    for (cJSON *it = node->child; it; it = it->next) {
+        herd_status st = dedupe_keys(it);
+        if (st != HERD_OK)
+            return st;
+        n++;
+    }
+    if (!cJSON_IsObject(node) || n < 2)
+        return HERD_OK;
+    struct keyed *k = herd_malloc(n * sizeof *k);
+    if (!k)
+        return herd_fail(HERD_ERR_NOMEM, "cannot check the body's keys");
+    size_t i = 0;
+    for (cJSON *it = node->child; it; it = it->next, i++)
+        k[i] = (struct keyed){it, i};
+    qsort(k, n, sizeof *k, keyed_cmp);
+    for (size_t a = 0; a < n;) {
+        size_t b = a + 1;
+        while (b < n && !keyed_cmp(&(struct keyed){k[a].item, 0}, &(struct keyed){k[b].item, 0}))
+            b++;
+        if (b - a > 1) {
+            /* k[a] is the first place, k[b - 1] the last value */
+            cJSON *last = cJSON_DetachItemViaPointer(node, k[b - 1].item);
+            for (size_t m = a + 1; m + 1 < b; m++)
+                cJSON_Delete(cJSON_DetachItemViaPointer(node, k[m].item));
+            cJSON_ReplaceItemViaPointer(node, k[a].item, last);
+        }
+        a = b;
+    }
+    herd_free(k);
+    return HERD_OK;
+}
+
+cJSON *srv_json_parse(const char *body, size_t len, bool *has_nul, struct srv_error *e)
+{
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    if (!o) {
+        srv_error_set(e, 400, "invalid_request_error", NULL, NULL,
+                      "We could not parse the JSON body of your request: expected a JSON "
+                      "object.");
+        return NULL;
+    }
+    size_t at = end ? (size_t)(end - body) : len;
+    while (at < len && (body[at] == ' ' || body[at] == '\t' || body[at] == '\n' ||
+                        body[at] == '\r'))
+        at++;
+    if (at < len || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        srv_error_set(e, 400, "invalid_request_error", NULL, NULL,
+                      at < len ? "We could not parse the JSON body of your request: extra "
+                                 "data after the JSON object (at byte %zu)."
+                               : "We could not parse the JSON body of your request: expected "
+                                 "a JSON object.",
+                      at);
+        return NULL;
+    }
+    if (dedupe_keys(o) != HERD_OK) {
+        cJSON_Delete(o);
+        srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return NULL;
+    }
+    if (has_nul)
+        *has_nul = has_nul_escape(body, len);
+    return o;
+}
+
 /* ---------------------------------------------------------------- request parsing */
 
 void srv_params_free(struct srv_params *p)
@@ -523,14 +634,21 @@ bool srv_parse_request(enum srv_kind kind, const char *body, size_t len, int32_t
 {
     memset(p, 0, sizeof *p);
     p->kind = kind;
-    p->body = cJSON_ParseWithLength(body, len);
-    if (!p->body || !cJSON_IsObject(p->body)) {
-        srv_params_free(p);
+    bool has_nul = false;
+    p->body = srv_json_parse(body, len, &has_nul, e);
+    if (!p->body) {
         p->kind = kind;
-        return bad(e, NULL, "We could not parse the JSON body of your request: expected a "
-                            "JSON object.");
+        return false;
     }
     const cJSON *o = p->body;
+    /* chat text is read from the raw bytes (NUL kept, as Python has it); a completion
+     * prompt or a stop string comes through cJSON, which would cut it at the NUL */
+    if (has_nul && (kind == SRV_COMPLETION || field(o, "stop"))) {
+        bad(e, kind == SRV_COMPLETION ? "prompt" : "stop",
+            "NUL characters (\\u0000) are not accepted in a completion prompt or a stop "
+            "string");
+        goto fail;
+    }
     const cJSON *model = field(o, "model");
     if (model && !cJSON_IsString(model)) {
         bad(e, "model", "'model' must be a string");

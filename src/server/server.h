@@ -86,6 +86,12 @@ void srv_error_set(struct srv_error *e, int http, const char *type, const char *
 /* {"error":{"message","type","param","code"}} as an owned string (herd_free), or NULL. */
 char *srv_error_json(const struct srv_error *e);
 
+/* Parses a request body as strict JSON: one object and nothing after it but blanks;
+ * repeated keys resolved as Python's json.loads does (the last value wins). has_nul (may be
+ * NULL) tells whether a string holds \u0000. NULL with err set (400, or 500 out of memory)
+ * on failure; the caller owns the result. */
+cJSON *srv_json_parse(const char *body, size_t len, bool *has_nul, struct srv_error *err);
+
 /* Parses and validates a body for kind; logit_bias ids must be below n_vocab. On failure
  * returns false, fills err (400) and leaves p empty. */
 bool srv_parse_request(enum srv_kind kind, const char *body, size_t len, int32_t n_vocab,

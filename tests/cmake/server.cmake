@@ -4,8 +4,12 @@
 # clients for 60 s, some hanging up mid-stream (label slow). server_prompt: the chat prompt
 # is `herd render --ids`'s and the official template's id for id (numbers like 1.0 and big
 # integers kept as written), deep JSON is a 400, a prompt past the context is refused before
-# it is tokenized. The model tests write their models with tests/models/make_model.py into
-# the build tree; they skip (77) when Python's openai/numpy/gguf (server_prompt: jinja2,
+# it is tokenized. server_robust: abuse, shutdown and operations (issue 16: 413 for chunked
+# bodies, connection floods, NUL text, strict JSON, unknown models, SIGTERM grace, CORS,
+# request ids, access log, /tokenize). server_load_sigterm: 64 clients with hang-ups, then
+# SIGTERM mid-load: every client completes or gets a final error event and [DONE]. The
+# model tests write their models with tests/models/make_model.py into the build tree; they
+# skip (77) when Python's openai/numpy/gguf (server_prompt: jinja2,
 # tokenizers) are missing.
 if(TARGET herd_server)
   add_executable(test_server_json ${CMAKE_CURRENT_SOURCE_DIR}/server/test_server_json.c)
@@ -27,6 +31,17 @@ if(TARGET herd_server)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_prompt.py
                      --herd ${HERD_BIN} --work ${server_work})
     set_tests_properties(server_prompt PROPERTIES LABELS server SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+    add_test(NAME server_robust
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_robust.py
+                     --herd ${HERD_BIN} --work ${server_work})
+    set_tests_properties(server_robust PROPERTIES LABELS server SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+    add_test(NAME server_load_sigterm
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/load_test.py
+                     --herd ${HERD_BIN} --work ${server_work} --clients 64 --seconds 12
+                     --sigterm-at 8)
+    set_tests_properties(server_load_sigterm PROPERTIES LABELS server SKIP_RETURN_CODE 77
                          TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
     add_test(NAME server_load
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/load_test.py

@@ -91,6 +91,9 @@ class Server:
 
     def __init__(self, herd, model, *args, api_key=None, env=None):
         cmd = [herd, "serve", "-m", model, "--port", "0", *map(str, args)]
+        # the tests name their model "m"; a server answers 404 to any other model name
+        if "--alias" not in cmd:
+            cmd += ["--alias", "m"]
         if api_key:
             cmd += ["--api-key", api_key]
         self.api_key = api_key

@@ -7,7 +7,13 @@ a few chunks. Passes when no request failed (every kept stream is HTTP 200, well
 chunks, a finish_reason and data: [DONE]), no slot is left busy afterwards, and the server's
 resident memory is flat (growth after warm-up under --rss-slack MiB).
 
+With --sigterm-at S the server gets SIGTERM S seconds in (with --grace 1 and a 5 ms step,
+so some streams are still running when the grace ends): then every stream must either
+complete or end with an error event followed by data: [DONE] (never a cut body), a request
+arriving later is refused (connection refused or 503), and the server exits 0.
+
 Usage: load_test.py --herd build/herd --work DIR [--clients 32] [--seconds 60]
+                    [--sigterm-at S]
 """
 import argparse
 import http.client
@@ -15,6 +21,7 @@ import json
 import os
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -30,8 +37,9 @@ QUESTIONS = ["What is the capital of France?", "Tell me a joke.", "Count to ten.
 class Stats:
     def __init__(self):
         self.lock = threading.Lock()
-        self.ok = self.hung_up = self.tokens = 0
+        self.ok = self.hung_up = self.tokens = self.shut = self.refused = 0
         self.failures = []
+        self.stopping = False  # SIGTERM sent: errors that end cleanly are expected
 
     def add(self, **kw):
         with self.lock:
@@ -53,18 +61,21 @@ def one_request(srv, rng, stats):
         conn.request("POST", "/v1/chat/completions", json.dumps(body),
                      {"Content-Type": "application/json"})
         resp = conn.getresponse()
+        if resp.status == 503 and stats.stopping:
+            stats.add(refused=1)
+            return
         if resp.status != 200:
             stats.add(failure=f"HTTP {resp.status}: {resp.read()[:200]!r}")
             return
-        finish, done, usage, n = None, False, None, 0
+        finish, done, usage, n, error = None, False, None, 0, None
         for data in common.sse_events(resp):
             if data == b"[DONE]":
                 done = True
                 break
             chunk = json.loads(data)
             if "error" in chunk:
-                stats.add(failure=f"error event: {data[:200]!r}")
-                return
+                error = data
+                continue
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for ch in chunk["choices"]:
@@ -74,11 +85,22 @@ def one_request(srv, rng, stats):
                 conn.sock.shutdown(socket.SHUT_RDWR)
                 stats.add(hung_up=1)
                 return
+        if error is not None:
+            if stats.stopping and done:
+                stats.add(shut=1)  # ended by the shutdown: an error event, then [DONE]
+            else:
+                stats.add(failure=f"error event (done={done}): {error[:200]!r}")
+            return
         if not done or finish not in ("stop", "length") or not usage:
             stats.add(failure=f"stream ended badly: done={done} finish={finish} "
                               f"usage={usage}")
             return
         stats.add(ok=1, tokens=usage["completion_tokens"])
+    except ConnectionRefusedError:
+        if stats.stopping:
+            stats.add(refused=1)
+        else:
+            stats.add(failure="connection refused")
     except (OSError, ValueError, http.client.HTTPException) as e:
         if not hang_up:
             stats.add(failure=f"{type(e).__name__}: {e}")
@@ -94,17 +116,23 @@ def main():
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--rss-slack", type=float, default=24.0, help="MiB")
+    ap.add_argument("--sigterm-at", type=float, default=0, help="seconds; 0 = never")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     model = common.make_model(a.work, "gqa2_untied_f32")
-    srv = common.Server(a.herd, model, "--parallel", a.parallel, "--ctx", 512)
+    env = None
+    args = ["--parallel", a.parallel, "--ctx", 512]
+    if a.sigterm_at:
+        env = dict(os.environ, HERD_SERVER_TEST_STEP_MS="5")
+        args += ["--grace", 1]
+    srv = common.Server(a.herd, model, *args, env=env)
     stats = Stats()
     end = time.time() + a.seconds
     rss = []
 
     def client(i):
         rng = random.Random(i)
-        while time.time() < end:
+        while time.time() < end and not (stats.stopping and stats.refused):
             one_request(srv, rng, stats)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(a.clients)]
@@ -115,12 +143,25 @@ def main():
         time.sleep(1)
         if srv.proc.poll() is not None:
             break
+        if a.sigterm_at and time.time() - t0 >= a.sigterm_at:
+            stats.stopping = True
+            srv.proc.terminate()
+            break
         rss.append((time.time() - t0, srv.rss_kib()))
     for t in threads:
         t.join()
     elapsed = time.time() - t0
     fails = list(stats.failures)
-    if srv.proc.poll() is not None:
+    if stats.stopping:
+        try:
+            code = srv.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            code = "none (still running)"
+        if code != 0:
+            fails.append(f"exit code {code} after SIGTERM under load")
+        print(f"SIGTERM at {a.sigterm_at:.0f} s: {stats.shut} streams ended by the shutdown "
+              f"(error event + [DONE]), {stats.refused} requests refused afterwards")
+    elif srv.proc.poll() is not None:
         fails.append(f"server died with code {srv.proc.returncode}")
     else:
         if not srv.wait_idle(5.0):
