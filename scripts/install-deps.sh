@@ -24,8 +24,8 @@ fi
 
 # Python test references. pip may refuse the system Python on Debian (PEP 668), so fall
 # back to --break-system-packages there; a virtual environment works as well.
-py_pkgs="numpy gguf tiktoken tokenizers jinja2 openai"
-if ! python3 -c "import numpy, gguf, tiktoken, tokenizers, jinja2, openai" 2>/dev/null; then
+py_pkgs="numpy gguf tiktoken tokenizers jinja2 openai langchain-openai jsonschema"
+if ! python3 -c "import numpy, gguf, tiktoken, tokenizers, jinja2, openai, langchain_openai, jsonschema" 2>/dev/null; then
   echo "install-deps: pip install $py_pkgs" >&2
   python3 -m pip install -q $py_pkgs 2>/dev/null ||
     python3 -m pip install -q --break-system-packages $py_pkgs

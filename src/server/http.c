@@ -231,23 +231,6 @@ static void take(struct srv_req *r, struct taken *t)
     pthread_mutex_unlock(&r->mu);
 }
 
-static void merge_lp(cJSON **into, cJSON *lp)
-{
-    if (!lp)
-        return;
-    if (!*into) {
-        *into = lp;
-        return;
-    }
-    cJSON *it = lp->child;
-    while (it) {
-        cJSON *next = it->next;
-        cJSON_AddItemToArray(*into, cJSON_DetachItemViaPointer(lp, it));
-        it = next;
-    }
-    cJSON_Delete(lp);
-}
-
 /* Non-streaming tool_calls carry no "index" (that is a stream delta field). */
 static void drop_index(cJSON *calls)
 {
@@ -264,11 +247,34 @@ struct stream {
     struct MHD_Connection *c;
     struct herd_buf out;   /* bytes formatted, not yet handed to MHD */
     size_t out_pos;
-    struct herd_buf all;   /* with tools: the whole text, parsed at the end */
-    cJSON *all_lp;
+    struct srv_toolstream *ts; /* with tools: content and calls as the text decides them */
+    bool tool_calls;       /* the answer was tool calls */
     char *echo;            /* completions echo: prompt text sent first */
     bool started, finished;
 };
+
+/* With tools: passes new text through the tool-call stream and sends what it lets out
+ * (content, tool-call deltas), with the logprob entries of this round on the first chunk. */
+static void stream_tools(struct stream *st, struct taken *t)
+{
+    struct srv_req *r = st->r;
+    struct herd_buf content;
+    buf_init(&content, 0);
+    cJSON *deltas = NULL, *lp = t->lp;
+    t->lp = NULL;
+    if (t->len)
+        srv_toolstream_feed(st->ts, t->text, t->len, &content, &deltas);
+    if (t->done && t->finish != SRV_FINISH_ERROR)
+        srv_toolstream_finish(st->ts, &content, &deltas, &st->tool_calls);
+    if (content.len) {
+        srv_chunk_sse(&st->out, r, content.data, content.len, NULL, lp, false,
+                      SRV_FINISH_NONE);
+        lp = NULL;
+    }
+    if (deltas || lp)
+        srv_chunk_sse(&st->out, r, NULL, 0, deltas, lp, false, SRV_FINISH_NONE);
+    buf_free(&content);
+}
 
 static void stream_finish(struct stream *st, struct taken *t)
 {
@@ -284,20 +290,8 @@ static void stream_finish(struct stream *st, struct taken *t)
             buf_puts(&st->out, "\n\n");
             herd_free(ej);
         }
-    } else if (r->p.tools_active) {
-        char *content = NULL;
-        cJSON *calls = srv_parse_tool_calls(st->all.data ? st->all.data : "", st->all.len,
-                                            r->id, &content);
-        const char *text = calls ? content : st->all.data;
-        size_t len = text ? strlen(text) : 0;
-        if (len || st->all_lp)
-            srv_chunk_sse(&st->out, r, text, len, NULL, st->all_lp, false, SRV_FINISH_NONE);
-        st->all_lp = NULL;
-        if (calls)
-            srv_chunk_sse(&st->out, r, NULL, 0, calls, NULL, false, SRV_FINISH_NONE);
-        srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false,
-                      calls ? SRV_FINISH_TOOLS : t->finish);
-        herd_free(content);
+    } else if (st->tool_calls) {
+        srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false, SRV_FINISH_TOOLS);
     } else {
         srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false, t->finish);
     }
@@ -330,10 +324,8 @@ static bool stream_fill(struct stream *st)
         return false;
     struct taken t;
     take(r, &t);
-    if (r->p.tools_active) {
-        if (t.len)
-            buf_append(&st->all, t.text, t.len);
-        merge_lp(&st->all_lp, t.lp);
+    if (st->ts) {
+        stream_tools(st, &t);
     } else if (t.len || t.lp) {
         srv_chunk_sse(&st->out, r, t.text, t.len, NULL, t.lp, false, SRV_FINISH_NONE);
     }
@@ -373,8 +365,7 @@ static void stream_free(void *cls)
     }
     srv_req_unref(st->r);
     buf_free(&st->out);
-    buf_free(&st->all);
-    cJSON_Delete(st->all_lp);
+    srv_toolstream_free(st->ts);
     herd_free(st->echo);
     herd_free(st);
 }
@@ -393,7 +384,10 @@ static enum MHD_Result start_stream(struct server *sv, const char *ep, struct MH
     st->c = c;
     st->echo = echo;
     buf_init(&st->out, 0);
-    buf_init(&st->all, 0);
+    if (r->p.tools_active && srv_toolstream_new(r->id, &st->ts) != HERD_OK) {
+        stream_free(st);
+        return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
+    }
     /* 16 KiB blocks: MHD's buffer per call to stream_read */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
                                                                   stream_read, st, stream_free);

@@ -229,6 +229,22 @@ int32_t srv_sample_json(herd_sampler *smp, const herd_tokenizer *tok, const uint
 herd_status srv_sampler_new(const struct srv_params *p, const herd_model_info *info,
                             herd_sampler **out);
 
+/* ---- toolstream.c: a chat stream when tools are offered */
+
+/* Content streams as it comes; tool calls go out as delta.tool_calls (name first, then
+ * arguments in pieces) as soon as the text decides them, and the finished calls equal
+ * srv_parse_tool_calls on the whole text (the non-stream answer). req_id is borrowed. */
+struct srv_toolstream;
+herd_status srv_toolstream_new(const char *req_id, struct srv_toolstream **out);
+void srv_toolstream_free(struct srv_toolstream *ts);
+/* New generated text: content to send is appended to content, tool-call deltas to *deltas
+ * (an array made when NULL). */
+herd_status srv_toolstream_feed(struct srv_toolstream *ts, const char *s, size_t n,
+                                struct herd_buf *content, cJSON **deltas);
+/* The text ended: what is still held goes out; *has_calls tells the finish reason. */
+herd_status srv_toolstream_finish(struct srv_toolstream *ts, struct herd_buf *content,
+                                  cJSON **deltas, bool *has_calls);
+
 /* ---- metrics.c */
 
 struct srv_metrics;

@@ -7,7 +7,10 @@
 # it is tokenized. server_robust: abuse, shutdown and operations (issue 16: 413 for chunked
 # bodies, connection floods, NUL text, strict JSON, unknown models, SIGTERM grace, CORS,
 # request ids, access log, /tokenize). server_load_sigterm: 64 clients with hang-ups, then
-# SIGTERM mid-load: every client completes or gets a final error event and [DONE]. The
+# SIGTERM mid-load: every client completes or gets a final error event and [DONE].
+# server_stream_tools: with tools, content streams and calls stream as delta.tool_calls equal
+# to the non-stream answer (openai client, langchain-openai); server_toolstream (unit): the
+# text rules, fed byte by byte. The
 # model tests write their models with tests/models/make_model.py into the build tree; they
 # skip (77) when Python's openai/numpy/gguf (server_prompt: jinja2,
 # tokenizers) are missing.
@@ -17,6 +20,11 @@ if(TARGET herd_server)
   target_include_directories(test_server_json PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
   add_test(NAME server_json COMMAND test_server_json)
   set_tests_properties(server_json PROPERTIES LABELS unit)
+  add_executable(test_toolstream ${CMAKE_CURRENT_SOURCE_DIR}/server/test_toolstream.c)
+  target_link_libraries(test_toolstream PRIVATE herd_server)
+  target_include_directories(test_toolstream PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+  add_test(NAME server_toolstream COMMAND test_toolstream)
+  set_tests_properties(server_toolstream PROPERTIES LABELS "unit;server")
 
   if(Python3_Interpreter_FOUND)
     set(server_work ${CMAKE_CURRENT_BINARY_DIR}/server)
@@ -31,6 +39,11 @@ if(TARGET herd_server)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_prompt.py
                      --herd ${HERD_BIN} --work ${server_work})
     set_tests_properties(server_prompt PROPERTIES LABELS server SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+    add_test(NAME server_stream_tools
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_stream_tools.py
+                     --herd ${HERD_BIN} --work ${server_work})
+    set_tests_properties(server_stream_tools PROPERTIES LABELS server SKIP_RETURN_CODE 77
                          TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
     add_test(NAME server_robust
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_robust.py

@@ -273,12 +273,15 @@ def test_forced_tools(srv, c):
         check_call(r, {"get_weather", "get_time"}, f"required T={temp}")
     s = c.chat.completions.create(model="m", messages=ASK, tools=TOOLS, tool_choice=named,
                                   max_tokens=48, temperature=1.0, seed=5, stream=True)
-    calls, finish = [], None
+    calls, finish = {}, None  # deltas merged by index, as clients do (issue 16: in pieces)
     for ch in s:
         if ch.choices:
-            calls += ch.choices[0].delta.tool_calls or []
+            for d in ch.choices[0].delta.tool_calls or []:
+                m = calls.setdefault(d.index, {"name": "", "arguments": ""})
+                m["name"] += d.function.name or ""
+                m["arguments"] += d.function.arguments or ""
             finish = ch.choices[0].finish_reason or finish
-    check(finish == "tool_calls" and len(calls) == 1 and calls[0].function.name == "get_time",
+    check(finish == "tool_calls" and len(calls) == 1 and calls[0]["name"] == "get_time",
           f"named + stream: {finish} {calls}")
     # "none": the tools are not even in the prompt, and no call comes back
     auto = c.chat.completions.create(model="m", messages=ASK, tools=TOOLS, max_tokens=1,
