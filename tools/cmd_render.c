@@ -4,7 +4,7 @@
  * renders it). The request may carry "tools", "add_generation_prompt" (default true) and
  * "chat_template_kwargs" (date_string, builtin_tools, tools_in_user_message).
  *
- *   herd render [-m MODEL | --template 3.1|3.2] [--date "26 Jul 2024" | --today] [--ids]
+ *   herd render [-m MODEL | --template 3.1|3.2|chatml] [--date "26 Jul 2024" | --today] [--ids]
  *
  * The template is 3.1 unless --template says otherwise or -m names a Llama 3.2 model (its
  * name, or the 1B/3B shape); the choice is reported on stderr. --ids prints the prompt as
@@ -94,7 +94,7 @@ int cmd_render(int argc, char **argv)
         } else if (strcmp(a, "--ids") == 0) {
             want_ids = 1;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            printf("usage: herd render [-m MODEL | --template 3.1|3.2] [--date D | --today] "
+            printf("usage: herd render [-m MODEL | --template 3.1|3.2|chatml] [--date D | --today] "
                    "[--ids [--tokenizer FILE]] < request.json\n");
             return 0;
         } else {
@@ -106,8 +106,10 @@ int cmd_render(int argc, char **argv)
             opt.tmpl = HERD_CHAT_LLAMA31;
         else if (strcmp(tmpl, "3.2") == 0)
             opt.tmpl = HERD_CHAT_LLAMA32;
+        else if (strcmp(tmpl, "chatml") == 0)
+            opt.tmpl = HERD_CHAT_CHATML;
         else
-            return cli_fail("--template: expected 3.1 or 3.2, got '%s'", tmpl);
+            return cli_fail("--template: expected 3.1, 3.2 or chatml, got '%s'", tmpl);
     }
     if (want_ids && !model && !tokenizer)
         return cli_fail("render: --ids needs -m MODEL or --tokenizer FILE");
@@ -129,12 +131,14 @@ int cmd_render(int argc, char **argv)
         tok = herd_model_tokenizer(m);
         if (!tmpl) {
             const herd_model_info *in = herd_model_get_info(m);
-            opt.tmpl = herd_chat_template_for(in);
+            herd_chat_options mo = herd_chat_options_for(in);
+            opt.tmpl = mo.tmpl;
+            opt.default_system = mo.default_system;
             fprintf(stderr, "herd: render: %s template for %s (%s)\n",
-                    opt.tmpl == HERD_CHAT_LLAMA32 ? "Llama 3.2" : "Llama 3.1",
-                    in->name ? in->name : model,
-                    opt.tmpl == HERD_CHAT_LLAMA32 ? "3.2 name or 1B/3B shape"
-                                                  : "not a 3.2 name or shape");
+                    cli_template_name(opt.tmpl), in->name ? in->name : model,
+                    opt.tmpl == HERD_CHAT_CHATML    ? "the file's chat_template is ChatML"
+                    : opt.tmpl == HERD_CHAT_LLAMA32 ? "3.2 name or 1B/3B shape"
+                                                    : "not a 3.2 name or shape");
         }
     }
     if (tokenizer) {

@@ -2,7 +2,7 @@
  * cmd_run.c - herd run: chat with a model.
  *
  *   herd run -m MODEL [-p TEXT] [--system TEXT] [--ctx N] [-n N] [--temp T] [--top-p P]
- *            [--top-k K] [--min-p P] [--repeat-penalty R] [--seed S] [--template 3.1|3.2]
+ *            [--top-k K] [--min-p P] [--repeat-penalty R] [--seed S] [--template 3.1|3.2|chatml]
  *
  * On a terminal: an interactive chat with line editing and history (libedit when built
  * with it), streamed tokens, multi-line input (end a line with '\' or wrap text in """),
@@ -405,8 +405,7 @@ static int interactive_loop(struct chat *ch)
 {
     fprintf(stderr, "herd: chatting with %s (%s template, %d positions); /help for help\n",
             ch->in->name ? ch->in->name : "the model",
-            ch->copt.tmpl == HERD_CHAT_LLAMA32 ? "Llama 3.2" : "Llama 3.1",
-            herd_context_n_ctx(ch->c));
+            cli_template_name(ch->copt.tmpl), herd_context_n_ctx(ch->c));
     for (;;) {
         int was_interrupted;
         char *msg = read_message(&was_interrupted);
@@ -525,11 +524,14 @@ static int setup(struct chat *ch, struct cli_model_opts *o, struct run_opts *r)
     ch->tok = herd_model_tokenizer(ch->m);
     if (!ch->tok)
         return cli_fail("%s has no tokenizer", o->model);
-    ch->copt = herd_chat_default_options();
-    if (r->tmpl && strcmp(r->tmpl, "3.1") != 0 && strcmp(r->tmpl, "3.2") != 0)
-        return cli_fail("--template: expected 3.1 or 3.2, got '%s'", r->tmpl);
-    ch->copt.tmpl = r->tmpl ? (strcmp(r->tmpl, "3.2") == 0 ? HERD_CHAT_LLAMA32 : HERD_CHAT_LLAMA31)
-                            : herd_chat_template_for(ch->in);
+    ch->copt = herd_chat_options_for(ch->in); /* the file's template and system message */
+    if (r->tmpl && strcmp(r->tmpl, "3.1") != 0 && strcmp(r->tmpl, "3.2") != 0 &&
+        strcmp(r->tmpl, "chatml") != 0)
+        return cli_fail("--template: expected 3.1, 3.2 or chatml, got '%s'", r->tmpl);
+    if (r->tmpl)
+        ch->copt.tmpl = strcmp(r->tmpl, "3.2") == 0      ? HERD_CHAT_LLAMA32
+                        : strcmp(r->tmpl, "chatml") == 0 ? HERD_CHAT_CHATML
+                                                         : HERD_CHAT_LLAMA31;
     herd_sampler_params sp = r->sp;
     herd_sampler_params from_model = herd_sampler_default_params();
     herd_sampler_params_from_model(&from_model, ch->in);
@@ -553,14 +555,14 @@ static int setup(struct chat *ch, struct cli_model_opts *o, struct run_opts *r)
 static const char usage[] =
     "usage: herd run -m MODEL [-p TEXT] [--system TEXT] [-n N] [--temp T] [--top-p P]\n"
     "                [--top-k K] [--min-p P] [--repeat-penalty R] [--seed S]\n"
-    "                [--template 3.1|3.2] [-t N] [-c N] [--kv-type T]\n"
+    "                [--template 3.1|3.2|chatml] [-t N] [-c N] [--kv-type T]\n"
     "Chat with the model: interactive on a terminal; with -p TEXT or text on stdin it\n"
     "answers once to stdout.\n" CLI_MODEL_HELP
     "  -s, --system T    system prompt\n"
     "  -n, --n-predict N most tokens per answer; 0 = until a stop token (default 0)\n"
     "  --temp, --top-p, --top-k, --min-p, --seed   sampling, as for herd generate\n"
     "  --repeat-penalty R  penalty for recently seen tokens; 1 = off (default 1)\n"
-    "  --template V      chat template 3.1 or 3.2 (default: from the model)\n"
+    "  --template V      chat template 3.1, 3.2 or chatml (default: from the model)\n"
     "In the chat:\n";
 
 int cmd_run(int argc, char **argv)

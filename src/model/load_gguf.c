@@ -191,7 +191,8 @@ static herd_status read_vocab(herd_model *m, const struct gguf_file *f)
     return HERD_OK;
 }
 
-/* tokenizer.ggml.pre must be one the row names (the tokenizer checks it can run it). */
+/* tokenizer.ggml.pre must be one the row names or one the tokenizer can run (a GPT-2 style
+ * vocabulary such as SmolLM2's "smollm" in a llama-architecture file). */
 static herd_status load_tokenizer(herd_model *m, const struct gguf_file *f)
 {
     if (!gguf_has_tokenizer(f))
@@ -201,15 +202,91 @@ static herd_status load_tokenizer(herd_model *m, const struct gguf_file *f)
     herd_status s = gguf_get_str(f, "tokenizer.ggml.pre", &pre, &found);
     if (s != HERD_OK)
         return s;
-    bool known = !found;
+    bool known = !found || tok_pre_from_name(pre.p, (size_t)pre.n) >= 0;
     const size_t n_pre = sizeof m->arch->pre_tokenizer / sizeof m->arch->pre_tokenizer[0];
     for (size_t i = 0; i < n_pre && !known && m->arch->pre_tokenizer[i]; i++)
         known = str_is(&pre, m->arch->pre_tokenizer[i]);
     if (!known)
-        return herd_fail(HERD_ERR_UNSUPPORTED, "tokenizer.ggml.pre is '%.*s'; %s uses '%s'",
+        return herd_fail(HERD_ERR_UNSUPPORTED, "tokenizer.ggml.pre is '%.*s'; %s uses '%s' "
+                         "(herd also runs 'smollm', 'starcoder', 'gpt-2' and the like)",
                          (int)(pre.n > 32 ? 32 : pre.n), pre.p, m->arch->label,
                          m->arch->pre_tokenizer[0]);
     return tokenizer_from_gguf(f, &m->tok);
+}
+
+/* The system message a ChatML template writes when a conversation has none: the constant
+ * string after '<|im_start|>system\n' (a Jinja string literal, so "\n" may be the two
+ * characters) up to <|im_end|>. NULL when the template builds it from variables. */
+static char *default_system(const char *tmpl)
+{
+    static const char *const heads[] = {"<|im_start|>system\\n", "<|im_start|>system\n"};
+    const char *p = NULL;
+    for (size_t i = 0; i < 2 && !p; i++) {
+        p = strstr(tmpl, heads[i]);
+        if (p)
+            p += strlen(heads[i]);
+    }
+    const char *end = p ? strstr(p, "<|im_end|>") : NULL;
+    if (!end)
+        return NULL;
+    char *out = herd_malloc((size_t)(end - p) + 1);
+    size_t n = 0;
+    for (; out && p < end; p++) {
+        if (*p == '\'' || *p == '"' || *p == '{' || *p == '}') {
+            herd_free(out); /* the literal ends or an expression starts: not a constant */
+            return NULL;
+        }
+        if (*p == '\\' && p + 1 < end) {
+            p++;
+            out[n++] = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    if (out)
+        out[n] = 0;
+    return out;
+}
+
+/* tokenizer.chat_template (and its default system message) and the general.sampling.*
+ * defaults of newer converters. */
+static herd_status read_chat_meta(herd_model *m, const struct gguf_file *f)
+{
+    herd_model_info *in = &m->info;
+    struct gguf_str t;
+    int found = 0;
+    herd_status s = gguf_get_str(f, "tokenizer.chat_template", &t, &found);
+    if (s != HERD_OK)
+        return s;
+    if (found) {
+        m->chat_template = herd_strndup(t.p, t.n);
+        if (!m->chat_template)
+            return herd_fail(HERD_ERR_NOMEM, "chat template");
+        in->chat_template = m->chat_template;
+        if (strstr(m->chat_template, "<|im_start|>")) {
+            m->chat_system = default_system(m->chat_template);
+            in->chat_system = m->chat_system;
+        }
+    }
+    double v;
+    int64_t k;
+    if ((s = gguf_get_float(f, "general.sampling.temp", &v, &found)))
+        return s;
+    if (found && v >= 0 && v < 100)
+        in->default_temperature = (float)v;
+    if ((s = gguf_get_float(f, "general.sampling.top_p", &v, &found)))
+        return s;
+    if (found && v >= 0 && v <= 1)
+        in->default_top_p = (float)v;
+    if ((s = gguf_get_float(f, "general.sampling.min_p", &v, &found)))
+        return s;
+    if (found && v >= 0 && v <= 1)
+        in->default_min_p = (float)v;
+    if ((s = gguf_get_int(f, "general.sampling.top_k", &k, &found)))
+        return s;
+    if (found && k >= 0 && k <= INT32_MAX)
+        in->default_top_k = (int32_t)k;
+    return HERD_OK;
 }
 
 static herd_status bind(herd_model *m, const struct gguf_file *f)
@@ -243,6 +320,8 @@ static herd_status bind(herd_model *m, const struct gguf_file *f)
     s = model_init_rope(m, factors);
     herd_free(factors);
     if (s != HERD_OK)
+        return s;
+    if ((s = read_chat_meta(m, f)))
         return s;
     return load_tokenizer(m, f);
 }

@@ -70,6 +70,8 @@ struct herd_model {
     struct hf_config *hf;     /* config.json as read (HF folders; NULL for GGUF): quantize
                                * writes the converter's metadata from it */
     herd_tokenizer *tok;      /* NULL when the model has none */
+    char *chat_template;      /* tokenizer.chat_template (GGUF), or NULL; info points here */
+    char *chat_system;        /* the template's default system message, or NULL */
     int32_t n_threads;
     struct shard sh;          /* what this rank computes; all of it in one process */
     void **owned;             /* (n_owned) column slices repacked at load (shard.c) */

@@ -90,6 +90,10 @@ void herd_sampler_params_from_model(herd_sampler_params *p, const herd_model_inf
         p->temperature = info->default_temperature;
     if (info->default_top_p >= 0)
         p->top_p = info->default_top_p;
+    if (info->default_top_k >= 0) /* GGUF general.sampling.* */
+        p->top_k = info->default_top_k;
+    if (info->default_min_p >= 0)
+        p->min_p = info->default_min_p;
 }
 
 void herd_sampler_reset(herd_sampler *s)

@@ -44,8 +44,7 @@ bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
     /* The client's bytes as they came: the renderer reads JSON as Python does, so the
      * prompt is the official template's to the byte. Nothing is edited first: tool_choice
      * "none" (tools left out) is one of the renderer's own OpenAI conventions. */
-    herd_chat_options opt = herd_chat_default_options();
-    opt.tmpl = herd_chat_template_for(info);
+    herd_chat_options opt = herd_chat_options_for(info); /* template + default system */
     opt.max_tokens = n_ctx > 1 ? (size_t)n_ctx - 1 : 1; /* one position for the answer */
     herd_status s = herd_chat_render_tokens(tok, p->raw, p->raw_len, &opt, ids, n_ids);
     if (s == HERD_OK && p->force_prefix)

@@ -64,9 +64,10 @@ static int grow_ids(struct enc *e, size_t more)
     return 1;
 }
 
+/* id < 0: a byte the vocabulary has no token for (and no unknown token): dropped. */
 static inline void push_id(struct enc *e, int32_t id)
 {
-    if (grow_ids(e, 1))
+    if (id >= 0 && grow_ids(e, 1))
         e->ids[e->n++] = id;
 }
 
@@ -215,12 +216,84 @@ static void bpe_heap(struct enc *e, const uint8_t *p, size_t n)
         e->ids[e->n++] = id[i];
 }
 
+/* The merge of the part at a with the part at b (its right neighbour) by the merge list:
+ * its rank in right[a] (-1 when the list has none), the merged id in pid[a]. */
+static inline void set_merge(const herd_tokenizer *t, struct enc *e, size_t *hn, uint32_t a,
+                             uint32_t b)
+{
+    int32_t nid = -1;
+    int32_t r = e->hid[a] < 0 || e->hid[b] < 0 ? INT32_MAX
+                                               : tok_merge_rank(t, e->hid[a], e->hid[b], &nid);
+    e->right[a] = r == INT32_MAX ? -1 : r;
+    e->pid[a] = nid;
+    if (r != INT32_MAX)
+        heap_push(e->heap, hn, (uint64_t)r << 32 | a);
+}
+
+/* BPE by a merge list (merges.c) for a piece of n >= 2 bytes: bpe_heap's loop with ranks of
+ * id pairs. A popped entry is stale when right[a] no longer holds its rank: a changed pair
+ * has a longer part on one side, so different ids and a different rank. */
+static void bpe_merges(struct enc *e, const uint8_t *p, size_t n)
+{
+    const herd_tokenizer *t = e->t;
+    if (n >= UINT32_MAX) {
+        e->err = herd_fail(HERD_ERR_INVALID, "tokenizer: a %zu-byte piece (word or "
+                           "whitespace run); at most 4 GiB", n);
+        return;
+    }
+    if (!grow_heap_scratch(e, n) || !grow_scratch(e, n))
+        return;
+    uint32_t *end = e->end, *prev = e->prev;
+    int32_t *id = e->hid, *right = e->right;
+    size_t hn = 0;
+    for (size_t i = 0; i < n; i++) {
+        end[i] = (uint32_t)i + 1;
+        prev[i] = (uint32_t)i - 1; /* UINT32_MAX for i = 0 */
+        id[i] = t->byte_id[p[i]];
+    }
+    right[n - 1] = -1;
+    for (size_t i = 0; i + 1 < n; i++)
+        set_merge(t, e, &hn, (uint32_t)i, (uint32_t)i + 1);
+    while (hn) {
+        uint64_t top = e->heap[0];
+        e->heap[0] = e->heap[--hn];
+        heap_down(e->heap, hn, 0);
+        uint32_t a = (uint32_t)top;
+        if (right[a] != (int32_t)(top >> 32))
+            continue; /* stale */
+        uint32_t b = end[a];
+        id[a] = e->pid[a];
+        end[a] = end[b];
+        right[b] = -1;
+        if (end[a] < n) {
+            prev[end[a]] = a;
+            set_merge(t, e, &hn, a, end[a]);
+        } else {
+            right[a] = -1;
+        }
+        if (prev[a] != UINT32_MAX)
+            set_merge(t, e, &hn, prev[a], a);
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i = end[i])
+        m++;
+    if (!grow_ids(e, m))
+        return;
+    for (size_t i = 0; i < n; i = end[i])
+        if (id[i] >= 0)
+            e->ids[e->n++] = id[i];
+}
+
 /* Byte-pair merge of one pre-token piece (n >= 1 bytes). */
 static void bpe_piece(struct enc *e, const uint8_t *p, size_t n)
 {
     const herd_tokenizer *t = e->t;
     if (n == 1) {
         push_id(e, t->byte_id[p[0]]);
+        return;
+    }
+    if (t->merges) {
+        bpe_merges(e, p, n);
         return;
     }
     int32_t whole = tok_rank(t, p, n);
@@ -304,8 +377,8 @@ static size_t utf8_valid_len(const uint8_t *s, size_t n)
     return n;
 }
 
-/* Pre-tokenizes valid UTF-8 s[0..n) and merges each piece. */
-static void encode_valid(struct enc *e, const uint8_t *s, size_t n)
+/* Runs the pre-tokenizer regex over valid UTF-8 s[0..n) and merges each piece. */
+static void encode_regex(struct enc *e, const uint8_t *s, size_t n)
 {
     const herd_tokenizer *t = e->t;
     pcre2_code *re = (pcre2_code *)t->re;
@@ -327,6 +400,39 @@ static void encode_valid(struct enc *e, const uint8_t *s, size_t n)
         }
         bpe_piece(e, s + a, b - a);
         at = b;
+    }
+}
+
+/* Pre-tokenizes valid UTF-8 s[0..n) and merges each piece. TOK_PRE_DIGITS_GPT2 first
+ * isolates every \p{N} character (HF's Digits pre-tokenizer, individual_digits): the
+ * stretches between them meet the regex as texts of their own (their ends are text ends
+ * for its lookahead), as HF runs the next pre-tokenizer on each split. */
+static void encode_valid(struct enc *e, const uint8_t *s, size_t n)
+{
+    const herd_tokenizer *t = e->t;
+    if (!t->re_digit) {
+        encode_regex(e, s, n);
+        return;
+    }
+    pcre2_code *re = (pcre2_code *)t->re_digit;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+    size_t at = 0;
+    while (at < n && !e->err) {
+        int rc = t->re_digit_jit ? pcre2_jit_match(re, s, n, at, 0, e->md, NULL)
+                                 : pcre2_match(re, s, n, at, PCRE2_NO_UTF_CHECK, e->md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            encode_regex(e, s + at, n - at);
+            return;
+        }
+        if (rc < 0 || ov[1] <= ov[0]) {
+            e->err = herd_fail(HERD_ERR_INTERNAL, "tokenizer: regex match failed (%d)", rc);
+            return;
+        }
+        size_t d0 = ov[0], d1 = ov[1];
+        if (d0 > at)
+            encode_regex(e, s + at, d0 - at);
+        bpe_piece(e, s + d0, d1 - d0);
+        at = d1;
     }
 }
 
@@ -378,7 +484,7 @@ herd_status herd_tokenize(const herd_tokenizer *t, const char *text, size_t len,
         e.err = HERD_ERR_NOMEM;
         goto done;
     }
-    if (add_bos) {
+    if (add_bos && !t->no_bos) { /* no_bos: the model's file says it takes none */
         if (t->bos_id < 0) {
             e.err = herd_fail(HERD_ERR_INVALID, "tokenizer has no <|begin_of_text|> token");
             goto done;

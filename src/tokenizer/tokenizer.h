@@ -27,6 +27,7 @@
 #include "format/format.h" /* struct gguf_file for tokenizer_from_gguf */
 
 #include <stdint.h>
+#include <string.h> /* memcpy in tok_key8 */
 
 /* One special token name: its text and id. Aliases (Llama 3.1 names for ids a Llama 3.0
  * tokenizer.json calls reserved) are extra entries with the same id. */
@@ -97,7 +98,57 @@ struct herd_tokenizer {
                               * BPE_SCAN_MAX, tests set 0 or SIZE_MAX to compare the two */
     void *re;                /* pcre2_code * of the pre-tokenizer */
     int re_jit;              /* JIT compiled */
+    /* Non-Llama-3 vocabularies (merges.c). pre says which pre-tokenizer runs; with merges
+     * (GPT-2 style files) BPE merges by the file's merge list instead of rank = id. */
+    int pre;                 /* enum tok_pre; TOK_PRE_LLAMA3 (0) unless a loader says */
+    void *re_digit;          /* pcre2_code * of \p{N}: TOK_PRE_DIGITS_GPT2's first split */
+    int re_digit_jit;
+    struct tok_merge *merges; /* open addressing over (left id, right id); NULL: rank = id */
+    uint64_t merge_mask;
+    uint8_t no_bos;          /* the file says no BOS (tokenizer.ggml.add_bos_token false) */
+    int32_t unk_id;          /* GPT-2 style: the id a byte without a token becomes; -1 =
+                              * such a byte is dropped (HF's BPE without unk_token) */
 };
+
+/* The pre-tokenizers herd runs, by what llama.cpp's converter writes in tokenizer.ggml.pre
+ * (tokenizer.json's pre_tokenizer, checked against HF tokenizers by
+ * scripts/golden_pretok.py). */
+enum tok_pre {
+    TOK_PRE_LLAMA3 = 0,      /* "llama-bpe", "llama3": Llama 3's Split regex */
+    TOK_PRE_GPT2 = 1,        /* "gpt-2", ...: ByteLevel(use_regex) = GPT-2's regex */
+    TOK_PRE_DIGITS_GPT2 = 2, /* "smollm", "starcoder", ...: Digits(individual) + ByteLevel */
+};
+
+/* A merge-map slot: key = left id << 32 | right id (UINT64_MAX empty), the merge's rank
+ * (its line in the merge list) and the id of the merged token. */
+struct tok_merge {
+    uint64_t key;
+    int32_t rank, id;
+};
+
+/* The enum tok_pre for a tokenizer.ggml.pre name, or -1 when herd has no such
+ * pre-tokenizer. */
+int tok_pre_from_name(const char *name, size_t n);
+/* Reads a merge list ("left right" byte-level strings, rank = index) into t->merges; after
+ * tok_finish (it looks tokens up by bytes). Every merge's parts and result must be
+ * regular tokens. */
+herd_status tok_set_merges(herd_tokenizer *t, const struct gguf_str *merges, size_t n);
+/* The merge of ids (a, b): its rank, with the merged id in *id; INT32_MAX when none. */
+static inline int32_t tok_merge_rank(const herd_tokenizer *t, int32_t a, int32_t b,
+                                     int32_t *id)
+{
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    uint64_t h = key * 0x9E3779B97F4A7C15ull;
+    for (uint64_t i = (h >> 20) & t->merge_mask;; i = (i + 1) & t->merge_mask) {
+        const struct tok_merge *m = &t->merges[i];
+        if (m->key == key) {
+            *id = m->id;
+            return m->rank;
+        }
+        if (m->key == UINT64_MAX)
+            return INT32_MAX;
+    }
+}
 
 /* Longest piece merged by the rescanning loop of bpe.c; measured crossover with the heap
  * (docs/internals/tokenizer.md). */

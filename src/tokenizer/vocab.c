@@ -60,6 +60,7 @@ herd_status tok_new(int32_t n_vocab, herd_tokenizer **out)
         return herd_fail(HERD_ERR_NOMEM, "tokenizer: out of memory");
     t->n_vocab = n_vocab;
     t->bos_id = -1;
+    t->unk_id = -1;
     t->off = herd_calloc((size_t)n_vocab + 1, sizeof(uint32_t));
     t->is_special = herd_calloc((size_t)n_vocab, 1);
     t->is_set = herd_calloc((size_t)n_vocab, 1);
@@ -168,7 +169,11 @@ static herd_status build_rank_map(herd_tokenizer *t)
     for (int b = 0; b < 256; b++) {
         uint8_t c = (uint8_t)b;
         t->byte_id[b] = tok_rank(t, &c, 1);
-        if (t->byte_id[b] < 0)
+        /* GPT-2 style vocabularies may lack bytes no text of theirs had (SmolLM2: 0xC0,
+         * 0xF5.., some controls): HF's BPE gives such a character its unknown token */
+        if (t->byte_id[b] < 0 && t->pre != TOK_PRE_LLAMA3)
+            t->byte_id[b] = t->unk_id;
+        else if (t->byte_id[b] < 0)
             return herd_fail(HERD_ERR_FORMAT, "tokenizer: no token for byte 0x%02x", b);
     }
     return HERD_OK;
@@ -217,23 +222,39 @@ static herd_status add_llama31_aliases(herd_tokenizer *t, size_t *cap)
     return HERD_OK;
 }
 
-static herd_status compile_pretokenizer(herd_tokenizer *t)
+/* GPT-2's pre-tokenizer (HF ByteLevel with use_regex; llama.cpp's "gpt-2"), \s spelled
+ * out as above. */
+static const char gpt2_pattern[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+"
+    "|[" WS "]+(?![^" WS "])|[" WS "]+";
+
+static herd_status compile_one(const char *pattern, void **re, int *jit)
 {
     int err = 0;
     PCRE2_SIZE at = 0;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)llama3_pattern, PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &at, NULL);
-    if (!re) {
+    pcre2_code *c = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                  PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &at, NULL);
+    if (!c) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(err, msg, sizeof(msg));
         return herd_fail(HERD_ERR_INTERNAL, "tokenizer: pre-tokenizer regex at %zu: %s",
                          (size_t)at, (const char *)msg);
     }
-    t->re = re;
-    t->re_jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
-    if (!t->re_jit)
+    *re = c;
+    *jit = pcre2_jit_compile(c, PCRE2_JIT_COMPLETE) == 0;
+    if (!*jit)
         herd_log(HERD_LOG_INFO, "tokenizer: PCRE2 JIT unavailable, using the interpreter");
     return HERD_OK;
+}
+
+static herd_status compile_pretokenizer(herd_tokenizer *t)
+{
+    if (t->pre == TOK_PRE_LLAMA3)
+        return compile_one(llama3_pattern, &t->re, &t->re_jit);
+    herd_status s = compile_one(gpt2_pattern, &t->re, &t->re_jit);
+    if (s == HERD_OK && t->pre == TOK_PRE_DIGITS_GPT2)
+        s = compile_one("\\p{N}", &t->re_digit, &t->re_digit_jit);
+    return s;
 }
 
 herd_status tok_finish(herd_tokenizer *t)
@@ -390,6 +411,9 @@ void herd_tokenizer_free(herd_tokenizer *t)
     herd_free(t->specials);
     if (t->re)
         pcre2_code_free((pcre2_code *)t->re);
+    if (t->re_digit)
+        pcre2_code_free((pcre2_code *)t->re_digit);
+    herd_free(t->merges);
     herd_free(t);
 }
 

