@@ -8,7 +8,7 @@ set -euo pipefail
 
 apt_pkgs="build-essential cmake pkg-config clang libclang-rt-dev python3 python3-pip python3-venv
   libpcre2-dev libcjson-dev libmicrohttpd-dev libedit-dev libopenmpi-dev openmpi-bin
-  curl
+  curl libcurl4-openssl-dev
   gcc-aarch64-linux-gnu qemu-user"
 missing=""
 for p in $apt_pkgs; do

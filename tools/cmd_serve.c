@@ -153,6 +153,8 @@ int cmd_serve(int argc, char **argv)
     }
     if (!model && !(model = cli_default_model()))
         return 1;
+    if (!(model = cli_resolve_model(model)))
+        return 1;
     o.n_threads = run.threads;
     o.n_ctx = run.ctx;
     o.kv_type = run.kv_type;

@@ -24,6 +24,7 @@ static const struct {
     {"serve", cmd_serve, "-m MODEL [--host H] [--port P]: OpenAI-compatible server"},
     {"bench", cmd_bench, "-m MODEL [-p 512] [-n 128] [-t N]: prefill and decode tokens/s"},
     {"quantize", cmd_quantize, "IN OUT --type TYPE: write a quantized GGUF"},
+    {"pull", cmd_pull, "ORG/REPO[:FILE]: download from the Hugging Face hub"},
 };
 
 static void usage(FILE *f)

@@ -16,3 +16,14 @@ if(Python3_Interpreter_FOUND)
   set_tests_properties(smollm2_fidelity PROPERTIES LABELS "golden;oob;slow"
                        SKIP_RETURN_CODE 77)
 endif()
+
+# herd pull and -m hf:// against a fake hub on loopback (tests/tools/check_pull.py): cache
+# layout, resume, sha256, 401/403/404, disk full, safetensors folders. Built only with
+# libcurl.
+if(Python3_Interpreter_FOUND AND CURL_FOUND)
+  add_test(NAME hub_pull
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/tools/check_pull.py
+                   ${HERD_BIN})
+  set_tests_properties(hub_pull PROPERTIES LABELS "e2e;oob" FIXTURES_REQUIRED model_files
+    ENVIRONMENT "HERD_TINY_GGUF=${CMAKE_BINARY_DIR}/test-models/gqa1_tied_f32/model.gguf")
+endif()
