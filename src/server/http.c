@@ -817,6 +817,12 @@ static enum MHD_Result route(struct server *sv, struct MHD_Connection *c, const 
     if (atomic_load(&sv->stopping))
         return reply_err(sv, "other", c, 503, "server_error", "server_shutting_down",
                          "The server is shutting down.");
+    /* the chat page (web/index.html compiled in by web/embed.cmake; it holds no secret and
+     * asks for the API key itself, so it is served before the key check) */
+    extern const char srv_web_index[];
+    extern const size_t srv_web_index_len;
+    if (get && (!strcmp(url, "/") || !strcmp(url, "/index.html")))
+        return reply(c, 200, "text/html; charset=utf-8", srv_web_index, srv_web_index_len);
     if (!authorized(sv, c))
         return reply_err(sv, "auth", c, 401, "invalid_request_error", "invalid_api_key",
                          "Incorrect or missing API key: send 'Authorization: Bearer <key>'.");

@@ -27,3 +27,16 @@ if(Python3_Interpreter_FOUND AND CURL_FOUND)
   set_tests_properties(hub_pull PROPERTIES LABELS "e2e;oob" FIXTURES_REQUIRED model_files
     ENVIRONMENT "HERD_TINY_GGUF=${CMAKE_BINARY_DIR}/test-models/gqa1_tied_f32/model.gguf")
 endif()
+
+# The chat page at / of herd serve in a real headless Chromium (tests/tools/check_web.py,
+# DevTools protocol over --remote-debugging-pipe): streamed answer, audit view with
+# per-token probabilities and alternatives, reload keeps the conversation, stop button.
+# The screenshot is kept as a test artefact: BUILD/web-chat.png. Skips without chromium
+# or the SmolLM2 package.
+if(Python3_Interpreter_FOUND AND MHD_FOUND)
+  add_test(NAME web_chat_page
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/tools/check_web.py
+                   ${HERD_BIN} ${CMAKE_BINARY_DIR}/web-chat.png)
+  set_tests_properties(web_chat_page PROPERTIES LABELS "e2e;oob;server" SKIP_RETURN_CODE 77
+                       RUN_SERIAL TRUE TIMEOUT 600)
+endif()
