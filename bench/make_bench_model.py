@@ -7,6 +7,7 @@ llama.cpp can build its vocabulary), rope_freqs for llama3 frequency scaling, an
 random weights of the real shapes stored directly in the block layout of each type:
 
   f16    normal(0, 0.02) values
+  bf16   normal(0, 0.02) values (the f32 values' top 16 bits)
   q8_0   random int8 quants, one fp16 scale per 32 weights
   q4_0   random nibbles, one fp16 scale per 32 weights
   q4_k_m llama.cpp's Q4_K_M mix (Q4_K, with Q6_K for output and for attn_v / ffn_down
@@ -18,7 +19,7 @@ at disk speed, one tensor at a time (streaming: at most one tensor is held in me
 Scales are fixed small fp16 values so that every weight is finite and about 0.02 in size;
 the models mean nothing, they only have the bytes and shapes of the real ones.
 
-Usage: make_bench_model.py --shape 8b|1b|tiny --type q4_0|q8_0|q4_k_m|q6_k|f16
+Usage: make_bench_model.py --shape 8b|1b|tiny --type q4_0|q8_0|q4_k_m|q6_k|f16|bf16
                            --tokenizer tokenizer.json -o OUT.gguf
 """
 import argparse
@@ -44,10 +45,10 @@ SHAPES = {
 
 T = gguf.GGMLQuantizationType
 # llama_ftype values (llama.h) for general.file_type
-FTYPE = {"f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_m": 15, "q6_k": 18}
-BASE = {"f16": T.F16, "q4_0": T.Q4_0, "q8_0": T.Q8_0, "q4_k_m": T.Q4_K, "q6_k": T.Q6_K}
+FTYPE = {"f16": 1, "bf16": 32, "q4_0": 2, "q8_0": 7, "q4_k_m": 15, "q6_k": 18}
+BASE = {"f16": T.F16, "bf16": T.BF16, "q4_0": T.Q4_0, "q8_0": T.Q8_0, "q4_k_m": T.Q4_K, "q6_k": T.Q6_K}
 # (elements per block, bytes per block)
-BLOCK = {T.F16: (1, 2), T.F32: (1, 4), T.Q4_0: (32, 18), T.Q8_0: (32, 34),
+BLOCK = {T.F16: (1, 2), T.BF16: (1, 2), T.F32: (1, 4), T.Q4_0: (32, 18), T.Q8_0: (32, 34),
          T.Q4_K: (256, 144), T.Q6_K: (256, 210)}
 
 POOL_BYTES = 1 << 26  # random bytes tiled into tensors: fresh randomness per byte is not needed
@@ -62,8 +63,8 @@ def use_more_bits(i_layer, n_layers):
 def tensor_type(name, ftype, n_layers, tied):
     """The type llama.cpp's llama_tensor_get_type picks for a 2-D weight of a Llama model."""
     base = BASE[ftype]
-    if base == T.F16:
-        return T.F16
+    if base in (T.F16, T.BF16):
+        return base
     is_output = name == "output.weight" or (tied and name == "token_embd.weight")
     if is_output:
         return base if base == T.Q8_0 else T.Q6_K
@@ -130,7 +131,9 @@ class Filler:
         rng = np.random.default_rng(seed)
         self.rng = rng
         self.pool = rng.integers(0, 256, POOL_BYTES, dtype=np.uint8)
-        self.f16pool = (rng.standard_normal(POOL_BYTES // 2) * 0.02).astype(np.float16)
+        normal = (rng.standard_normal(POOL_BYTES // 2) * 0.02).astype(np.float32)
+        self.f16pool = normal.astype(np.float16)
+        self.bf16pool = (normal.view(np.uint32) >> 16).astype(np.uint16)
 
     def tiled(self, pool, n):
         start = int(self.rng.integers(0, len(pool)))
@@ -141,6 +144,8 @@ class Filler:
         n = rows * cols
         if t == T.F16:
             return self.tiled(self.f16pool, n).view(np.uint8).reshape(rows, cols * 2)
+        if t == T.BF16:
+            return self.tiled(self.bf16pool, n).view(np.uint8).reshape(rows, cols * 2)
         bs, bb = BLOCK[t]
         nb = n // bs
         raw = self.tiled(self.pool, nb * bb).reshape(nb, bb)

@@ -6,6 +6,9 @@
  *          starting from an empty cache; tokens/s = p / seconds.
  *   tg<n>  decode: n tokens one at a time from an empty cache, each asking for logits;
  *          tokens/s = n / seconds.
+ *   tg<n>x<P>  with --parallel P: P sequences decoded together, one token of each per
+ *          step (a batch of P, every row's logits returned, as a server's continuous
+ *          batching does); tokens/s = P n / seconds, the aggregate.
  *
  * Each test runs -r times after one warm-up (llama-bench warms up the same way: a batch of
  * prefill and one decode step), and reports the mean and sample standard deviation of the
@@ -28,20 +31,21 @@
 
 struct bench_opts {
     const char *model;
-    int n_prompt, n_gen, reps, n_batch;
+    int n_prompt, n_gen, reps, n_batch, n_par;
     struct cli_run_opts run; /* -t, -c, --kv-type */
     int json;
 };
 
 static const char usage[] =
     "usage: herd bench -m MODEL [-p 512] [-n 128] [-r 3] [-b 512] [-t N] [-c N]\n"
-    "                  [--kv-type f16|q8_0|f32] [--json]\n"
+    "                  [--parallel P] [--kv-type f16|q8_0|f32] [--json]\n"
     "Prefill (pp) and decode (tg) tokens/s, measured as llama-bench measures them.\n"
     "  -m, --model M     a GGUF file or a Hugging Face folder\n"
     "  -p, --n-prompt N  prefill test length in tokens; 0 = none (default 512)\n"
     "  -n, --n-gen N     decode test length in tokens; 0 = none (default 128)\n"
     "  -r, --repetitions N  runs of each test after one warm-up (default 3)\n"
     "  -b, --batch-size N   tokens per forward call in prefill (default 512)\n"
+    "  -P, --parallel P  decode P sequences together; tg reports their aggregate (default 1)\n"
     CLI_RUN_HELP("max(-p, -n)", "f16")
     "  --json            llama-bench's JSON fields instead of the table\n";
 
@@ -155,28 +159,31 @@ static herd_status run_prompt(herd_context *c, struct bench_buf *b, int n, int n
     return HERD_OK;
 }
 
-/* Decode of n tokens one at a time from position 0, each asking for its logits. */
-static herd_status run_gen(herd_context *c, struct bench_buf *b, int n, int32_t n_vocab,
-                           uint64_t *rng)
+/* Decode of n tokens one at a time from position 0 in each of n_par sequences, every
+ * token asking for its logits. */
+static herd_status run_gen(herd_context *c, struct bench_buf *b, int n, int n_par,
+                           int32_t n_vocab, uint64_t *rng)
 {
-    herd_status s = herd_seq_truncate(c, 0, 0);
-    if (s)
-        return s;
-    for (int i = 0; i < n; i++) {
-        fill_tokens(b->tok, 1, n_vocab, rng);
-        int32_t pos = i, seq = 0;
-        int8_t want = 1;
-        herd_batch batch = {1, b->tok, &pos, &seq, &want};
+    herd_status s = HERD_OK;
+    for (int j = 0; j < n_par && !s; j++)
+        s = herd_seq_truncate(c, j, 0);
+    for (int i = 0; i < n && !s; i++) {
+        fill_tokens(b->tok, n_par, n_vocab, rng);
+        for (int j = 0; j < n_par; j++) {
+            b->pos[j] = i;
+            b->seq[j] = j;
+            b->want[j] = 1;
+        }
+        herd_batch batch = {n_par, b->tok, b->pos, b->seq, b->want};
         s = herd_decode(c, &batch, b->logits);
-        if (s)
-            return s;
     }
-    return HERD_OK;
+    return s;
 }
 
 static int parse_args(int argc, char **argv, struct bench_opts *o)
 {
-    *o = (struct bench_opts){.n_prompt = 512, .n_gen = 128, .reps = 3, .n_batch = 512};
+    *o = (struct bench_opts){.n_prompt = 512, .n_gen = 128, .reps = 3, .n_batch = 512,
+                             .n_par = 1};
     o->run.kv_type = HERD_DTYPE_F16; /* llama-bench's default cache, for like-for-like rows */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -204,6 +211,9 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         } else if (strcmp(a, "-r") == 0 || strcmp(a, "--repetitions") == 0) {
             if (cli_parse_int(v, 1, 1000, &o->reps))
                 return cli_fail("-r wants a repetition count >= 1, got '%s'", v);
+        } else if (strcmp(a, "-P") == 0 || strcmp(a, "--parallel") == 0) {
+            if (cli_parse_int(v, 1, 4096, &o->n_par))
+                return cli_fail("--parallel wants a sequence count >= 1, got '%s'", v);
         } else if (strcmp(a, "-b") == 0 || strcmp(a, "--batch-size") == 0) {
             if (cli_parse_int(v, 1, 1 << 16, &o->n_batch))
                 return cli_fail("-b wants a batch size >= 1, got '%s'", v);
@@ -264,10 +274,11 @@ static void print_json_row(const struct bench_opts *o, const herd_model_info *in
     }
     printf("\", \"model_type\": \"%s\", \"model_size\": %lld, \"model_n_params\": %lld, "
            "\"n_batch\": %d, \"n_threads\": %d, \"type_k\": \"%s\", \"n_prompt\": %d, "
-           "\"n_gen\": %d, \"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, "
+           "\"n_gen\": %d, \"n_parallel\": %d, \"avg_ns\": %.0f, \"stddev_ns\": %.0f, \"avg_ts\": %.6f, "
            "\"stddev_ts\": %.6f, \"samples_ts\": [",
            type, (long long)info->weight_bytes, (long long)info->n_params, o->n_batch,
-           n_threads, herd_dtype_name(o->run.kv_type), r->n_prompt, r->n_gen, ns, nsd, ts, sd);
+           n_threads, herd_dtype_name(o->run.kv_type), r->n_prompt, r->n_gen, o->n_par, ns, nsd,
+           ts, sd);
     for (int i = 0; i < r->n; i++)
         printf("%s%.6f", i ? ", " : "", r->samples_ts[i]);
     printf("], \"load_s\": %.4f, \"ttft_s\": %.4f, \"kv_bytes\": %lld, \"rss_bytes\": %lld}%s\n",
@@ -281,11 +292,11 @@ static int run_test(herd_context *c, struct bench_buf *b, const struct bench_opt
     for (int k = 0; k < o->reps; k++) {
         double t0 = now_s();
         herd_status s = r->n_prompt ? run_prompt(c, b, r->n_prompt, o->n_batch, n_vocab, &rng)
-                                    : run_gen(c, b, r->n_gen, n_vocab, &rng);
+                                    : run_gen(c, b, r->n_gen, o->n_par, n_vocab, &rng);
         double dt = now_s() - t0;
         if (s)
             return cli_fail_status(s);
-        int ntok = r->n_prompt ? r->n_prompt : r->n_gen;
+        int ntok = r->n_prompt ? r->n_prompt : r->n_gen * o->n_par;
         r->samples_ns[k] = dt * 1e9;
         r->samples_ts[k] = dt > 0 ? ntok / dt : 0.0;
         r->n = k + 1;
@@ -321,8 +332,8 @@ int cmd_bench(int argc, char **argv)
         cp.n_ctx = 1;
     if (o.run.ctx > 0)
         cp.n_ctx = o.run.ctx;
-    cp.n_seq = 1;
-    cp.n_batch = o.n_batch;
+    cp.n_seq = o.n_par;
+    cp.n_batch = o.n_batch > o.n_par ? o.n_batch : o.n_par;
     cp.n_threads = o.run.threads;
     cp.kv_type = o.run.kv_type;
     if ((s = herd_context_new(m, &cp, &c))) {
@@ -330,12 +341,12 @@ int cmd_bench(int argc, char **argv)
         goto done;
     }
     int64_t kv_bytes = herd_context_kv_bytes(c);
-    int bmax = o.n_batch > 1 ? o.n_batch : 1;
+    int bmax = cp.n_batch;
     b.tok = calloc((size_t)bmax, sizeof *b.tok);
     b.pos = calloc((size_t)bmax, sizeof *b.pos);
     b.seq = calloc((size_t)bmax, sizeof *b.seq);
     b.want = calloc((size_t)bmax, sizeof *b.want);
-    b.logits = calloc((size_t)info->n_vocab, sizeof *b.logits);
+    b.logits = calloc((size_t)info->n_vocab * (size_t)o.n_par, sizeof *b.logits);
     for (int i = 0; i < 2; i++) {
         res[i].samples_ts = calloc((size_t)o.reps, sizeof(double));
         res[i].samples_ns = calloc((size_t)o.reps, sizeof(double));
@@ -351,10 +362,10 @@ int cmd_bench(int argc, char **argv)
     uint64_t rng = 7;
     double t1 = now_s();
     s = o.n_prompt ? run_prompt(c, &b, o.n_prompt, o.n_batch, info->n_vocab, &rng)
-                   : run_gen(c, &b, 1, info->n_vocab, &rng);
+                   : run_gen(c, &b, 1, o.n_par, info->n_vocab, &rng);
     double ttft_s = load_s + (now_s() - t1);
     if (!s && o.n_gen)
-        s = run_gen(c, &b, 1, info->n_vocab, &rng);
+        s = run_gen(c, &b, 1, o.n_par, info->n_vocab, &rng);
     if (s) {
         rc = cli_fail_status(s);
         goto done;
@@ -404,6 +415,8 @@ int cmd_bench(int argc, char **argv)
             char test[32];
             if (res[i].n_prompt)
                 snprintf(test, sizeof test, "pp%d", res[i].n_prompt);
+            else if (o.n_par > 1)
+                snprintf(test, sizeof test, "tg%dx%d", res[i].n_gen, o.n_par);
             else
                 snprintf(test, sizeof test, "tg%d", res[i].n_gen);
             printf("| %s | %.2f GiB | %.2f B | herd %s | %d | %s | %.2f ± %.2f |\n", type,

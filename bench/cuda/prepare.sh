@@ -28,7 +28,8 @@ cmake --build $b -j"$(nproc)"
 
 rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib .gpu/models .gpu/whl
-cp $b/herd $b/tests/test_cuda_ops $b/tests/test_cuda_model $b/tests/test_cuda_dequant .gpu/bin/
+cp $b/herd $b/tests/test_cuda_ops $b/tests/test_cuda_model $b/tests/test_cuda_dequant \
+   $b/tests/bench_cuda_ops .gpu/bin/
 for m in gqa1_tied_f32/model.gguf gqa4_tied_bf16/model.gguf gqa4_tied_bf16/hf \
          gqa8_untied_f16/model.gguf headdim_sharded_f32/hf llama30_noscale_f32/model.gguf \
          gqa2_untied_f32/model.gguf; do

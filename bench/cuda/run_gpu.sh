@@ -13,7 +13,7 @@
 #   5. bench files (bench/make_bench_model.py: 1B Q8_0, 8B Q4_K_M, then 8B Q8_0 and 1B F16 if
 #      time is left) and `herd bench --device cuda` on each: pp512, tg128
 # Logs (at most 8 files come back from $OUT): summary.txt, info.log, tests.log,
-# sanitizer.log, bench.log, build.log. NO_BENCH=1 leaves out step 5 (a dry run).
+# sanitizer.log, ops.log, bench.log, build.log, profile.log (nsys, where the machine has it). NO_BENCH=1 leaves out step 5 (a dry run).
 set -u
 t0=$SECONDS
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -126,35 +126,48 @@ fi
 grep -E "ERROR SUMMARY|========= (Invalid|Uninit|Race|Barrier|Program hit)" "$Z" | sort |
   uniq -c | head -20 >>"$S"
 
-# ---- 5. speed
+# ---- 5. speed: each operation on 8B shapes, then whole models
+if [ -n "$BIN" ] && [ -x "$BIN/bench_cuda_ops" ]; then
+  run "$OUT/ops.log" 150 "bench_cuda_ops" "$BIN/bench_cuda_ops"
+  grep -E "^\| (matmul|rmsnorm|add|swiglu|rope|kv_store|attention)" "$OUT/ops.log" >>"$S"
+fi
 B=$OUT/bench.log
 : >"$B"
 HERD=${BIN:+$BIN/herd}
 W=/tmp/benchmodels
 mkdir -p "$W"
 tok=${HERD_SHARED_DATA:-$root/../shared/data}/llama3/tokenizer.json
-bench() { # shape type
+bench() { # shape type: pp512 + tg128, then the aggregate of 8 and 32 parallel sequences
   local f=$W/llama3-$1-$2.gguf
-  [ -f "$f" ] || run "$B" 240 "make $1 $2" python3 bench/make_bench_model.py --shape "$1" \
-                   --type "$2" --tokenizer "$tok" -o "$f" || return 0
-  run "$B" 180 "herd bench $1 $2" "$HERD" bench -m "$f" --device cuda -p 512 -n 128 -r 3
-  rm -f "$f" # disk: the 8B files are 5-9 GB
+  [ -f "$f" ] || run "$B" 300 "make $1 $2" sh -c "python3 bench/make_bench_model.py --shape $1 \
+                   --type $2 --tokenizer $tok -o $f 2>&1 | tr '\r' '\n' | tail -2" || return 0
+  run "$B" 120 "herd bench $1 $2" "$HERD" bench -m "$f" --device cuda -p 512 -n 128 -r 3
+  for par in 8 32; do
+    run "$B" 90 "herd bench $1 $2 x$par" "$HERD" bench -m "$f" --device cuda -p 0 -n 64 \
+        -P $par -r 2
+  done
+  if [ -n "$PROFILE" ] && [ "$(left)" -gt 120 ]; then
+    run "$OUT/profile.log" 90 "nsys $1 $2 tg" nsys profile -o /tmp/prof-$1-$2 --force-overwrite true \
+        --stats=true "$HERD" bench -m "$f" --device cuda -p 512 -n 64 -r 1
+    PROFILE=
+  fi
+  rm -f "$f" # disk: the 8B files are 5-16 GB
 }
+PROFILE=$(command -v nsys || true)
 if [ -n "${NO_BENCH:-}" ]; then
   say "SKIP bench (NO_BENCH set)"
 elif [ -n "$HERD" ] && [ -f "$tok" ] && python3 -c "import gguf" 2>/dev/null; then
-  bench 1b q8_0
-  bench 8b q4_k_m
-  [ "$(left)" -gt 150 ] && bench 8b q8_0
-  [ "$(left)" -gt 90 ] && bench 1b f16
-  [ "$(left)" -gt 60 ] && bench 1b q4_0
+  for st in ${BENCH_FILES:-8b:q4_k_m 8b:bf16 8b:q8_0 8b:q4_0 1b:q8_0}; do
+    [ "$(left)" -gt 90 ] && bench "${st%%:*}" "${st##*:}"
+  done
 else
   say "SKIP bench (herd, tokenizer.json or the gguf package missing)"
 fi
 grep -E "^\| llama" "$B" >>"$S"
 
 # racecheck last: slow, and the least likely to find something the tests did not
-if command -v compute-sanitizer >/dev/null && [ -n "$BIN" ] && [ "$(left)" -gt 60 ]; then
+if [ -z "${NO_RACE:-}" ] && command -v compute-sanitizer >/dev/null && [ -n "$BIN" ] &&
+   [ "$(left)" -gt 60 ]; then
   run "$Z" $(($(left) - 10)) "racecheck test_cuda_ops" compute-sanitizer --tool racecheck \
       --error-exitcode 3 "$BIN/test_cuda_ops"
   grep -E "RACECHECK SUMMARY|ERROR SUMMARY" "$Z" | tail -2 >>"$S"

@@ -14,6 +14,9 @@ foreach(t test_cuda_ops test_cuda_model)
   target_include_directories(${t} PRIVATE ${HERD_TESTS}/unit)
 endforeach()
 add_test(NAME cuda_ops COMMAND test_cuda_ops)
+# Not a test: each operation's time on 8B shapes (bench/cuda/README.md), built beside them.
+add_executable(bench_cuda_ops ${PROJECT_SOURCE_DIR}/bench/cuda/bench_cuda_ops.c)
+target_link_libraries(bench_cuda_ops PRIVATE herd_core)
 if(HERD_CUDA)
   # The weight layouts as the kernels decode them, checked on the host: needs no GPU.
   add_executable(test_cuda_dequant ${HERD_TESTS}/cuda/test_cuda_dequant.cu)

@@ -334,6 +334,12 @@ static void cuda_ctx_free(struct bctx *bc)
     cudaFree(c->v_cache);
     cudaFree(c->d_step);
     cudaFree(c->act);
+    cudaFree(c->act16);
+    cudaFree(c->y2);
+    cudaFree(c->att_part);
+    cudaFree(c->actq);
+    cudaFree(c->actd);
+    cudaFree(c->acts);
     cudaFree(c->wscratch);
     cudaFree(c->blas_ws);
     for (int i = 0; i < 2; i++) {
@@ -416,6 +422,33 @@ static herd_status ctx_resources(struct cuda_ctx *c)
                        "rounded activations")))
         return s;
     c->act = (float *)v;
+    if ((s = dev_alloc(&v, (size_t)2 * p->n_batch * p->max_cols * sizeof(uint16_t),
+                       "16-bit activations")))
+        return s;
+    c->act16 = (uint16_t *)v;
+    c->y2_elems = (int64_t)2 * p->n_batch * p->max_cols;
+    if ((s = dev_alloc(&v, (size_t)c->y2_elems * sizeof(float), "product halves")))
+        return s;
+    c->y2 = (float *)v;
+    if ((s = dev_alloc(&v, (size_t)MMV_MAX_ROWS * p->max_cols, "quantized activations")))
+        return s;
+    c->actq = (int8_t *)v;
+    if ((s = dev_alloc(&v, (size_t)MMV_MAX_ROWS * (p->max_cols / 32 + 1) * sizeof(float),
+                       "activation scales")))
+        return s;
+    c->actd = (float *)v;
+    if ((s = dev_alloc(&v, (size_t)MMV_MAX_ROWS * (p->max_cols / 16 + 1) * sizeof(int16_t),
+                       "activation sums")))
+        return s;
+    c->acts = (int16_t *)v;
+    /* attention splits of 64 positions or more, at most ATT_MAX_SPLITS of them */
+    c->att_chunk = (p->n_ctx + ATT_MAX_SPLITS - 1) / ATT_MAX_SPLITS;
+    if (c->att_chunk < 64)
+        c->att_chunk = 64;
+    if ((s = dev_alloc(&v, (size_t)ATT_TOKENS * p->n_heads * ATT_MAX_SPLITS *
+                               (p->head_dim + 2) * sizeof(float), "attention partials")))
+        return s;
+    c->att_part = (float *)v;
     int64_t ws = c->be->max_weight_elems < SCRATCH_MAX_ELEMS ? c->be->max_weight_elems
                                                              : SCRATCH_MAX_ELEMS;
     c->wscratch_elems = ws > p->max_cols ? ws : p->max_cols;
@@ -461,6 +494,7 @@ static int64_t cuda_kv_bytes(const struct bctx *bc)
 static herd_status cuda_alloc(struct bctx *bc, int64_t n, float **out)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     *out = NULL;
     void **grown = (void **)herd_realloc(c->bufs, (size_t)(c->n_bufs + 1) * sizeof *grown);
     if (!grown)
@@ -480,6 +514,7 @@ static herd_status cuda_alloc(struct bctx *bc, int64_t n, float **out)
 static herd_status cuda_upload(struct bctx *bc, float *dst, const float *src, int64_t n)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     herd_status s = cuda_ctx_status(c);
     if (s != HERD_OK || n <= 0)
         return s;
@@ -519,6 +554,7 @@ static herd_status cuda_step_set(struct bctx *bc, const int32_t *tokens, const i
                                  const int32_t *seq, int64_t n, const struct bstep **out)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     *out = NULL;
     herd_status s = cuda_ctx_status(c);
     if (s != HERD_OK)
@@ -562,6 +598,7 @@ static herd_status cuda_step_set(struct bctx *bc, const int32_t *tokens, const i
 static herd_status cuda_kv_copy(struct bctx *bc, int32_t dst, int32_t src, int32_t n)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     herd_status s = cuda_ctx_status(c);
     if (s != HERD_OK || n <= 0)
         return s;
@@ -583,6 +620,7 @@ static herd_status cuda_kv_copy(struct bctx *bc, int32_t dst, int32_t src, int32
 static bool cuda_graph_replay(struct bctx *bc, int64_t key)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     if (c->err != HERD_OK)
         return false; /* graph_begin reports it */
     for (int i = 0; i < c->n_graphs; i++) {
@@ -602,6 +640,7 @@ static bool cuda_graph_replay(struct bctx *bc, int64_t key)
 static herd_status cuda_graph_begin(struct bctx *bc, int64_t key)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     herd_status s = cuda_ctx_status(c);
     if (s != HERD_OK)
         return s;
@@ -626,6 +665,7 @@ static herd_status cuda_graph_begin(struct bctx *bc, int64_t key)
 static herd_status cuda_graph_end(struct bctx *bc, int64_t key)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     if (!c->capturing)
         return cuda_ctx_status(c);
     c->capturing = false;

@@ -73,6 +73,8 @@ struct cuda_backend {
 
 /* ---- context level */
 
+#define MMV_MAX_ROWS 8    /* activation rows of the decode products (mmv.cu); beyond, GEMM */
+
 #define CUDA_MAX_GRAPHS 32 /* chunk sizes recorded; a server sees a few (1..n_seq, n_batch) */
 
 struct cuda_graph {
@@ -105,8 +107,23 @@ struct cuda_ctx {
     /* matmul */
     herd_dtype act_type[HERD_N_DTYPES]; /* the CPU's partner format per weight type */
     float *act;             /* (n_batch, max_cols) activations rounded to that format */
+    uint16_t *act16;        /* (2, n_batch, max_cols) them in 16 bits for tensor cores */
+    float *y2;              /* (y2_elems) a product's hi and lo halves before their sum */
+    int64_t y2_elems;
+    int8_t *actq;           /* (MMV_MAX_ROWS, max_cols) them quantized for mmv.cu */
+    float *actd;            /* (MMV_MAX_ROWS, max_cols / 32) their scales */
+    int16_t *acts;          /* (MMV_MAX_ROWS, max_cols / 16) their sums of 16 (Q8_K) */
+    /* What actq holds: the input (x, ldx, cols, n) quantized to memo_type, so that q, k
+     * and v (and gate and up) quantize their shared input once. Every operation but
+     * matmul forgets it (cuda_memo_clear), as does a matmul writing over that input. */
+    const float *memo_x;
+    int64_t memo_ldx, memo_cols, memo_n;
+    herd_dtype memo_type;
     float *wscratch;        /* (wscratch_elems) weight rows dequantized for cuBLAS */
     int64_t wscratch_elems;
+    /* attention: positions per split, and the splits' partial results */
+    int att_chunk;
+    float *att_part;        /* (ATT_TOKENS, n_heads, ATT_MAX_SPLITS, head_dim + 2) */
     /* what alloc handed out */
     void **bufs;
     int n_bufs;
@@ -124,6 +141,11 @@ struct cuda_ctx {
 static inline struct cuda_ctx *cuda_ctx_of(struct bctx *bc)
 {
     return (struct cuda_ctx *)bc;
+}
+
+static inline void cuda_memo_clear(struct cuda_ctx *c)
+{
+    c->memo_x = NULL;
 }
 
 /* Keeps the first failure of an operation (status and herd_last_error's message). */
@@ -155,8 +177,18 @@ void cuda_swiglu(struct bctx *bc, float *out, const float *gate, const float *up
 void cuda_add(struct bctx *bc, float *x, const float *y, int64_t n);
 void cuda_copy_row(struct bctx *bc, float *buf, int64_t cols, int64_t dst, int64_t src);
 
-/* Largest head_dim attention handles: each of its 128 threads keeps 2 output elements. */
+/* The decode products of mmv.cu: whether one fits this weight and input, and the product. */
+bool cuda_mmv_ok(const struct cuda_ctx *c, const struct weight *w, const float *x, int64_t ldx,
+                 int64_t n);
+void cuda_mmv(struct cuda_ctx *c, float *y, int64_t ldy, const struct weight *w, const float *x,
+              int64_t ldx, int64_t n);
+
+/* Largest head_dim attention handles: each lane of a warp keeps 8 elements of a head. */
 #define CUDA_MAX_HEAD_DIM 256
+/* Attention (ops.cu): at most this many position splits per token, and tokens per launch
+ * (the partial results of one launch fill att_part). */
+#define ATT_MAX_SPLITS 32
+#define ATT_TOKENS 32
 
 /* ---- device helpers shared by the kernels */
 

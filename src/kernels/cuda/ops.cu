@@ -8,8 +8,8 @@
  * the same formulas, with __fmul_rn / __fadd_rn where the reference rounds a product before
  * a sum, so RoPE and the norms match it to the last bit but for the order of long sums.
  * Attention is the one deliberate difference in form: the CPU takes the maximum score
- * first, then the softmax, then the weighted sum of values; here one block per (token,
- * head) walks the positions in tiles of 128 with a running maximum (online softmax), which
+ * first, then the softmax, then the weighted sum of values; here blocks take slices of the
+ * positions with a running maximum (online softmax) and their results are merged, which
  * needs no buffer of n_ctx scores and differs from the CPU only by rounding.
  *
  * Every operation reads the step (tokens, positions, sequences, RoPE table) from device
@@ -17,8 +17,8 @@
  */
 #include "dequant.cuh"
 
-#define NORM_THREADS 256
-#define ATT_THREADS 128 /* a block per (token, head); also the tile of positions */
+#define NORM_THREADS 1024
+#define ATT_THREADS 128 /* 4 warps per attention block */
 #define ATT_WARPS (ATT_THREADS / 32)
 
 /* ---- RMSNorm: one block per row */
@@ -48,6 +48,7 @@ void cuda_rmsnorm(struct bctx *bc, float *out, const float *x, const float *w, i
                   int64_t dim)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     if (c->err != HERD_OK || n <= 0)
         return;
     rmsnorm_kernel<<<(unsigned)n, NORM_THREADS, 0, c->stream>>>(out, x, w, dim, c->p.norm_eps);
@@ -80,6 +81,7 @@ void cuda_rope(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk,
                const struct bstep *st)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     if (c->err != HERD_OK || st->n <= 0)
         return;
     const struct bctx_params *p = &c->p;
@@ -150,6 +152,7 @@ void cuda_kv_store(struct bctx *bc, int layer, const float *k, int64_t ldk, cons
                    int64_t ldv, const struct bstep *st)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     if (c->err != HERD_OK || st->n <= 0)
         return;
     const struct bctx_params *p = &c->p;
@@ -174,86 +177,153 @@ void cuda_kv_store(struct bctx *bc, int layer, const float *k, int64_t ldk, cons
     cuda_launched(c, "kv_store");
 }
 
-/* ---- attention */
+/* ---- attention: split over positions (flash-decoding), then combined
+ *
+ * Block (t, g, c) x split s: token t, KV head g, query heads c * ATT_HG .. of the group that
+ * reads g, positions [s * chunk, (s + 1) * chunk) up to pos[t]. Each warp walks every
+ * ATT_WARPS-th position: its lanes hold the head's elements d = lane + 32 j, one load of
+ * the key row serves every query head of the block (GQA), a shuffle sum gives each score,
+ * and a running maximum rescales what was summed (online softmax). The warps' results are
+ * merged in shared memory; a token whose positions fit one split writes its output there,
+ * the others leave (max, sum, weighted values) per split for attention_combine_kernel.
+ * Splits make a long cache many blocks (a decode step at position 4096 reads 64 blocks'
+ * worth per KV head instead of one block walking 4096 positions). */
+
+#define ATT_HG 4                            /* query heads per block */
+#define ATT_DPL (CUDA_MAX_HEAD_DIM / 32)    /* head elements per lane */
 
 struct att_args {
     float *out;               /* (n, n_heads * hd) */
     const float *q;           /* (n, n_heads * hd) */
     const uint8_t *kc, *vc;   /* the caches */
     const int32_t *seq, *pos; /* the step, device */
-    int layer, n_seq, n_ctx, n_heads, group, hd;
+    float *part;              /* (ATT_TOKENS, n_heads, ATT_MAX_SPLITS, hd + 2) */
+    int64_t t0;               /* first token of this launch */
+    int layer, n_seq, n_ctx, n_heads, n_kv_heads, group, hd, chunk, hchunks;
     size_t row_bytes, head_bytes;
     float scale;              /* 1 / sqrt(hd) */
 };
 
-/* Block (t, h) = blockIdx.x as t * n_heads + h: softmax(q . K / sqrt(hd)) . V over
- * positions 0..pos[t] of sequence seq[t], KV head h / group. Per tile of ATT_THREADS
- * positions: each warp scores positions (lanes across the head, a shuffle sum), the block
- * takes the tile's maximum, rescales what it has summed so far by exp(m_old - m_new), and
- * each thread adds the tile's weighted values for its output elements. */
 template <herd_dtype KV>
 static __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(struct att_args a)
 {
-    __shared__ float s_q[CUDA_MAX_HEAD_DIM];
-    __shared__ float s_p[ATT_THREADS];
+    __shared__ float s_m[ATT_WARPS][ATT_HG], s_l[ATT_WARPS][ATT_HG];
+    __shared__ float s_acc[ATT_WARPS][ATT_HG][CUDA_MAX_HEAD_DIM];
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const int64_t t = blockIdx.x / a.n_heads;
-    const int h = (int)(blockIdx.x % a.n_heads);
+    const int hc = (int)(blockIdx.x % a.hchunks);
+    const int g = (int)(blockIdx.x / a.hchunks % a.n_kv_heads);
+    const int64_t tl = blockIdx.x / a.hchunks / a.n_kv_heads, t = a.t0 + tl;
+    const int split = blockIdx.y;
     const int32_t seq = a.seq[t], pos = a.pos[t];
-    const size_t base = kv_offset(a.layer, seq, 0, a.n_seq, a.n_ctx, a.row_bytes) +
-                        (size_t)(h / a.group) * a.head_bytes;
-    const uint8_t *k0 = a.kc + base, *v0 = a.vc + base;
-    const int64_t qo = (t * a.n_heads + h) * a.hd;
-    for (int d = tid; d < a.hd; d += ATT_THREADS)
-        s_q[d] = a.q[qo + d];
-    __syncthreads();
-    float m = -INFINITY, l = 0.0f, acc[CUDA_MAX_HEAD_DIM / ATT_THREADS];
+    const int p_begin = split * a.chunk;
+    if (p_begin > pos)
+        return; /* the whole block: nothing of this token here */
+    const int p_end = p_begin + a.chunk < pos + 1 ? p_begin + a.chunk : pos + 1;
+    const int h0 = g * a.group + hc * ATT_HG;
+    const int nh = a.group - hc * ATT_HG < ATT_HG ? a.group - hc * ATT_HG : ATT_HG;
+    const size_t base = (((size_t)a.layer * a.n_seq + (size_t)seq) * a.n_ctx) * a.row_bytes +
+                        (size_t)g * a.head_bytes;
+
+    float q[ATT_HG][ATT_DPL], acc[ATT_HG][ATT_DPL], m[ATT_HG], l[ATT_HG];
 #pragma unroll
-    for (int j = 0; j < CUDA_MAX_HEAD_DIM / ATT_THREADS; j++)
-        acc[j] = 0.0f;
-    for (int p0 = 0; p0 <= pos; p0 += ATT_THREADS) {
-        const int cnt = pos + 1 - p0 < ATT_THREADS ? pos + 1 - p0 : ATT_THREADS;
-        for (int i = warp; i < cnt; i += ATT_WARPS) {
-            const uint8_t *kr = k0 + (size_t)(p0 + i) * a.row_bytes;
-            float s = 0.0f;
-            for (int d = lane; d < a.hd; d += 32)
-                s += s_q[d] * kv_elem<KV>(kr, d);
-            s = warp_sum(s);
-            if (lane == 0)
-                s_p[i] = s * a.scale;
+    for (int hh = 0; hh < ATT_HG; hh++) {
+        m[hh] = -INFINITY;
+        l[hh] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < ATT_DPL; j++) {
+            const int d = lane + 32 * j;
+            acc[hh][j] = 0.0f;
+            q[hh][j] = hh < nh && d < a.hd ? a.q[(t * a.n_heads + h0 + hh) * a.hd + d] : 0.0f;
         }
-        __syncthreads();
-        float tmax = -INFINITY;
-        for (int i = 0; i < cnt; i++)
-            tmax = fmaxf(tmax, s_p[i]);
-        const float m_new = fmaxf(m, tmax);
-        const float corr = expf(m - m_new); /* 0 on the first tile (m = -inf) */
-        __syncthreads(); /* every thread has read the scores */
-        if (tid < cnt)
-            s_p[tid] = expf(s_p[tid] - m_new);
-        __syncthreads();
-        float psum = 0.0f;
-        for (int i = 0; i < cnt; i++)
-            psum += s_p[i];
-        l = l * corr + psum;
+    }
+    for (int p = p_begin + warp; p < p_end; p += ATT_WARPS) {
+        const uint8_t *kr = a.kc + base + (size_t)p * a.row_bytes;
+        const uint8_t *vr = a.vc + base + (size_t)p * a.row_bytes;
+        float k[ATT_DPL], v[ATT_DPL];
 #pragma unroll
-        for (int j = 0; j < CUDA_MAX_HEAD_DIM / ATT_THREADS; j++) {
-            const int d = tid + j * ATT_THREADS;
-            if (d < a.hd) {
-                float acc_d = acc[j] * corr;
-                for (int i = 0; i < cnt; i++)
-                    acc_d += s_p[i] * kv_elem<KV>(v0 + (size_t)(p0 + i) * a.row_bytes, d);
-                acc[j] = acc_d;
+        for (int j = 0; j < ATT_DPL; j++) {
+            const int d = lane + 32 * j;
+            k[j] = d < a.hd ? kv_elem<KV>(kr, d) : 0.0f;
+            v[j] = d < a.hd ? kv_elem<KV>(vr, d) : 0.0f;
+        }
+#pragma unroll
+        for (int hh = 0; hh < ATT_HG; hh++) {
+            if (hh >= nh)
+                break;
+            float sc = 0.0f;
+#pragma unroll
+            for (int j = 0; j < ATT_DPL; j++)
+                sc += q[hh][j] * k[j];
+            sc = warp_sum(sc) * a.scale;
+            const float m_new = fmaxf(m[hh], sc);
+            const float corr = expf(m[hh] - m_new); /* 0 at the first position */
+            const float pe = expf(sc - m_new);
+            l[hh] = l[hh] * corr + pe;
+#pragma unroll
+            for (int j = 0; j < ATT_DPL; j++)
+                acc[hh][j] = acc[hh][j] * corr + pe * v[j];
+            m[hh] = m_new;
+        }
+    }
+    /* merge the warps */
+#pragma unroll
+    for (int hh = 0; hh < ATT_HG; hh++) {
+        if (lane == 0) {
+            s_m[warp][hh] = m[hh];
+            s_l[warp][hh] = l[hh];
+        }
+#pragma unroll
+        for (int j = 0; j < ATT_DPL; j++)
+            s_acc[warp][hh][lane + 32 * j] = acc[hh][j];
+    }
+    __syncthreads();
+    const bool single = pos < a.chunk; /* one split holds every position */
+    for (int e = tid; e < nh * a.hd; e += ATT_THREADS) {
+        const int hh = e / a.hd, d = e % a.hd;
+        float mx = -INFINITY;
+        for (int w = 0; w < ATT_WARPS; w++)
+            mx = fmaxf(mx, s_m[w][hh]);
+        float sum = 0.0f, val = 0.0f;
+        for (int w = 0; w < ATT_WARPS; w++) {
+            const float f = s_m[w][hh] == -INFINITY ? 0.0f : expf(s_m[w][hh] - mx);
+            sum += s_l[w][hh] * f;
+            val += s_acc[w][hh][d] * f;
+        }
+        const int h = h0 + hh;
+        if (single) {
+            a.out[(t * a.n_heads + h) * a.hd + d] = val / sum;
+        } else {
+            float *pp = a.part + ((tl * a.n_heads + h) * ATT_MAX_SPLITS + split) * (a.hd + 2);
+            pp[2 + d] = val;
+            if (d == 0) {
+                pp[0] = mx;
+                pp[1] = sum;
             }
         }
-        m = m_new;
-        __syncthreads(); /* before the next tile's scores overwrite s_p */
     }
-#pragma unroll
-    for (int j = 0; j < CUDA_MAX_HEAD_DIM / ATT_THREADS; j++) {
-        const int d = tid + j * ATT_THREADS;
-        if (d < a.hd)
-            a.out[qo + d] = acc[j] / l;
+}
+
+/* Block (t, h): the splits of a token whose positions took more than one, merged. */
+static __global__ void __launch_bounds__(ATT_THREADS) attention_combine_kernel(struct att_args a)
+{
+    const int64_t tl = blockIdx.x / a.n_heads, t = a.t0 + tl;
+    const int h = (int)(blockIdx.x % a.n_heads);
+    const int32_t pos = a.pos[t];
+    if (pos < a.chunk)
+        return; /* written by attention_kernel */
+    const int ns = pos / a.chunk + 1;
+    const float *pp = a.part + (tl * a.n_heads + h) * ATT_MAX_SPLITS * (a.hd + 2);
+    float mx = -INFINITY;
+    for (int s = 0; s < ns; s++)
+        mx = fmaxf(mx, pp[s * (a.hd + 2)]);
+    for (int d = threadIdx.x; d < a.hd; d += ATT_THREADS) {
+        float sum = 0.0f, val = 0.0f;
+        for (int s = 0; s < ns; s++) {
+            const float f = expf(pp[s * (a.hd + 2)] - mx);
+            sum += pp[s * (a.hd + 2) + 1] * f;
+            val += pp[s * (a.hd + 2) + 2 + d] * f;
+        }
+        a.out[(t * a.n_heads + h) * a.hd + d] = val / sum;
     }
 }
 
@@ -261,6 +331,7 @@ void cuda_attention(struct bctx *bc, float *out, const float *q, int layer,
                     const struct bstep *st)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     if (c->err != HERD_OK || st->n <= 0)
         return;
     const struct bctx_params *p = &c->p;
@@ -269,17 +340,28 @@ void cuda_attention(struct bctx *bc, float *out, const float *q, int layer,
                                    p->n_layers));
         return;
     }
-    struct att_args a = {out, q, c->k_cache, c->v_cache, st->seq, st->pos, layer, p->n_seq,
-                         p->n_ctx, p->n_heads, p->n_heads / p->n_kv_heads, p->head_dim,
+    const int group = p->n_heads / p->n_kv_heads;
+    struct att_args a = {out, q, c->k_cache, c->v_cache, st->seq, st->pos, c->att_part, 0,
+                         layer, p->n_seq, p->n_ctx, p->n_heads, p->n_kv_heads, group,
+                         p->head_dim, c->att_chunk, (group + ATT_HG - 1) / ATT_HG,
                          c->kv_row_bytes, c->kv_head_bytes, 1.0f / sqrtf((float)p->head_dim)};
-    const unsigned grid = (unsigned)(st->n * p->n_heads);
-    if (p->kv_type == HERD_DTYPE_F32)
-        attention_kernel<HERD_DTYPE_F32><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    else if (p->kv_type == HERD_DTYPE_F16)
-        attention_kernel<HERD_DTYPE_F16><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    else
-        attention_kernel<HERD_DTYPE_Q8_0><<<grid, ATT_THREADS, 0, c->stream>>>(a);
-    cuda_launched(c, "attention");
+    const unsigned splits = (unsigned)((p->n_ctx + c->att_chunk - 1) / c->att_chunk);
+    for (int64_t t0 = 0; t0 < st->n; t0 += ATT_TOKENS) {
+        const int64_t nt = st->n - t0 < ATT_TOKENS ? st->n - t0 : ATT_TOKENS;
+        a.t0 = t0;
+        const dim3 grid((unsigned)(nt * p->n_kv_heads * a.hchunks), splits);
+        if (p->kv_type == HERD_DTYPE_F32)
+            attention_kernel<HERD_DTYPE_F32><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+        else if (p->kv_type == HERD_DTYPE_F16)
+            attention_kernel<HERD_DTYPE_F16><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+        else
+            attention_kernel<HERD_DTYPE_Q8_0><<<grid, ATT_THREADS, 0, c->stream>>>(a);
+        if (splits > 1)
+            attention_combine_kernel<<<(unsigned)(nt * p->n_heads), ATT_THREADS, 0,
+                                       c->stream>>>(a);
+        if (!cuda_launched(c, "attention"))
+            return;
+    }
 }
 
 /* ---- elementwise */
@@ -305,6 +387,7 @@ void cuda_swiglu(struct bctx *bc, float *out, const float *gate, const float *up
                  int64_t hidden)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     const int64_t items = n * hidden;
     if (c->err != HERD_OK || items <= 0)
         return;
@@ -315,6 +398,7 @@ void cuda_swiglu(struct bctx *bc, float *out, const float *gate, const float *up
 void cuda_add(struct bctx *bc, float *x, const float *y, int64_t n)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     if (c->err != HERD_OK || n <= 0)
         return;
     add_kernel<<<(unsigned)((n + 255) / 256), 256, 0, c->stream>>>(x, y, n);
@@ -324,6 +408,7 @@ void cuda_add(struct bctx *bc, float *x, const float *y, int64_t n)
 void cuda_copy_row(struct bctx *bc, float *buf, int64_t cols, int64_t dst, int64_t src)
 {
     struct cuda_ctx *c = cuda_ctx_of(bc);
+    cuda_memo_clear(c);
     if (c->err != HERD_OK || dst == src)
         return;
     cudaError_t e = cudaMemcpyAsync(buf + dst * cols, buf + src * cols,

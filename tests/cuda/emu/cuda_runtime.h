@@ -178,6 +178,38 @@ static inline int __shfl_xor_sync(unsigned mask, int v, int o)
     return (int)emu::shfl_xor((uint32_t)v, o);
 }
 
+/* The vector types the kernels load (16 and 8 bytes at a time). */
+struct uint4 {
+    unsigned x, y, z, w;
+};
+struct int4 {
+    int x, y, z, w;
+};
+struct int2 {
+    int x, y;
+};
+struct float4 {
+    float x, y, z, w;
+};
+
+/* Sum of the four signed byte products of a and b, plus c. */
+static inline int __dp4a(int a, int b, int c)
+{
+    for (int i = 0; i < 4; i++)
+        c += (int)(int8_t)(uint8_t)((uint32_t)a >> (8 * i)) *
+             (int)(int8_t)(uint8_t)((uint32_t)b >> (8 * i));
+    return c;
+}
+
+/* Bytewise a - b, each byte modulo 256. */
+static inline int __vsub4(int a, int b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 4; i++)
+        r |= (uint32_t)(uint8_t)(((uint32_t)a >> (8 * i)) - ((uint32_t)b >> (8 * i))) << (8 * i);
+    return (int)r;
+}
+
 template <typename T>
 static inline T __ldg(const T *p)
 {

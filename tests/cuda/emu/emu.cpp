@@ -16,6 +16,7 @@
  */
 #include "cublas_v2.h"
 #include "cuda_runtime.h"
+#include "cuda_fp16.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -541,6 +542,51 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
                     s += x * y;
                 }
                 float *o = c + i + (size_t)j * ldc;
+                *o = be == 0.0f ? al * s : al * s + be * *o;
+            }
+        }
+    });
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* An element of a 16-bit matrix as a float. */
+static float emu_elem16(const void *p, cudaDataType_t t, size_t i)
+{
+    const uint16_t h = ((const uint16_t *)p)[i];
+    if (t == CUDA_R_16F)
+        return fp16_to_f32(h);
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void *alpha, const void *a, cudaDataType_t at,
+                            int lda, const void *b, cudaDataType_t bt, int ldb,
+                            const void *beta, void *c, cudaDataType_t ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo)
+{
+    (void)algo;
+    const bool t16 = (at == CUDA_R_16F || at == CUDA_R_16BF) && bt == at;
+    if (!t16 || ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F || m < 0 || n < 0 || k < 0 ||
+        lda < (ta == CUBLAS_OP_N ? m : k) || lda < 1 || ldb < (tb == CUBLAS_OP_N ? k : n) ||
+        ldb < 1 || ldc < m || ldc < 1)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    float *cf = (float *)c;
+    emu::on_stream(h->stream, [=]() {
+        for (int j = 0; j < n; j++) {
+            for (int i = 0; i < m; i++) {
+                float s = 0.0f;
+                for (int l = 0; l < k; l++) {
+                    const float x = emu_elem16(a, at, ta == CUBLAS_OP_N ? i + (size_t)l * lda
+                                                                        : l + (size_t)i * lda);
+                    const float y = emu_elem16(b, bt, tb == CUBLAS_OP_N ? l + (size_t)j * ldb
+                                                                        : j + (size_t)l * ldb);
+                    s += x * y;
+                }
+                float *o = cf + i + (size_t)j * ldc;
                 *o = be == 0.0f ? al * s : al * s + be * *o;
             }
         }
