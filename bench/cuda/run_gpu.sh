@@ -151,13 +151,17 @@ bench() { # shape type: pp512 + tg128, then the aggregate of 8 and 32 parallel s
         --stats=true "$HERD" bench -m "$f" --device cuda -p 512 -n 64 -r 1
     PROFILE=
   fi
+  if [ "$1" = 1b ]; then # the server on the GPU: 8 clients at once, answers must agree
+    run "$B" 120 "serve $1 $2" python3 bench/cuda/serve_gpu.py "$HERD" "$f" --parallel 8
+    grep "^serve --device" "$B" | tail -1 >>"$S"
+  fi
   rm -f "$f" # disk: the 8B files are 5-16 GB
 }
 PROFILE=$(command -v nsys || true)
 if [ -n "${NO_BENCH:-}" ]; then
   say "SKIP bench (NO_BENCH set)"
 elif [ -n "$HERD" ] && [ -f "$tok" ] && python3 -c "import gguf" 2>/dev/null; then
-  for st in ${BENCH_FILES:-8b:q4_k_m 8b:bf16 8b:q8_0 8b:q4_0 1b:q8_0}; do
+  for st in ${BENCH_FILES:-1b:q8_0 8b:q4_k_m 8b:bf16 8b:q8_0 8b:q4_0}; do
     [ "$(left)" -gt 90 ] && bench "${st%%:*}" "${st##*:}"
   done
 else
