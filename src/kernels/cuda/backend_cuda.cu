@@ -441,10 +441,10 @@ static herd_status ctx_resources(struct cuda_ctx *c)
                        "activation sums")))
         return s;
     c->acts = (int16_t *)v;
-    /* attention splits of 64 positions or more, at most ATT_MAX_SPLITS of them */
+    /* attention splits of 32 positions or more (8 per warp), at most ATT_MAX_SPLITS */
     c->att_chunk = (p->n_ctx + ATT_MAX_SPLITS - 1) / ATT_MAX_SPLITS;
-    if (c->att_chunk < 64)
-        c->att_chunk = 64;
+    if (c->att_chunk < 32)
+        c->att_chunk = 32;
     if ((s = dev_alloc(&v, (size_t)ATT_TOKENS * p->n_heads * ATT_MAX_SPLITS *
                                (p->head_dim + 2) * sizeof(float), "attention partials")))
         return s;

@@ -236,16 +236,10 @@ static __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(struct at
             q[hh][j] = hh < nh && d < a.hd ? a.q[(t * a.n_heads + h0 + hh) * a.hd + d] : 0.0f;
         }
     }
-    for (int p = p_begin + warp; p < p_end; p += ATT_WARPS) {
-        const uint8_t *kr = a.kc + base + (size_t)p * a.row_bytes;
-        const uint8_t *vr = a.vc + base + (size_t)p * a.row_bytes;
-        float k[ATT_DPL], v[ATT_DPL];
-#pragma unroll
-        for (int j = 0; j < ATT_DPL; j++) {
-            const int d = lane + 32 * j;
-            k[j] = d < a.hd ? kv_elem<KV>(kr, d) : 0.0f;
-            v[j] = d < a.hd ? kv_elem<KV>(vr, d) : 0.0f;
-        }
+    /* two positions per pass, their loads issued together: a warp's positions are few
+     * (a split's chunk over ATT_WARPS warps) and each would otherwise wait out the
+     * memory's latency alone */
+    const auto score = [&](const float *k, const float *v) {
 #pragma unroll
         for (int hh = 0; hh < ATT_HG; hh++) {
             if (hh >= nh)
@@ -264,6 +258,27 @@ static __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(struct at
                 acc[hh][j] = acc[hh][j] * corr + pe * v[j];
             m[hh] = m_new;
         }
+    };
+    for (int p = p_begin + warp; p < p_end; p += 2 * ATT_WARPS) {
+        const int p2 = p + ATT_WARPS;
+        const bool two = p2 < p_end; /* the same on every lane */
+        const uint8_t *kr = a.kc + base + (size_t)p * a.row_bytes;
+        const uint8_t *vr = a.vc + base + (size_t)p * a.row_bytes;
+        const uint8_t *kr2 = a.kc + base + (size_t)(two ? p2 : p) * a.row_bytes;
+        const uint8_t *vr2 = a.vc + base + (size_t)(two ? p2 : p) * a.row_bytes;
+        float k[ATT_DPL], v[ATT_DPL], k2[ATT_DPL], v2[ATT_DPL];
+#pragma unroll
+        for (int j = 0; j < ATT_DPL; j++) {
+            const int d = lane + 32 * j;
+            const bool in = d < a.hd;
+            k[j] = in ? kv_elem<KV>(kr, d) : 0.0f;
+            v[j] = in ? kv_elem<KV>(vr, d) : 0.0f;
+            k2[j] = in ? kv_elem<KV>(kr2, d) : 0.0f;
+            v2[j] = in ? kv_elem<KV>(vr2, d) : 0.0f;
+        }
+        score(k, v);
+        if (two)
+            score(k2, v2);
     }
     /* merge the warps */
 #pragma unroll
