@@ -61,6 +61,17 @@ mpi_equal(np4_b_bf16_hf_pp4 mpi_b_bf16/hf 4 1x4)
 mpi_equal(np2_k_q4_k_m k_q4_k_m.gguf 2 2x1 ${quant})
 mpi_equal(np4_k_q4_k_m k_q4_k_m.gguf 4 2x2 ${quant})
 
+# Ranks sharing one GPU (a CUDA build; on the CPU emulator in a HERD_CUDA_EMU build):
+# activations cross between ranks through the host, the answer is one process's. Skipped
+# (77) where no GPU is usable.
+if(HERD_CUDA OR HERD_CUDA_EMU)
+  set(cuda_dev --device cuda --tie 1e-3)
+  mpi_equal(np2_cuda_a_f32 mpi_a_f32/model.gguf 2 2x1 ${cuda_dev})
+  # quantized: a TP rank rounds its activation slice at other block edges than one process
+  mpi_equal(np2_cuda_k_q4_k_m k_q4_k_m.gguf 2 2x1 --kv f32 --tol 1e-3 ${cuda_dev})
+  set_tests_properties(mpi_np2_cuda_a_f32 mpi_np2_cuda_k_q4_k_m PROPERTIES LABELS "mpi;cuda")
+endif()
+
 foreach(mode missing kill)
   add_test(NAME mpi_fail_${mode}
     COMMAND ${CHECK_MPI} ${mode} --herd ${HERD_BIN} --model ${MPI_MODELS}/a_q8_0.gguf

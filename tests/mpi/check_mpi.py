@@ -64,8 +64,13 @@ def run(cmd, env=None, timeout=240, cwd=None):
             p.stderr.decode("utf-8", "replace"), time.time() - t0)
 
 
+DEVICE = None  # --device for every run (equal mode), e.g. cuda: ranks share the device
+
+
 def logits_and_ids(prefix, herd, model, work, tag, env, kv=None):
     extra = ["--kv-type", kv] if kv else []
+    if DEVICE:
+        extra += ["--device", DEVICE]
     out = os.path.join(work, tag + ".bin")
     if os.path.exists(out):
         os.remove(out)
@@ -87,9 +92,17 @@ def logits_and_ids(prefix, herd, model, work, tag, env, kv=None):
 
 
 def cmd_equal(a):
+    global DEVICE
+    DEVICE = a.device
     os.makedirs(a.work, exist_ok=True)
-    ref, ref_ids, _ = logits_and_ids([], a.herd, a.model, a.work, "single", env_for(),
-                                     a.kv)
+    try:
+        ref, ref_ids, _ = logits_and_ids([], a.herd, a.model, a.work, "single", env_for(),
+                                         a.kv)
+    except RuntimeError as e:
+        if a.device and "no CUDA device" in str(e):
+            print("device %s not usable here: skipped (%s)" % (a.device, str(e)[-300:]))
+            return SKIP
+        raise
     env = env_for(a.tp, a.pp)
     mpi, ids, err = logits_and_ids(mpirun_base(a.np), a.herd, a.model, a.work, "mpi", env,
                                    a.kv)
@@ -202,6 +215,7 @@ def main():
     ap.add_argument("--pp", type=int)
     ap.add_argument("--expect")
     ap.add_argument("--repeat", action="store_true")
+    ap.add_argument("--device", help="--device for both runs (ranks share it)")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--tie", type=float, default=0.0,
                     help="relative top-two gap under which greedy paths may part")
