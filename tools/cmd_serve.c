@@ -160,9 +160,9 @@ int cmd_serve(int argc, char **argv)
     o.kv_type = run.kv_type;
     herd_model_params mp = {.n_threads = run.threads, .device = run.device};
     herd_model *m = NULL;
-    herd_status s = herd_model_load(model, &mp, &m);
-    if (s != HERD_OK)
-        return cli_fail_status(s);
+    if (cli_load_model(model, &mp, &m))
+        return 1;
+    herd_status s;
     /* The stop signals are blocked before the server starts, so one arriving early stays
      * pending, and this thread takes them with sigwait (the server's threads block them). */
     sigset_t stop, old;

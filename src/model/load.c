@@ -413,7 +413,8 @@ herd_status model_open(const char *path, const herd_model_params *p, herd_model 
     else if (herd_file_exists(path))
         s = model_bind_gguf(m, path);
     else
-        s = herd_fail(HERD_ERR_IO, "%s: no such file or folder", path);
+        s = herd_fail(HERD_ERR_IO, "%s: no such file or folder (-m takes a GGUF file, a "
+                      "Hugging Face folder or hf://ORG/REPO[:FILE])", path);
     if (s == HERD_OK && (s = check_vocab(m)) != HERD_OK)
         herd_fail_prefix(s, "%s", path);
     if (s != HERD_OK)
