@@ -124,7 +124,10 @@ def main():
     # the server's stderr goes to a file: a pipe nobody reads would block its logging
     log_path = os.path.join(tempfile.gettempdir(), "herd-web-serve-%d.log" % os.getpid())
     log = open(log_path, "w+")
-    srv = subprocess.Popen([HERD, "serve", "-m", model, "--port", "0", "--parallel", "1"],
+    # --timeout: under ASan the first token takes seconds, longer than the default idle
+    # limit on a connection
+    srv = subprocess.Popen([HERD, "serve", "-m", model, "--port", "0", "--parallel", "1",
+                            "--timeout", "600"],
                            stderr=log, stdout=subprocess.DEVNULL, env=env)
     port = None
     end = time.monotonic() + 120
@@ -168,7 +171,8 @@ def main():
         grew = sorted(set(c for c in counts if isinstance(c, int) and c > 0))
         final = b.js("document.querySelectorAll('#log .msg.assistant .tok').length")
         answer = b.js("document.querySelector('#log .msg.assistant .text').textContent")
-        check(final and final > 1, "the answer arrived as %s tokens: %r" % (final, answer))
+        check(final and final > 1, "the answer arrived as %s tokens: %r (%s)" %
+              (final, answer, b.js("document.getElementById('status').textContent")))
         check(len(grew) >= 2, "tokens streamed in (counts seen while streaming: %s)" %
               grew[:8])
         check("Rome" in (answer or ""), "greedy answer names Rome")
