@@ -583,6 +583,12 @@ HERD_API herd_status herd_cpu_configure(const herd_cpu_options *o);
  * kernel tables if nothing has yet. */
 HERD_API const char *herd_cpu_isa(void);
 
+/* The devices this build can run a model on, one line each ("cpu: avx512 kernels, 16
+ * cores", "cuda:0: NVIDIA H200, 139.7 GiB, compute 9.0, 132 SMs", or why a backend sees
+ * none), into buf (cap bytes, NUL-terminated, cut short if it does not fit). Returns the
+ * number of lines. A name before the first ": " is what --device takes. */
+HERD_API int herd_devices(char *buf, size_t cap);
+
 /* ---------------------------------------------------------------- quantize */
 
 /* What a whole file is converted to. Values are llama.cpp's llama_ftype (general.file_type),

@@ -1,22 +1,30 @@
 /*
  * cmd_info.c - herd info MODEL: architecture, sizes, dtypes, context, vocabulary and the CPU
- * kernel variant, one "key: value" per line on stdout.
+ * kernel variant, one "key: value" per line on stdout. herd info alone: the devices this
+ * build can run a model on (herd_devices), one per line.
  */
 #include "cli.h"
 
 #include <stdio.h>
 
 static const char usage[] =
-    "usage: herd info MODEL\n"
+    "usage: herd info [MODEL]\n"
     "Architecture, sizes, dtypes, context, vocabulary and the CPU kernel variant of MODEL\n"
-    "(a GGUF file or a Hugging Face folder), one 'key: value' per line.\n";
+    "(a GGUF file or a Hugging Face folder), one 'key: value' per line. Without MODEL: the\n"
+    "devices this build can run a model on ('cpu', 'cuda:0', ...: what --device takes).\n";
 
 int cmd_info(int argc, char **argv)
 {
     if (argc == 2 && cli_is_help(argv[1]))
         return cli_help(usage);
+    if (argc == 1) {
+        char buf[4096];
+        herd_devices(buf, sizeof buf);
+        fputs(buf, stdout);
+        return 0;
+    }
     if (argc != 2)
-        return cli_fail("usage: herd info MODEL");
+        return cli_fail("usage: herd info [MODEL]");
     herd_model *m = NULL;
     herd_status s = herd_model_load(argv[1], NULL, &m);
     if (s != HERD_OK)

@@ -43,6 +43,21 @@ herd_status backend_open(const char *device, int32_t n_threads, struct backend *
                      "%s)", device, names);
 }
 
+int herd_devices(char *buf, size_t cap)
+{
+    if (!buf || cap == 0)
+        return 0;
+    buf[0] = 0;
+    size_t used = 0;
+    int k = snprintf(buf, cap, "cpu: %s kernels, %d cores\n", herd_cpu_isa(), herd_n_cores());
+    used = k > 0 && (size_t)k < cap ? (size_t)k : cap - 1;
+    int lines = 1;
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+        if (registry[i]->list_devices)
+            lines += registry[i]->list_devices(buf, cap, &used);
+    return lines;
+}
+
 void backend_close(struct backend *be)
 {
     if (be->ops)

@@ -159,6 +159,11 @@ struct backend_ops {
     /* Starts recording the operations that follow under key, until graph_end. */
     herd_status (*graph_begin)(struct bctx *bc, int64_t key);
     herd_status (*graph_end)(struct bctx *bc, int64_t key);
+
+    /* ---- discovery (optional) */
+    /* Appends one line per device this backend sees (or one saying why none) to buf of
+     * cap bytes at *used; returns the lines added. */
+    int (*list_devices)(char *buf, size_t cap, size_t *used);
 };
 
 /* The backend a device name asks for ("cpu" when NULL or ""; "cuda" or "cuda:N" picks the

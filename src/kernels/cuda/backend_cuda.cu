@@ -147,6 +147,40 @@ static void cuda_close(struct backend *be)
     be->impl = NULL;
 }
 
+/* Appends s to buf (cap bytes) at *used, cut short where it does not fit. */
+static void put(char *buf, size_t cap, size_t *used, const char *s)
+{
+    int k = snprintf(buf + *used, cap - *used, "%s", s);
+    *used += k < 0 ? 0 : ((size_t)k < cap - *used ? (size_t)k : cap - *used - 1);
+}
+
+static int cuda_list_devices(char *buf, size_t cap, size_t *used)
+{
+    int count = 0;
+    char line[400]; /* a device name is at most 256 bytes */
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        cudaGetLastError();
+        snprintf(line, sizeof line, "cuda: no device (%s)\n",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+        put(buf, cap, used, line);
+        return 1;
+    }
+    for (int i = 0; i < count; i++) {
+        cudaDeviceProp p;
+        if (cudaGetDeviceProperties(&p, i) != cudaSuccess) {
+            cudaGetLastError();
+            snprintf(line, sizeof line, "cuda:%d: (properties unreadable)\n", i);
+        } else {
+            snprintf(line, sizeof line, "cuda:%d: %s, %.1f GiB, compute %d.%d, %d SMs\n", i,
+                     p.name, (double)p.totalGlobalMem / 1073741824.0, p.major, p.minor,
+                     p.multiProcessorCount);
+        }
+        put(buf, cap, used, line);
+    }
+    return count;
+}
+
 static herd_status cuda_open(struct backend *be, const char *device, int32_t n_threads)
 {
     (void)n_threads;
@@ -736,4 +770,5 @@ extern "C" const struct backend_ops backend_cuda_ops = {
     .graph_replay = cuda_graph_replay,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,
+    .list_devices = cuda_list_devices,
 };
