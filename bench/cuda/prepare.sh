@@ -2,14 +2,16 @@
 # prepare.sh - run HERE (any machine with the CUDA toolkit; no GPU needed) before handing
 # bench/cuda/run_gpu.sh to a GPU machine. Fills .gpu/ (git-ignored through
 # .git/info/exclude) with what that machine may lack, about 40 MB:
-#   .gpu/bin/      herd and the cuda test programs, built with -DHERD_CUDA=ON -DHERD_MPI=OFF
+#   .gpu/bin/      herd, the cuda test programs and bench_cuda_ops, built with -DHERD_CUDA=ON
+#                  -DHERD_MPI=OFF
 #   .gpu/lib/      the shared libraries they link that are not the C/C++ runtime or CUDA's
 #                  (run_gpu.sh links in only those the machine turns out to miss)
 #   .gpu/models/   the cuda suite's test models (tiny, float and quantized copies)
 #   .gpu/whl/      the gguf Python package (bench/make_bench_model.py needs it; the GPU
 #                  image has numpy, pyyaml and tqdm but not gguf)
 #   .gpu/tokenizer.json   the Llama 3 tokenizer, for the bench files
-# Then: run(command="bash bench/cuda/run_gpu.sh", carry=[".gpu"], timeout_s=600).
+# and packs it into .gpu.tar.xz (also git-ignored). Then:
+#   run(command="tar xJf .gpu.tar.xz && bash bench/cuda/run_gpu.sh", carry=[".gpu.tar.xz"])
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -50,5 +52,10 @@ python3 -m pip download -q --no-deps --only-binary=:all: -d .gpu/whl \
   "gguf==$(python3 -c 'import importlib.metadata as m; print(m.version("gguf"))')"
 tok=${HERD_SHARED_DATA:-$root/../shared/data}/llama3/tokenizer.json
 cp "$tok" .gpu/tokenizer.json
-du -sh .gpu
-echo 'prepare.sh: now run(command="bash bench/cuda/run_gpu.sh", carry=[".gpu"], timeout_s=600)'
+# the device tool carries at most 64 MiB: stripped and packed it is about 26 MB
+strip --strip-unneeded .gpu/bin/* .gpu/lib/*.so* 2>/dev/null || true
+grep -qx '/.gpu.tar.xz' "$exclude" 2>/dev/null || echo '/.gpu.tar.xz' >>"$exclude"
+tar -cf - .gpu | xz -T0 -1 >.gpu.tar.xz
+du -sh .gpu .gpu.tar.xz
+echo 'prepare.sh: now run(command="tar xJf .gpu.tar.xz && bash bench/cuda/run_gpu.sh",'
+echo '            carry=[".gpu.tar.xz"], timeout_s=600)'

@@ -8,12 +8,16 @@
 #   2. the programs: .gpu/bin as prepared (or, without .gpu/bin, a build in build-cuda and
 #      ctest -L cuda there)
 #   3. the cuda tests: test_cuda_dequant, test_cuda_ops, test_cuda_model on each test model
-#   4. compute-sanitizer memcheck on test_cuda_ops and one quantized model, racecheck on
-#      test_cuda_ops (shared memory of the norm and attention kernels)
-#   5. bench files (bench/make_bench_model.py: 1B Q8_0, 8B Q4_K_M, then 8B Q8_0 and 1B F16 if
-#      time is left) and `herd bench --device cuda` on each: pp512, tg128
+#   4. compute-sanitizer memcheck on test_cuda_ops and one quantized model
+#   5. bench_cuda_ops (each operation on 8B shapes: products of every type at 1, 8 and 512
+#      rows, the small operations, attention at positions 128 and 1024), then bench files
+#      (bench/make_bench_model.py: 1B Q8_0, 8B Q4_K_M, BF16, Q8_0, Q4_0 while time lasts;
+#      each deleted after its run): `herd bench --device cuda` pp512 + tg128, and tg64 of 8
+#      and 32 parallel sequences; on the 1B file serve_gpu.py (8 clients at once)
+#   6. compute-sanitizer racecheck on test_cuda_ops if time is left (NO_RACE=1: not)
 # Logs (at most 8 files come back from $OUT): summary.txt, info.log, tests.log,
-# sanitizer.log, ops.log, bench.log, build.log, profile.log (nsys, where the machine has it). NO_BENCH=1 leaves out step 5 (a dry run).
+# sanitizer.log, ops.log, bench.log, build.log, profile.log (nsys, where the machine has
+# it). NO_BENCH=1 leaves out step 5 (a dry run); BENCH_FILES="8b:bf16 ..." picks the files.
 set -u
 t0=$SECONDS
 root=$(cd "$(dirname "$0")/../.." && pwd)
