@@ -210,9 +210,83 @@ static bool json_token_ok(const herd_tokenizer *tok, const uint8_t *cls,
  * draw from the rest is again exact. */
 #define JSON_MAX_RETRIES 8
 
+herd_status srv_vocab_index_new(const herd_tokenizer *tok, const uint8_t *cls,
+                                int32_t n_vocab, struct srv_vocab_index **out)
+{
+    struct srv_vocab_index *vi = herd_calloc(1, sizeof *vi);
+    int32_t n_text = 0, n_stop = 0;
+    for (int32_t id = 0; id < n_vocab; id++) {
+        n_text += cls[id] == SRV_TOK_TEXT;
+        n_stop += cls[id] == SRV_TOK_STOP;
+    }
+    if (vi) {
+        vi->ids = herd_malloc(((size_t)n_text + 1) * sizeof *vi->ids);
+        vi->stops = herd_malloc(((size_t)n_stop + 1) * sizeof *vi->stops);
+    }
+    if (!vi || !vi->ids || !vi->stops) {
+        srv_vocab_index_free(vi);
+        return herd_fail(HERD_ERR_NOMEM, "cannot allocate the vocabulary index");
+    }
+    /* counting sort by first byte */
+    int32_t count[256] = {0};
+    for (int32_t id = 0; id < n_vocab; id++) {
+        size_t len = 0;
+        const char *b = herd_token_bytes(tok, id, &len);
+        if (cls[id] == SRV_TOK_TEXT && b && len)
+            count[(unsigned char)b[0]]++;
+        else if (cls[id] == SRV_TOK_STOP)
+            vi->stops[vi->n_stops++] = id;
+    }
+    vi->start[0] = 0;
+    for (int c = 0; c < 256; c++)
+        vi->start[c + 1] = vi->start[c] + count[c];
+    int32_t fill[256];
+    memcpy(fill, vi->start, sizeof fill);
+    for (int32_t id = 0; id < n_vocab; id++) {
+        size_t len = 0;
+        const char *b = herd_token_bytes(tok, id, &len);
+        if (cls[id] == SRV_TOK_TEXT && b && len)
+            vi->ids[fill[(unsigned char)b[0]]++] = id;
+    }
+    *out = vi;
+    return HERD_OK;
+}
+
+void srv_vocab_index_free(struct srv_vocab_index *vi)
+{
+    if (!vi)
+        return;
+    herd_free(vi->ids);
+    herd_free(vi->stops);
+    herd_free(vi);
+}
+
+/* Tries token i for the full scan: a valid one keeps its logit in scratch; the closest
+ * over-budget one is remembered in case none fits. */
+static void scan_token(const herd_tokenizer *tok, const uint8_t *cls, const float *row,
+                       float *scratch, const struct srv_jsonc *j, int32_t budget, int32_t i,
+                       int32_t *n_ok, int32_t *best, int32_t *closest, int32_t *closest_cost)
+{
+    int32_t cost = 0;
+    if (json_token_ok(tok, cls, j, i, budget, &cost)) {
+        (*n_ok)++;
+        if (*best < 0 || row[i] > row[*best])
+            *best = i;
+        scratch[i] = row[i];
+        return;
+    }
+    if (cost == INT32_MAX)
+        return; /* invalid, not just over budget */
+    if (*closest < 0 || cost < *closest_cost ||
+        (cost == *closest_cost && row[i] > row[*closest])) {
+        *closest = i;
+        *closest_cost = cost;
+    }
+}
+
 int32_t srv_sample_json(herd_sampler *smp, const herd_tokenizer *tok, const uint8_t *cls,
-                        const float *row, float *scratch, int32_t n_vocab,
-                        struct srv_jsonc *j, int32_t budget)
+                        const struct srv_vocab_index *vi, const float *row, float *scratch,
+                        int32_t n_vocab, struct srv_jsonc *j, int32_t budget)
 {
     int32_t id = -1, cost = 0;
     const float *cur = row;
@@ -230,22 +304,26 @@ int32_t srv_sample_json(herd_sampler *smp, const herd_tokenizer *tok, const uint
     /* mask everything invalid; remember the best fallback in case the sampler cannot
      * draw (logit_bias banned every valid token) */
     int32_t n_ok = 0, best = -1, closest = -1, closest_cost = INT32_MAX;
-    for (int32_t i = 0; i < n_vocab; i++) {
-        if (json_token_ok(tok, cls, j, i, budget, &cost)) {
-            n_ok++;
-            if (best < 0 || row[i] > row[best])
-                best = i;
-            scratch[i] = row[i];
-            continue;
-        }
+    for (int32_t i = 0; i < n_vocab; i++)
         scratch[i] = -INFINITY;
-        if (cost == INT32_MAX)
-            continue; /* invalid, not just over budget */
-        if (closest < 0 || cost < closest_cost ||
-            (cost == closest_cost && row[i] > row[closest])) {
-            closest = i;
-            closest_cost = cost;
+    if (vi) {
+        /* only the groups whose first byte the state takes */
+        for (int c = 0; c < 256; c++) {
+            struct srv_jsonc t = *j;
+            char b = (char)c;
+            if (vi->start[c] == vi->start[c + 1] || !srv_jsonc_feed(&t, &b, 1))
+                continue;
+            for (int32_t k = vi->start[c]; k < vi->start[c + 1]; k++)
+                scan_token(tok, cls, row, scratch, j, budget, vi->ids[k], &n_ok, &best,
+                           &closest, &closest_cost);
         }
+        for (int32_t k = 0; k < vi->n_stops; k++)
+            scan_token(tok, cls, row, scratch, j, budget, vi->stops[k], &n_ok, &best,
+                       &closest, &closest_cost);
+    } else {
+        for (int32_t i = 0; i < n_vocab; i++)
+            scan_token(tok, cls, row, scratch, j, budget, i, &n_ok, &best, &closest,
+                       &closest_cost);
     }
     if (n_ok == 0) {
         id = closest; /* the budget is too small: get as near to a complete object as we can */

@@ -184,6 +184,7 @@ void srv_params_free(struct srv_params *p)
     herd_free(p->force_alts);
     cJSON_Delete(p->body);
     herd_free(p->raw);
+    srv_schema_free(p->schema);
     memset(p, 0, sizeof *p);
 }
 
@@ -424,10 +425,52 @@ static char *quoted_name(const char *name, const char *head, const char *tail)
 #define CALL_HEAD "{\"name\": \""
 #define CALL_TAIL "\", \"parameters\": {"
 
+/* A named call's schema: {"name": const, "parameters": the tool's parameters schema}, with
+ * the tool schema's $defs/definitions lifted to the top so its $refs resolve. */
+static bool call_schema(const cJSON *tool_params, const char *name, struct srv_params *p,
+                        struct srv_error *e)
+{
+    cJSON *w = cJSON_CreateObject();
+    cJSON *props = cJSON_AddObjectToObject(w, "properties");
+    cJSON *nm = cJSON_AddObjectToObject(props, "name");
+    cJSON_AddStringToObject(nm, "const", name);
+    cJSON *pa = tool_params ? cJSON_Duplicate(tool_params, true) : cJSON_CreateObject();
+    cJSON_AddItemToObject(props, "parameters", pa);
+    if (pa && !tool_params)
+        cJSON_AddStringToObject(pa, "type", "object");
+    static const char *const defs[] = {"$defs", "definitions"};
+    for (int i = 0; pa && i < 2; i++) {
+        cJSON *d = cJSON_DetachItemFromObjectCaseSensitive(pa, defs[i]);
+        if (d)
+            cJSON_AddItemToObject(w, defs[i], d);
+    }
+    cJSON *req = cJSON_AddArrayToObject(w, "required");
+    cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+    cJSON_AddItemToArray(req, cJSON_CreateString("parameters"));
+    cJSON_AddStringToObject(w, "type", "object");
+    bool ok = false;
+    if (!pa || !req)
+        srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    else
+        ok = srv_schema_compile(w, "tools", &p->schema, e);
+    cJSON_Delete(w);
+    return ok;
+}
+
 static bool force_call(const cJSON *tools, const char *name, struct srv_params *p,
                        struct srv_error *e)
 {
     if (name) {
+        const cJSON *t;
+        cJSON_ArrayForEach(t, tools) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+            const cJSON *tn = cJSON_GetObjectItemCaseSensitive(fn, "name");
+            if (cJSON_IsString(tn) && !strcmp(tn->valuestring, name)) {
+                if (!call_schema(field(fn, "parameters"), name, p, e))
+                    return false;
+                break;
+            }
+        }
         p->force_prefix = quoted_name(name, CALL_HEAD, CALL_TAIL);
         if (!p->force_prefix)
             goto nomem;
@@ -544,13 +587,27 @@ static bool parse_format(const cJSON *o, struct srv_params *p, struct srv_error 
         return true;
     const cJSON *type = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
     if (!cJSON_IsString(type))
-        return bad(e, "response_format", "expected {\"type\": \"text\" | \"json_object\"}");
+        return bad(e, "response_format", "expected {\"type\": \"text\" | \"json_object\" | "
+                                         "\"json_schema\"}");
     if (!strcmp(type->valuestring, "json_object")) {
         p->json_object = true;
         return true;
     }
+    if (!strcmp(type->valuestring, "json_schema")) {
+        const cJSON *js = field(rf, "json_schema");
+        const cJSON *sc = js ? field(js, "schema") : NULL;
+        if (!cJSON_IsObject(js))
+            return bad(e, "response_format", "json_schema needs {\"json_schema\": {\"name\": "
+                                             "..., \"schema\": {...}}}");
+        if (!sc) { /* no schema: any JSON object */
+            p->json_object = true;
+            return true;
+        }
+        return srv_schema_compile(sc, "response_format", &p->schema, e);
+    }
     if (strcmp(type->valuestring, "text") != 0)
-        return bad(e, "response_format", "supported types are text and json_object");
+        return bad(e, "response_format", "supported types are text, json_object and "
+                                         "json_schema");
     return true;
 }
 

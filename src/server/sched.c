@@ -55,6 +55,7 @@ struct srv_sched {
     int8_t *b_logits;               /* (n_batch) */
     float *logits;                  /* (n_slots, n_vocab) */
     uint8_t *tok_class;             /* (n_vocab) SRV_TOK_*, for constrained decoding */
+    struct srv_vocab_index *vocab;  /* the vocabulary by first byte, for the same */
     size_t longest_token;           /* bytes, for the HTTP side's early context refusal */
     struct herd_pool *pool;         /* samples slots in parallel after each forward */
     uint64_t tick;
@@ -142,7 +143,7 @@ static void slot_release(struct srv_sched *s, struct slot *sl)
  * already in the prompt and is shown as the first output). */
 static bool slot_constrain(struct srv_sched *s, struct slot *sl, const struct srv_params *p)
 {
-    sl->constrained = p->json_object || p->force_prefix;
+    sl->constrained = p->json_object || p->force_prefix || p->schema;
     if (!sl->constrained)
         return true;
     if (!sl->scratch) {
@@ -153,6 +154,8 @@ static bool slot_constrain(struct srv_sched *s, struct slot *sl, const struct sr
         }
     }
     srv_jsonc_init(&sl->jc);
+    if (p->schema)
+        srv_jsonc_schema(&sl->jc, p->schema);
     if (p->force_prefix) {
         size_t n = strlen(p->force_prefix);
         srv_jsonc_feed(&sl->jc, p->force_prefix, n);
@@ -325,8 +328,8 @@ static void sample_rows(void *arg, int ith, int nth)
             int32_t budget = sl->max_gen - sl->n_gen - 1;
             if (budget > s->n_ctx - sl->n_cache - 1)
                 budget = s->n_ctx - sl->n_cache - 1;
-            id = srv_sample_json(sl->smp, s->tok, s->tok_class, row, sl->scratch, s->n_vocab,
-                                 &sl->jc, budget);
+            id = srv_sample_json(sl->smp, s->tok, s->tok_class, s->vocab, row, sl->scratch,
+                                 s->n_vocab, &sl->jc, budget);
         } else if (herd_sampler_sample(sl->smp, row, s->n_vocab, &id) != HERD_OK) {
             id = -1;
         }
@@ -572,6 +575,9 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     st = srv_token_classes(s->tok, s->info, &s->tok_class);
     if (st != HERD_OK)
         goto fail;
+    st = srv_vocab_index_new(s->tok, s->tok_class, s->n_vocab, &s->vocab);
+    if (st != HERD_OK)
+        goto fail;
     s->longest_token = s->tok ? herd_tokenizer_max_token_bytes(s->tok) : 1;
     int n_pool = herd_n_threads(sp->n_threads);
     st = herd_pool_new(n_pool < s->n_slots ? n_pool : s->n_slots, &s->pool);
@@ -623,6 +629,7 @@ void srv_sched_free(struct srv_sched *s)
         herd_free(s->slots[i].scratch);
     }
     herd_free(s->tok_class);
+    srv_vocab_index_free(s->vocab);
     herd_context_free(s->ctx);
     herd_pool_free(s->pool);
     herd_free(s->slots);

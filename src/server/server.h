@@ -54,6 +54,9 @@ struct srv_params {
     int top_logprobs;         /* 0..20 */
     bool echo;                /* completions: prompt text first */
     bool json_object;         /* response_format {"type":"json_object"} */
+    /* response_format json_schema, or a named tool_choice's call with the tool's
+     * parameters schema: the output is held to it (owned), NULL when not */
+    struct srv_schema *schema;
     bool tools_active;        /* tools given and tool_choice is not "none" */
     /* A forced tool call (tool_choice "required" or named): the output starts with
      * force_prefix (fed into the prompt for a named function, shown as output) and then
@@ -169,8 +172,64 @@ long srv_stop_scan(const char *h, size_t n, char *const *stop, int n_stop, size_
 
 #define SRV_JSONC_MAX_DEPTH 64 /* nesting limit: the container stack is one uint64_t */
 
+/* ---- json_schema.c: JSON Schema compiled for constrained decoding */
+
+enum {
+    SRV_ST_OBJECT = 1,
+    SRV_ST_ARRAY = 2,
+    SRV_ST_STRING = 4,
+    SRV_ST_NUMBER = 8,  /* any number */
+    SRV_ST_INTEGER = 16, /* a number without fraction or exponent */
+    SRV_ST_BOOLEAN = 32,
+    SRV_ST_NULL = 64,
+    SRV_ST_ANY = 127,
+};
+enum { SRV_FMT_NONE = 0, SRV_FMT_DATE, SRV_FMT_TIME, SRV_FMT_DATETIME, SRV_FMT_UUID };
+#define SRV_SCHEMA_ANY 0         /* node 0: any JSON value; node 1 is the root */
+#define SRV_SCHEMA_MAX_DEPTH 16  /* containers the constrained state tracks */
+#define SRV_SCHEMA_MAX_PROPS 64  /* properties per object (a bit mask) */
+
+/* One schema node. anyOf/oneOf become one node whose branch[k] names the node that a value
+ * starting with class k follows (branches must differ in JSON type). */
+struct srv_snode {
+    uint8_t types;           /* SRV_ST_* a value may have */
+    int16_t branch[6];       /* per first-byte class (object, array, string, number,
+                              * boolean, null): the node to follow (-1: this one) */
+    int32_t n_props;         /* object: properties, in schema order */
+    char **keys;             /* their names as written inside JSON quotes (escaped) */
+    size_t *key_lens;
+    int16_t *prop_node;
+    uint64_t required;       /* bit i: keys[i] is required */
+    bool free_keys;          /* no properties declared: any key, any value */
+    int16_t items;           /* array: the items' node */
+    int32_t min_items, max_items;
+    int32_t min_len, max_len; /* string, in characters */
+    uint8_t format;          /* SRV_FMT_* */
+    char **alts;             /* enum/const: the allowed values, printed compactly */
+    int32_t n_alts;
+    int32_t min_cost;        /* bytes of the shortest valid value */
+};
+
+struct srv_schema {
+    struct srv_snode *nodes;
+    int32_t n;
+};
+
+/* Compiles a JSON Schema (an object; its root must describe an object). On a keyword or
+ * form herd cannot enforce, fails with err (400) naming it. param names the request field
+ * for the error. */
+bool srv_schema_compile(const cJSON *schema, const char *param, struct srv_schema **out,
+                        struct srv_error *err);
+void srv_schema_free(struct srv_schema *s);
+
 /* A prefix of a JSON document whose top level is an object. Plain value: copy it to try
  * bytes without committing them. */
+struct srv_sframe {
+    int16_t node;
+    uint16_t count;          /* array items so far */
+    uint64_t used;           /* object: properties present */
+};
+
 struct srv_jsonc {
     uint64_t arrays;          /* bit d: the container at depth d is an array */
     int32_t depth;            /* open containers */
@@ -183,9 +242,23 @@ struct srv_jsonc {
     int32_t n_alts;
     int32_t alt_ref;          /* a live alternative */
     int32_t alt_pos;          /* bytes of it matched; -1 when none is being forced */
+    /* schema (srv_jsonc_schema): NULL for any JSON object */
+    const struct srv_schema *schema;
+    struct srv_sframe fr[SRV_SCHEMA_MAX_DEPTH]; /* one per open container */
+    int16_t val_node;         /* the node of the value that starts next */
+    int16_t cur_node;         /* the node of the string or number being read */
+    int16_t key_ref;          /* a key being read: a live property, -1 any key */
+    uint16_t key_pos;
+    uint16_t s_chars;         /* characters of the string value so far */
+    int16_t ealt_ref;         /* enum/const: a live value, -1 none */
+    uint16_t ealt_pos;
+    uint8_t s_prev;           /* a formatted string's previous byte */
+    uint8_t ealt_depth;       /* containers open where the enum value started */
 };
 
 void srv_jsonc_init(struct srv_jsonc *j);
+/* Holds the document to schema (borrowed; call right after init). */
+void srv_jsonc_schema(struct srv_jsonc *j, const struct srv_schema *schema);
 /* From here on the bytes must first spell one of alts (borrowed; none may be empty). */
 void srv_jsonc_expect(struct srv_jsonc *j, char *const *alts, int32_t n_alts);
 /* Feeds bytes; false when they make the prefix invalid (j is then undefined). */
@@ -216,13 +289,28 @@ bool srv_is_stop_token(const herd_tokenizer *tok, const herd_model_info *info, i
 enum { SRV_TOK_TEXT = 0, SRV_TOK_STOP = 1, SRV_TOK_SPECIAL = 2 };
 herd_status srv_token_classes(const herd_tokenizer *tok, const herd_model_info *info,
                               uint8_t **out);
+/* The vocabulary grouped by first byte, made once per server: the full scan of a
+ * constrained step tries only tokens whose first byte the state accepts. ids holds the
+ * text tokens, those starting with byte b at [start[b], start[b + 1]); stops the stop
+ * tokens. */
+struct srv_vocab_index {
+    int32_t start[257];
+    int32_t *ids;
+    int32_t *stops;
+    int32_t n_stops;
+};
+herd_status srv_vocab_index_new(const herd_tokenizer *tok, const uint8_t *cls,
+                                int32_t n_vocab, struct srv_vocab_index **out);
+void srv_vocab_index_free(struct srv_vocab_index *vi);
+
 /* Samples a token whose bytes keep j a valid prefix, and feeds them to j. budget: tokens
  * that may follow this one; a token is refused when its shortest completion would not
  * fit (when none fits, the one closest to done wins). scratch: n_vocab floats. row is not
- * modified. Returns -1 when no token is valid at all. Never allocates. */
+ * modified. vi may be NULL (every token is tried). Returns -1 when no token is valid at
+ * all. Never allocates. */
 int32_t srv_sample_json(herd_sampler *smp, const herd_tokenizer *tok, const uint8_t *cls,
-                        const float *row, float *scratch, int32_t n_vocab,
-                        struct srv_jsonc *j, int32_t budget);
+                        const struct srv_vocab_index *vi, const float *row, float *scratch,
+                        int32_t n_vocab, struct srv_jsonc *j, int32_t budget);
 
 /* A sampler for the request: its temperature/top_p or else the model's defaults, its
  * penalties, logit_bias and seed (a fresh random seed when none). */

@@ -10,7 +10,9 @@
 # SIGTERM mid-load: every client completes or gets a final error event and [DONE].
 # server_stream_tools: with tools, content streams and calls stream as delta.tool_calls equal
 # to the non-stream answer (openai client, langchain-openai); server_toolstream (unit): the
-# text rules, fed byte by byte. The
+# text rules, fed byte by byte. server_structured: response_format json_schema and named
+# tool calls held to JSON Schema (random schemas checked with jsonschema, pydantic parse()).
+# The
 # model tests write their models with tests/models/make_model.py into the build tree; they
 # skip (77) when Python's openai/numpy/gguf (server_prompt: jinja2,
 # tokenizers) are missing.
@@ -44,6 +46,17 @@ if(TARGET herd_server)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_stream_tools.py
                      --herd ${HERD_BIN} --work ${server_work})
     set_tests_properties(server_stream_tools PROPERTIES LABELS server SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+    # random schemas: each is a few hundred constrained tokens; fewer under the sanitizers
+    if(HERD_SANITIZE)
+      set(n_schemas 4)
+    else()
+      set(n_schemas 16)
+    endif()
+    add_test(NAME server_structured
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_structured.py
+                     --herd ${HERD_BIN} --work ${server_work} --schemas ${n_schemas})
+    set_tests_properties(server_structured PROPERTIES LABELS server SKIP_RETURN_CODE 77
                          TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
     add_test(NAME server_robust
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_robust.py

@@ -193,9 +193,113 @@ static void test_strict_json(void)
     cJSON_Delete(o);
 }
 
+/* JSON Schema held byte by byte (json_schema.c + json_constraint.c): valid documents are
+ * accepted and end with cost 0, invalid ones refused at some byte; the cost never claims
+ * more bytes than a valid document still has (it is the shortest completion). */
+struct schema_case {
+    const char *schema;
+    const char *doc;
+    bool ok;
+};
+
+static const struct schema_case schema_cases[] = {
+#define S1 "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}," \
+           "\"b\":{\"enum\":[\"x\",1,12]}},\"required\":[\"a\"]}"
+    {S1, "{\"a\":1}", true},
+    {S1, "{\"a\": -3, \"b\": 12}", true},
+    {S1, "{\"b\":\"x\",\"a\":0}", true},
+    {S1, "{\"b\":1,\"a\":0}", true},
+    {S1, "{}", false},
+    {S1, "{\"a\":1.5}", false},
+    {S1, "{\"a\":\"s\"}", false},
+    {S1, "{\"c\":1}", false},
+    {S1, "{\"a\":1,\"a\":2}", false},
+    {S1, "{\"a\":1,\"b\":13}", false},
+    {S1, "{\"a\":1,\"b\":\"y\"}", false},
+#define S2 "{\"properties\":{\"l\":{\"type\":\"array\",\"items\":{\"type\":\"boolean\"}," \
+           "\"minItems\":1,\"maxItems\":2}},\"required\":[\"l\"]}"
+    {S2, "{\"l\":[true]}", true},
+    {S2, "{\"l\":[true, false]}", true},
+    {S2, "{\"l\":[]}", false},
+    {S2, "{\"l\":[true,true,true]}", false},
+    {S2, "{\"l\":[1]}", false},
+#define S3 "{\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}," \
+           "\"d\":{\"type\":\"string\",\"format\":\"date\"}}}"
+    {S3, "{\"s\":\"ab\"}", true},
+    {S3, "{\"s\":\"\u00e9\u00e9\"}", true},
+    {S3, "{\"d\":\"2024-05-17\"}", true},
+    {S3, "{}", true},
+    {S3, "{\"s\":\"a\"}", false},
+    {S3, "{\"s\":\"abcd\"}", false},
+    {S3, "{\"d\":\"2024-5-17\"}", false},
+    {S3, "{\"d\":\"2024-13-01\"}", false},
+#define S4 "{\"properties\":{\"o\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}]}}}"
+    {S4, "{\"o\":null}", true},
+    {S4, "{\"o\":\"x\"}", true},
+    {S4, "{\"o\":1}", false},
+#define S5 "{\"$defs\":{\"N\":{\"type\":\"object\",\"properties\":{\"next\":{\"anyOf\":" \
+           "[{\"$ref\":\"#/$defs/N\"},{\"type\":\"null\"}]}},\"required\":[\"next\"]}}," \
+           "\"$ref\":\"#/$defs/N\"}"
+    {S5, "{\"next\":{\"next\":null}}", true},
+    {S5, "{\"next\":{}}", false},
+    {S5, "{}", false},
+#define S6 "{\"type\":\"object\"}"
+    {S6, "{\"any\":[1,{\"x\":null}],\"k\":\"v\"}", true},
+    {S6, "[1]", false},
+};
+
+static void test_schema(void)
+{
+    for (size_t i = 0; i < sizeof schema_cases / sizeof schema_cases[0]; i++) {
+        const struct schema_case *sc = &schema_cases[i];
+        cJSON *js = cJSON_Parse(sc->schema);
+        struct srv_schema *s = NULL;
+        struct srv_error e;
+        bool compiled = js && srv_schema_compile(js, "response_format", &s, &e);
+        CHECK_MSG(compiled, "schema %s: %s", sc->schema, compiled ? "" : e.message);
+        cJSON_Delete(js);
+        if (!compiled)
+            continue;
+        struct srv_jsonc j;
+        srv_jsonc_init(&j);
+        srv_jsonc_schema(&j, s);
+        size_t n = strlen(sc->doc);
+        bool ok = true, cost_ok = true;
+        for (size_t k = 0; ok && k < n; k++) {
+            ok = srv_jsonc_feed(&j, sc->doc + k, 1);
+            if (ok && sc->ok && srv_jsonc_cost(&j) > (int32_t)(n - k - 1) + 0 &&
+                strchr(" ", sc->doc[k]) == NULL && !strchr(sc->doc + k + 1, ' '))
+                cost_ok = false; /* more than the (blank-free) rest of a valid document */
+        }
+        ok = ok && srv_jsonc_done(&j) && srv_jsonc_cost(&j) == 0;
+        CHECK_MSG(ok == sc->ok, "schema %s doc %s: %s", sc->schema, sc->doc,
+                  ok ? "accepted" : "refused");
+        CHECK_MSG(cost_ok, "schema %s doc %s: the cost overshoots", sc->schema, sc->doc);
+        srv_schema_free(s);
+    }
+    static const char *const refused[] = {
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"pattern\":\"x\"}}}",
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":1}}}",
+        "{\"type\":\"string\"}",
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/nowhere\"}}}",
+        "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"$ref\":\"#\"}}}",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        cJSON *js = cJSON_Parse(refused[i]);
+        struct srv_schema *s = NULL;
+        struct srv_error e;
+        bool compiled = srv_schema_compile(js, "response_format", &s, &e);
+        CHECK_MSG(!compiled && e.http == 400 && !strcmp(e.param, "response_format"),
+                  "schema %s compiled", refused[i]);
+        srv_schema_free(s);
+        cJSON_Delete(js);
+    }
+}
+
 int main(void)
 {
     test_toolstream();
     test_strict_json();
+    test_schema();
     return check_done();
 }
