@@ -52,8 +52,11 @@ static const struct arch_tensor llama_layer[ARCH_N_LAYER] = {
     /* "llama-bpe" is what the converter writes for Llama 3's pre-tokenizer */              \
     .pre_tokenizer = {"llama-bpe", "llama3"},                                               \
     /* llama.cpp's end-of-generation set for Llama 3: base models end with end_of_text,    \
-     * instruct turns with eot, tool calls awaiting a result with eom */                    \
-    .stop_tokens = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>"}
+     * instruct turns with eot, tool calls awaiting a result with eom; GPT-2 style          \
+     * vocabularies in llama files (SmolLM2) end with <|endoftext|> and ChatML turns with   \
+     * <|im_end|> (a Llama 3 vocabulary has neither as a special token) */                 \
+    .stop_tokens = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>",         \
+                    "<|im_end|>"}
 
 static const struct arch builtin[] = {
     {

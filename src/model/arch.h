@@ -67,7 +67,7 @@ struct arch {
     const struct arch_tensor *layer;       /* (ARCH_N_LAYER) indexed by enum arch_layer */
     enum rope_style rope[ARCH_N_FORMATS];  /* the q/k row order each format stores */
     const char *pre_tokenizer[4];          /* GGUF tokenizer.ggml.pre accepted; [0] written */
-    const char *stop_tokens[4];            /* special tokens that end generation */
+    const char *stop_tokens[6];            /* special tokens that end generation */
     herd_chat_template chat_template;      /* the default prompt format */
 };
 
