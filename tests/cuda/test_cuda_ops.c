@@ -394,7 +394,7 @@ static void attend_step(struct env *e, const struct bctx_params *p, const int32_
 {
     const int64_t kvd = (int64_t)p->n_kv_heads * p->head_dim;
     const int64_t qd = (int64_t)p->n_heads * p->head_dim;
-    int32_t tok[24] = {0};
+    int32_t tok[48] = {0};
     const struct bstep *cs, *ds;
     step(e, tok, pos, seq, n, &cs, &ds);
     float *kv = malloc((size_t)(n * 2 * kvd) * sizeof *kv), *q = malloc((size_t)(n * qd) * 4);
@@ -420,6 +420,7 @@ static void attend_step(struct env *e, const struct bctx_params *p, const int32_
 static void test_attention(struct env *e, const float *inv_freq, herd_dtype kv, int head_dim)
 {
     struct bctx_params p = ctx_params(kv, ROPE_INTERLEAVED, head_dim, inv_freq);
+    p.n_batch = 48; /* steps of 40 below: more tokens than one attention launch takes */
     char what[80];
     snprintf(what, sizeof what, "attention kv %s head_dim %d", herd_dtype_name(kv), head_dim);
     if (!ctx_open(e, &p)) {
@@ -427,9 +428,9 @@ static void test_attention(struct env *e, const float *inv_freq, herd_dtype kv, 
         return;
     }
     const int64_t kvd = 2 * (int64_t)head_dim, qd = 8 * (int64_t)head_dim;
-    struct buf kvb = buf_new(e, 24 * 2 * kvd), qb = buf_new(e, 24 * qd), ob = buf_new(e, 24 * qd);
+    struct buf kvb = buf_new(e, 48 * 2 * kvd), qb = buf_new(e, 48 * qd), ob = buf_new(e, 48 * qd);
     /* sequences 0 and 2 interleaved in one step, then a decode step of all three */
-    int32_t pos[24], seq[24];
+    int32_t pos[48], seq[48];
     for (int i = 0; i < 20; i++) {
         seq[i] = i % 5 < 3 ? 0 : 2;
         pos[i] = seq[i] == 0 ? (i / 5) * 3 + i % 5 : (i / 5) * 2 + i % 5 - 3;
@@ -442,9 +443,11 @@ static void test_attention(struct env *e, const float *inv_freq, herd_dtype kv, 
     CHECK(e->db.ops->kv_copy(e->dc, 1, 0, 10) == HERD_OK);
     const int32_t pos3[1] = {10}, seq3[1] = {1};
     attend_step(e, &p, pos3, seq3, 1, kvb, qb, ob, what);
-    /* sequence 0 on to position 299: tiles of 128 */
-    for (int32_t p0 = 13; p0 < 300; p0 += 24) {
-        int64_t n = 300 - p0 < 24 ? 300 - p0 : 24;
+    /* sequence 0 on to position 299 in steps of 40 (a prefill's path: more tokens than
+     * one launch, one split each), the last of 7 (a decode's: splits of 32 positions and
+     * their merge) */
+    for (int32_t p0 = 13; p0 < 300; p0 += 40) {
+        int64_t n = 300 - p0 < 40 ? 300 - p0 : 40;
         for (int i = 0; i < n; i++) {
             pos[i] = p0 + i;
             seq[i] = 0;

@@ -360,7 +360,12 @@ void cuda_attention(struct bctx *bc, float *out, const float *q, int layer,
                          layer, p->n_seq, p->n_ctx, p->n_heads, p->n_kv_heads, group,
                          p->head_dim, c->att_chunk, (group + ATT_HG - 1) / ATT_HG,
                          c->kv_row_bytes, c->kv_head_bytes, 1.0f / sqrtf((float)p->head_dim)};
-    const unsigned splits = (unsigned)((p->n_ctx + c->att_chunk - 1) / c->att_chunk);
+    /* Splits serve a step of few tokens (decode), whose blocks would otherwise be few; a
+     * prefill chunk has blocks enough, and one split per token spares the partial results
+     * and the merge. */
+    if (st->n > ATT_TOKENS)
+        a.chunk = p->n_ctx;
+    const unsigned splits = (unsigned)((p->n_ctx + a.chunk - 1) / a.chunk);
     for (int64_t t0 = 0; t0 < st->n; t0 += ATT_TOKENS) {
         const int64_t nt = st->n - t0 < ATT_TOKENS ? st->n - t0 : ATT_TOKENS;
         a.t0 = t0;
