@@ -165,4 +165,35 @@ static __host__ __device__ __forceinline__ float dequant_elem(const uint8_t *row
     }
 }
 
+
+/* ---- activation quantization, warp-wide, by the CPU's rules (cpu/ref/matmul_ref.c) */
+
+/* Q8_0 of one block, a lane per element v: d = amax / 127, q = round(v / d) half away from
+ * zero; *dh is d through fp16, as the block stores it. */
+static __device__ __forceinline__ int q8_0_quant(float v, float *dh)
+{
+    const float amax = warp_max(fabsf(v));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    *dh = __half2float(__float2half_rn(d));
+    return (int)roundf(v * id);
+}
+
+/* Q8_K's pivot across the warp: each lane brings its largest magnitude (amax), that
+ * element's value (max) and index (idx); every lane leaves with the block's, the first
+ * element on ties. */
+static __device__ __forceinline__ void q8_k_pivot(float *amax, float *max, int *idx)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        const float oa = __shfl_xor_sync(0xffffffffu, *amax, o);
+        const float om = __shfl_xor_sync(0xffffffffu, *max, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, *idx, o);
+        if (oa > *amax || (oa == *amax && oi < *idx)) {
+            *amax = oa;
+            *max = om;
+            *idx = oi;
+        }
+    }
+}
+
 #endif /* HERD_CUDA_DEQUANT_CUH */

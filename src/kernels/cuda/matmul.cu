@@ -193,12 +193,9 @@ static __global__ void round_q8_0_kernel(float *out, const float *x, int64_t ldx
     if (g >= n * nb)
         return;
     const int64_t r = g / nb, j = (g % nb) * QK8_0 + lane;
-    const float v = x[r * ldx + j];
-    const float amax = warp_max(fabsf(v));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const float dh = __half2float(__float2half_rn(d));
-    out[r * cols + j] = roundf(v * id) * dh;
+    float dh;
+    const int q = q8_0_quant(x[r * ldx + j], &dh);
+    out[r * cols + j] = (float)q * dh;
 }
 
 /* Q8_K as act_quantize_q8_k_ref: per 256 elements the element of largest magnitude (the
@@ -225,17 +222,7 @@ static __global__ void round_q8_k_kernel(float *out, const float *x, int64_t ldx
             idx = lane + 32 * k;
         }
     }
-    /* largest magnitude, then smallest index: the same winner on every lane */
-    for (int o = 16; o > 0; o >>= 1) {
-        const float oa = __shfl_xor_sync(0xffffffffu, amax, o);
-        const float om = __shfl_xor_sync(0xffffffffu, max, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (oa > amax || (oa == amax && oi < idx)) {
-            amax = oa;
-            max = om;
-            idx = oi;
-        }
-    }
+    q8_k_pivot(&amax, &max, &idx); /* the same winner on every lane */
     float *ob = out + r * cols + j0;
     if (amax == 0.0f) {
 #pragma unroll

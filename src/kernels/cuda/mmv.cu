@@ -280,13 +280,10 @@ static __global__ void quant_q8_0_kernel(int8_t *q, float *dq, const float *x, i
     if (g >= n * nb)
         return;
     const int64_t r = g / nb, blk = g % nb, j = blk * QK8_0 + lane;
-    const float v = x[r * ldx + j];
-    const float amax = warp_max(fabsf(v));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    q[r * cols + j] = (int8_t)roundf(v * id);
+    float dh;
+    q[r * cols + j] = (int8_t)q8_0_quant(x[r * ldx + j], &dh);
     if (lane == 0)
-        dq[r * nb + blk] = __half2float(__float2half_rn(d));
+        dq[r * nb + blk] = dh;
 }
 
 /* Q8_K: a warp per 256 elements, 8 neighbouring ones per lane: the first element of largest
@@ -313,16 +310,7 @@ static __global__ void quant_q8_k_kernel(int8_t *q, float *dq, int16_t *bs, cons
             idx = 8 * lane + k;
         }
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float oa = __shfl_xor_sync(0xffffffffu, amax, o);
-        const float om = __shfl_xor_sync(0xffffffffu, max, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (oa > amax || (oa == amax && oi < idx)) {
-            amax = oa;
-            max = om;
-            idx = oi;
-        }
-    }
+    q8_k_pivot(&amax, &max, &idx);
     int8_t *qb = q + r * cols + blk * QK_K + 8 * lane;
     int sum = 0;
     if (amax == 0.0f) {

@@ -137,13 +137,10 @@ static __global__ void kv_store_kernel(uint8_t *kc, uint8_t *vc, const float *k,
         const int lane = threadIdx.x % 32;
         for (int b = threadIdx.x / 32; b < kv_dim / QK8_0; b += blockDim.x / 32) {
             struct block_q8_0 *blk = (struct block_q8_0 *)row + b;
-            const float x = src[b * QK8_0 + lane];
-            const float amax = warp_max(fabsf(x));
-            const float d = amax / 127.0f;
-            const float id = d != 0.0f ? 1.0f / d : 0.0f;
-            blk->qs[lane] = (int8_t)roundf(x * id);
+            float dh;
+            blk->qs[lane] = (int8_t)q8_0_quant(src[b * QK8_0 + lane], &dh);
             if (lane == 0)
-                blk->d = __half_as_ushort(__float2half_rn(d));
+                blk->d = __half_as_ushort(__float2half_rn(dh)); /* dh is an fp16 value */
         }
     }
 }
