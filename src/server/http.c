@@ -64,6 +64,7 @@ struct server {
     atomic_uint_fast64_t next_id;
     atomic_int active; /* requests from their first callback to MHD's completed one */
     int32_t max_conns, max_per_client;
+    unsigned timeout_s; /* idle limit of a connection that is not being answered */
     const char *cors;  /* allowed origins ("*" or a comma list), NULL when CORS is off */
     int32_t access_log; /* 0 off, 1 text, 2 JSON lines */
     atomic_int n_conns;
@@ -575,6 +576,10 @@ static enum MHD_Result handle_generate(struct server *sv, const char *ep,
              (unsigned long long)sv->started, (unsigned long long)seq);
     r->created = (int64_t)time(NULL);
     r->t_arrival = herd_time_s();
+    /* MHD counts the time a handler blocks as idle: a request that waits in the queue or
+     * in a long prefill longer than --timeout would be cut. No limit while it is answered;
+     * on_completed restores it for the keep-alive wait. */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     if (!srv_sched_submit(sv->sched, r)) {
         srv_error_set(&e, 503, "server_error", "server_overloaded", NULL,
                       "The server is busy: too many requests are waiting. Retry shortly.");
@@ -1034,6 +1039,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         so->logged = true;
         access_log(sv, so);
     }
+    if (so && !so->over)
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, sv->timeout_s);
     atomic_fetch_sub(&sv->active, 1);
     buf_free(&cs->body);
     herd_free(cs);
@@ -1238,6 +1245,7 @@ herd_status herd_server_start(const herd_model *m, const herd_server_options *op
     sv->max_per_client = o.max_conns_per_client > 0 ? o.max_conns_per_client
                                                     : (sv->max_conns + 1) / 2;
     sv->access_log = o.access_log;
+    sv->timeout_s = (unsigned)(o.timeout_s > 0 ? o.timeout_s : 10);
     h->grace_s = o.grace_s > 0 ? o.grace_s : 0;
     if (!sv->model_name || (o.api_key && !h->api_key) || (cors && !h->cors)) {
         server_free(h);

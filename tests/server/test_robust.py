@@ -333,6 +333,32 @@ def stream_until_end(srv, body, out, started):
         started.release()
 
 
+def test_slow_answers(herd, model):
+    # --timeout 1 with 40 ms steps: a plain request takes ~2 s to answer and a queued stream
+    # waits ~2 s for its first token; both are being answered, so neither may be cut by the
+    # idle timeout (it once was: MHD counts a blocked handler as idle)
+    srv = common.Server(herd, model, "--parallel", 1, "--ctx", 1024, "--timeout", 1,
+                        env=dict(os.environ, HERD_SERVER_TEST_STEP_MS="40"))
+    out, started = [], threading.Semaphore(0)
+    try:
+        body = {"messages": HELLO, "max_tokens": 50, "logit_bias": BAN, "temperature": 0}
+        t = threading.Thread(target=lambda: out.append(chat(srv, **{k: v for k, v in
+                                                                     body.items()
+                                                                     if k != "messages"})))
+        t.start()
+        time.sleep(0.2)  # only to queue the stream behind it; nothing is timed
+        stream_until_end(srv, dict(body, stream=True), out, started)
+        t.join(timeout=120)
+        plain = [o for o in out if len(o) == 3]
+        streamed = [o for o in out if len(o) == 5]
+        check(plain and plain[0][0] == 200, f"a slow plain answer is not cut: {plain}")
+        check(streamed and streamed[0][1] and streamed[0][2] == 0 and
+              streamed[0][3] == "length", f"a queued stream is not cut: {streamed}")
+        check(srv.stop() == 0, "clean exit (slow answers)")
+    finally:
+        srv.stop()
+
+
 def test_sigterm(herd, model):
     # 20 ms per step: a 2000-token stream cannot end within the 1 s grace; a 10-token one can
     srv = common.Server(herd, model, "--parallel", 3, "--ctx", 4096, "--grace", 1,
@@ -399,6 +425,7 @@ def main():
         srv.stop()
     test_cors(a.herd, model)
     test_flood(a.herd, model)
+    test_slow_answers(a.herd, model)
     test_sigterm(a.herd, model)
     return common.summary()
 
