@@ -719,6 +719,17 @@ bool srv_parse_request(enum srv_kind kind, const char *body, size_t len, int32_t
         }
     }
     if (kind == SRV_CHAT) {
+        /* The deprecated functions/function_call would be silently ignored (the model would
+         * not see the functions): refused, naming the replacement. */
+        static const char *const legacy[] = {"functions", "function_call"};
+        for (int i = 0; i < 2; i++)
+            if (field(o, legacy[i])) {
+                srv_error_set(e, 400, "invalid_request_error", NULL, legacy[i],
+                              "'%s' is deprecated and not supported: send the functions as "
+                              "'tools' ({\"type\": \"function\", \"function\": {...}}) and "
+                              "the choice as 'tool_choice'", legacy[i]);
+                goto fail;
+            }
         if (!parse_messages(o, e) || !parse_tools(o, p, e) || !parse_format(o, p, e))
             goto fail;
         p->raw = herd_malloc(len + 1);

@@ -96,6 +96,10 @@ static const struct parse_case parse_cases[] = {
     {SRV_COMPLETION, "{\"prompt\":{}}", false, "prompt"},
     {SRV_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":6}", false, "logprobs"},
     {SRV_COMPLETION, "{\"prompt\":\"x\",\"best_of\":3}", false, "best_of"},
+    {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"functions\":"
+               "[{\"name\":\"f\",\"parameters\":{}}]}", false, "functions"},
+    {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"function_call\":"
+               "\"auto\"}", false, "function_call"},
 };
 
 static void test_parse(void)
