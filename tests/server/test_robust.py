@@ -360,15 +360,16 @@ def test_slow_answers(herd, model):
 
 
 def test_sigterm(herd, model):
-    # 20 ms per step: a 2000-token stream cannot end within the 1 s grace; a 10-token one can
-    srv = common.Server(herd, model, "--parallel", 3, "--ctx", 4096, "--grace", 1,
+    # 20 ms per step: a 2000-token stream cannot end within the 5 s grace; a 4-token one,
+    # two tokens from its end when the signal comes, ends long before it (even under ASan)
+    srv = common.Server(herd, model, "--parallel", 3, "--ctx", 4096, "--grace", 5,
                         env=dict(os.environ, HERD_SERVER_TEST_STEP_MS="20"))
     out_long, out_short = [], []
     started = threading.Semaphore(0)
     try:
         long_body = {"messages": HELLO, "max_tokens": 2000, "stream": True,
                      "logit_bias": BAN, "temperature": 0}
-        short_body = dict(long_body, max_tokens=10)
+        short_body = dict(long_body, max_tokens=4)
         ts = [threading.Thread(target=stream_until_end, args=(srv, long_body, out_long,
                                                                started)) for _ in range(2)]
         ts.append(threading.Thread(target=stream_until_end, args=(srv, short_body, out_short,
