@@ -119,6 +119,10 @@ typedef enum herd_dtype {
     HERD_DTYPE_Q6_K = 14,
     HERD_DTYPE_Q8_K = 15,
     HERD_DTYPE_BF16 = 30,
+    /* herd's own, not a GGUF type: FP8 e4m3 weights with one f32 scale per row (Meta's /
+     * fbgemm_fp8 checkpoints), each row stored as {f32 scale, f32 activation bound, n e4m3
+     * bytes} (quant/fp8.c) */
+    HERD_DTYPE_F8_E4M3 = 100,
 } herd_dtype;
 
 /* "f32", "q4_k", ... or NULL for an unknown value. */
@@ -190,7 +194,7 @@ typedef struct herd_model_params {
  * config.json. */
 typedef struct herd_model_info {
     const char *path;
-    const char *format;       /* "gguf" or "hf" */
+    const char *format;       /* "gguf", "hf" or "meta" (params.json + consolidated.NN.pth) */
     const char *name;         /* general.name or the folder name */
     int32_t dim;              /* hidden size */
     int32_t n_layers;
@@ -223,6 +227,11 @@ typedef struct herd_model_info {
                                   conversation has none (SmolLM2's), or NULL */
     int32_t default_top_k;     /* GGUF general.sampling.top_k; < 0 when absent */
     float default_min_p;       /* GGUF general.sampling.min_p; < 0 when absent */
+    /* Appended for Meta's original checkpoints and FP8 (issue 14). */
+    int32_t n_shards;          /* files holding the weights: safetensors shards, Meta's
+                                  consolidated.NN.pth (model-parallel ranks); 1 for GGUF */
+    const char *dtypes;        /* the matrices' dtypes with counts, "bf16 x 7, f8_e4m3 x 14" */
+    int32_t n_fp8;             /* matrices stored as FP8 e4m3 with row scales */
 } herd_model_info;
 
 HERD_API herd_status herd_model_load(const char *path, const herd_model_params *params,

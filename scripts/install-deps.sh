@@ -52,3 +52,14 @@ if ! command -v chromium >/dev/null 2>&1; then
     { $sudo apt-get update -qq &&
       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; }
 fi
+
+# Debian's python3-torch for the Meta checkpoint tests (tests/meta/make_meta_models.py):
+# their consolidated.NN.pth files are then written by real torch.save (the script re-runs
+# itself under /usr/bin/python3 for it); without it they fall back to a byte-for-byte mimic.
+if ! /usr/bin/python3 -c "import torch" >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: apt-get install python3-torch" >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-torch >/dev/null ||
+    echo "install-deps: python3-torch not installed; Meta .pth tests use the mimic writer" >&2
+fi

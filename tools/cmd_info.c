@@ -10,8 +10,10 @@
 static const char usage[] =
     "usage: herd info [MODEL]\n"
     "Architecture, sizes, dtypes, context, vocabulary and the CPU kernel variant of MODEL\n"
-    "(a GGUF file or a Hugging Face folder), one 'key: value' per line. Without MODEL: the\n"
-    "devices this build can run a model on ('cpu', 'cuda:0', ...: what --device takes).\n";
+    "(a GGUF file, a Hugging Face folder or Meta's params.json + consolidated.NN.pth\n"
+    "folder), one 'key: value' per line; shards, dtypes and fp8_matrices say what the\n"
+    "weights are stored as. Without MODEL: the devices this build can run a model on\n"
+    "('cpu', 'cuda:0', ...: what --device takes).\n";
 
 int cmd_info(int argc, char **argv)
 {
@@ -38,6 +40,9 @@ int cmd_info(int argc, char **argv)
     printf("params: %lld\n", (long long)in->n_params);
     printf("weight_bytes: %lld\n", (long long)in->weight_bytes);
     printf("weight_dtype: %s\n", herd_dtype_name(in->weight_dtype));
+    printf("shards: %d\n", in->n_shards);
+    printf("dtypes: %s\n", in->dtypes ? in->dtypes : "");
+    printf("fp8_matrices: %d\n", in->n_fp8);
     printf("dim: %d\n", in->dim);
     printf("n_layers: %d\n", in->n_layers);
     printf("n_heads: %d\n", in->n_heads);

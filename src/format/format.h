@@ -133,6 +133,20 @@ void st_close(struct st_file *f);
 /* The tensor called name, or NULL. */
 const struct tensor_info *st_find_tensor(const struct st_file *f, const char *name);
 
+/* ---- PyTorch checkpoints (torch.save's zip: data.pkl + data/N), Meta's consolidated.NN.pth */
+
+struct pth_file {
+    struct herd_map map;
+    size_t n_tensors;
+    struct tensor_info *tensors; /* (n_tensors) names as in the state dict */
+};
+/* Reads the state dict with a restricted unpickler (pth.c): tensors of F32, F16 and BF16
+ * storages, contiguous, pointing into the mapping; anything else torch.save would not
+ * write for a dict of tensors is refused with a one-line error. Nothing is executed. */
+herd_status pth_open(const char *path, struct pth_file **out);
+void pth_close(struct pth_file *f);
+const struct tensor_info *pth_find_tensor(const struct pth_file *f, const char *name);
+
 /* ---- Hugging Face config.json / generation_config.json */
 
 struct hf_config {

@@ -130,7 +130,7 @@ herd_status model_check_hparams(herd_model *m)
 /* Tensor i of the model's files, i < n_tensors(m). */
 static size_t n_tensors(const herd_model *m)
 {
-    size_t n = m->gguf ? (size_t)m->gguf->n_tensors : 0;
+    size_t n = m->gguf ? (size_t)m->gguf->n_tensors : m->n_meta_t;
     for (int i = 0; i < m->n_st; i++)
         n += m->st[i]->n_tensors;
     return n;
@@ -143,6 +143,9 @@ static const struct tensor_info *tensor_at(const herd_model *m, size_t i)
             return &m->gguf->tensors[i];
         i -= (size_t)m->gguf->n_tensors;
     }
+    if (i < m->n_meta_t)
+        return &m->meta_t[i];
+    i -= m->n_meta_t;
     for (int k = 0; k < m->n_st; i -= m->st[k]->n_tensors, k++)
         if (i < m->st[k]->n_tensors)
             return &m->st[k]->tensors[i];
@@ -153,6 +156,9 @@ const struct tensor_info *model_find(const herd_model *m, const char *name)
 {
     if (m->gguf)
         return gguf_find_tensor(m->gguf, name);
+    for (size_t i = 0; i < m->n_meta_t; i++)
+        if (strcmp(m->meta_t[i].name, name) == 0)
+            return &m->meta_t[i];
     for (int i = 0; i < m->n_st; i++) {
         const struct tensor_info *t = st_find_tensor(m->st[i], name);
         if (t)
@@ -365,6 +371,32 @@ static void count_params(herd_model *m)
     }
     n += in->dim;
     in->n_params = n;
+    /* the matrices' dtypes, counted, for herd info */
+    int counts[128] = {0};
+    for (int l = 0; l < in->n_layers; l++) {
+        const struct layer *L = &m->layers[l];
+        const struct weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
+                                     &L->w_down};
+        for (int i = 0; i < 7; i++)
+            counts[(unsigned)lw[i]->type % 128]++;
+    }
+    counts[(unsigned)m->tok_embd.type % 128]++;
+    if (!in->tied_embeddings)
+        counts[(unsigned)m->output.type % 128]++;
+    size_t at = 0;
+    m->dtypes[0] = 0;
+    for (int t = 0; t < 128; t++) {
+        const char *nm = herd_dtype_name((herd_dtype)t);
+        if (!counts[t] || !nm || at >= sizeof m->dtypes)
+            continue;
+        int w = snprintf(m->dtypes + at, sizeof m->dtypes - at, "%s%s x %d", at ? ", " : "",
+                         nm, counts[t]);
+        if (w > 0)
+            at += (size_t)w;
+    }
+    in->dtypes = m->dtypes;
+    in->n_fp8 = counts[HERD_DTYPE_F8_E4M3 % 128];
+    in->n_shards = m->gguf ? 1 : m->n_pth ? m->n_pth : m->n_st;
     in->weight_bytes = bytes;
     in->weight_dtype = m->layers[0].wq.type;
 }
@@ -408,7 +440,9 @@ herd_status model_open(const char *path, const herd_model_params *p, herd_model 
         goto fail;
     }
     m->info.path = m->path;
-    if (herd_is_dir(path))
+    if (herd_is_dir(path) && model_is_meta_dir(path))
+        s = model_bind_meta(m, path);
+    else if (herd_is_dir(path))
         s = model_bind_hf(m, path);
     else if (herd_file_exists(path))
         s = model_bind_gguf(m, path);
@@ -464,6 +498,15 @@ void model_free_local(herd_model *m)
     for (int i = 0; i < m->n_st; i++)
         st_close(m->st[i]);
     herd_free(m->st);
+    for (size_t i = 0; i < m->n_meta_t; i++)
+        herd_free(m->meta_t[i].name);
+    herd_free(m->meta_t);
+    for (int i = 0; i < m->n_joined; i++)
+        herd_free_aligned(m->joined[i]);
+    herd_free(m->joined);
+    for (int i = 0; i < m->n_pth; i++)
+        pth_close(m->pth[i]);
+    herd_free(m->pth);
     herd_free(m->hf);
     herd_free(m->name);
     herd_free(m->chat_template);

@@ -67,6 +67,13 @@ struct herd_model {
     struct gguf_file *gguf;
     struct st_file **st;      /* (n_st) safetensors shards */
     int n_st;
+    struct pth_file **pth;    /* (n_pth) Meta's consolidated.NN.pth shards (load_meta.c) */
+    int n_pth;
+    struct tensor_info *meta_t; /* (n_meta_t) their tensors under GGUF names, joined */
+    size_t n_meta_t;
+    void **joined;            /* (n_joined) owned data of tensors joined across shards */
+    int n_joined;
+    char dtypes[160];         /* info.dtypes */
     struct hf_config *hf;     /* config.json as read (HF folders; NULL for GGUF): quantize
                                * writes the converter's metadata from it */
     herd_tokenizer *tok;      /* NULL when the model has none */
@@ -85,6 +92,9 @@ struct herd_model {
 /* Binds a GGUF file / a HF folder into m (load_gguf.c, load_hf.c); m->info.path is set. */
 herd_status model_bind_gguf(herd_model *m, const char *path);
 herd_status model_bind_hf(herd_model *m, const char *dir);
+/* A Meta original folder (params.json + consolidated.NN.pth), load_meta.c. */
+herd_status model_bind_meta(herd_model *m, const char *dir);
+bool model_is_meta_dir(const char *dir);
 
 /* Shared by both binders (load.c), called in this order so that nothing is sized from a
  * hyper-parameter before the tensors have confirmed it. */

@@ -37,6 +37,8 @@ static const struct dtype_traits traits[] = {
     {HERD_DTYPE_Q6_K, "q6_k", QK_K, sizeof(struct block_q6_k), 1, 1},
     {HERD_DTYPE_Q8_K, "q8_k", QK_K, sizeof(struct block_q8_k), 1, 1},
     {HERD_DTYPE_BF16, "bf16", 1, 2, 1, 1},
+    /* FP8 e4m3 with a row header {f32 scale, f32 activation bound}: see dtype_row_bytes */
+    {HERD_DTYPE_F8_E4M3, "f8_e4m3", 1, 1, 0, 0},
 };
 
 static const struct dtype_traits *find(herd_dtype t)
@@ -82,6 +84,8 @@ size_t dtype_row_bytes(herd_dtype t, int64_t n)
     const struct dtype_traits *d = find(t);
     if (!d || n <= 0 || n % d->block_size != 0)
         return 0;
+    if (t == HERD_DTYPE_F8_E4M3) /* one byte per element after the 8-byte row header */
+        return (uint64_t)n > SIZE_MAX - 8 ? 0 : (size_t)n + 8;
     uint64_t blocks = (uint64_t)(n / d->block_size);
     if (blocks > SIZE_MAX / d->block_bytes)
         return 0;

@@ -37,6 +37,7 @@ endfunction()
 
 herd_fuzz(gguf herd_format herd_quant herd_base)
 herd_fuzz(safetensors herd_format herd_quant herd_base)
+herd_fuzz(pth herd_format herd_quant herd_base)
 herd_fuzz(gguf_model herd_core)
 herd_fuzz(hf_model herd_core)
 herd_fuzz(tokenizer_json herd_tokenizer)

@@ -1,0 +1,67 @@
+# Meta's original checkpoints (issue 14): params.json + consolidated.NN.pth written by real
+# torch.save (Debian's python3-torch, or PyPI torch) or, without torch, by the documented
+# byte-for-byte mimic (tests/meta/make_meta_models.py), with 1, 2 and 4 model-parallel
+# shards, from the same weights as make_model.py's HF folders. Each must give the committed
+# golden's logits (the independent numpy reference) and the same logits as the GGUF copy;
+# hostile .pth files must be refused with a one-line reason. Labels: meta, golden / e2e.
+if(NOT Python3_Interpreter_FOUND)
+  return()
+endif()
+
+set(META_DIR ${CMAKE_BINARY_DIR}/test-meta)
+set(META_WORK ${CMAKE_BINARY_DIR}/test-meta-work)
+set(META_MAKE ${Python3_EXECUTABLE} ${HERD_TESTS}/meta/make_meta_models.py)
+set(META_COMPARE ${Python3_EXECUTABLE} ${HERD_TESTS}/tools/compare_logits.py)
+set(META_EXPECT_FAIL ${Python3_EXECUTABLE} ${HERD_TESTS}/tools/expect_fail.py)
+
+add_test(NAME meta_make COMMAND ${META_MAKE} ${META_DIR} --models ${CMAKE_BINARY_DIR}/test-models)
+set_tests_properties(meta_make PROPERTIES FIXTURES_SETUP meta_files
+  FIXTURES_REQUIRED model_files LABELS "meta;golden")
+# The mimic writer's data.pkl equals torch.save's (skipped where torch is not installed).
+add_test(NAME meta_mimic_matches_torch COMMAND ${META_MAKE} ${META_WORK}/mimic
+  --models ${CMAKE_BINARY_DIR}/test-models --check-mimic)
+set_tests_properties(meta_mimic_matches_torch PROPERTIES LABELS meta SKIP_RETURN_CODE 77)
+
+foreach(case gqa8_untied_f16_mp1 gqa2_untied_f32_mp1 gqa2_untied_f32_mp2 gqa1_tied_f32_mp4
+             gqa4_tied_bf16_mp2)
+  string(REGEX REPLACE "_mp[0-9]+$" "" cfg ${case})
+  add_test(NAME meta_golden_${case}
+    COMMAND ${META_COMPARE} golden --herd ${HERD_BIN} --golden ${HERD_TESTS}/golden/model/${cfg}.golden
+            --model ${META_DIR}/${case} --hf ${CMAKE_BINARY_DIR}/test-models/${cfg}/hf
+            --work ${META_WORK}/${case})
+  add_test(NAME meta_vs_gguf_${case}
+    COMMAND ${META_COMPARE} pair --herd ${HERD_BIN} --a ${META_DIR}/${case}
+            --b ${CMAKE_BINARY_DIR}/test-models/${cfg}/model.gguf
+            --tokens-from ${HERD_TESTS}/golden/model/${cfg}.golden --work ${META_WORK}/${case}_pair)
+  set_tests_properties(meta_golden_${case} meta_vs_gguf_${case} PROPERTIES
+    LABELS "meta;golden" FIXTURES_REQUIRED "model_files;meta_files" SKIP_RETURN_CODE 77)
+endforeach()
+
+# Hostile files: refused, one line naming what is wrong, no crash.
+function(meta_bad name regex)
+  add_test(NAME meta_bad_${name} COMMAND ${META_EXPECT_FAIL} ${regex} -- ${HERD_BIN} info
+    ${META_DIR}/hostile/${name})
+  set_tests_properties(meta_bad_${name} PROPERTIES LABELS "meta;e2e"
+    FIXTURES_REQUIRED meta_files)
+endfunction()
+meta_bad(global_os_system "global os.system is not allowed")
+meta_bad(global_eval "global builtins.eval is not allowed")
+meta_bad(opcode_inst "opcode 0x69")
+meta_bad(opcode_list "opcode 0x5d")
+meta_bad(offset_past_end "past the end of its storage")
+meta_bad(size_past_end "past the end of its storage")
+meta_bad(strided "not contiguous")
+meta_bad(compressed "compressed")
+meta_bad(truncated "truncated")
+meta_bad(empty_stop "STOP")
+meta_bad(bad_memo "memo")
+meta_bad(pickle_no_stop "no STOP")
+meta_bad(not_zip "not a PyTorch zip")
+meta_bad(missing_storage "storage 9 has no zip entry")
+
+# herd quantize reads the Meta folder (2 shards) as input: same Q8_0 tensors as from HF.
+add_test(NAME meta_quantize_q8_0 COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/meta/check_quantize.py
+  ${HERD_BIN} ${META_DIR}/gqa2_untied_f32_mp2 ${CMAKE_BINARY_DIR}/test-models/gqa2_untied_f32/hf
+  ${META_WORK}/quantize)
+set_tests_properties(meta_quantize_q8_0 PROPERTIES LABELS "meta;e2e"
+  FIXTURES_REQUIRED "model_files;meta_files" SKIP_RETURN_CODE 77)
