@@ -17,7 +17,8 @@ Writes tests/golden/tokenizer/<pre>.golden: a magic/version line, then {"text", 
 usage: scripts/golden_pretok.py [--gguf FILE] [--out tests/golden/tokenizer]
        scripts/golden_pretok.py --check-cli HERD [--gguf FILE] [--out DIR] --work DIR
          runs `herd tokenize` and `herd detokenize` on each golden, the gpt-2 one through a
-         copy of the vocabulary whose tokenizer.ggml.pre says "gpt-2"; exit 0 when every id
+         copy of the vocabulary whose tokenizer.ggml.pre says "gpt-2", and both through
+         the tokenizer.json HF tokenizers saves for them; exit 0 when every id
          matches, 1 on a mismatch, 77 (skip) when the GGUF is not installed
 """
 import argparse
@@ -133,12 +134,20 @@ def run(herd, args, lines):
 
 def check_cli(herd, gguf_path, golden_dir, work):
     bad = 0
+    vocab = read_vocab(gguf_path)
+    # each pre-tokenizer through a GGUF and through a tokenizer.json (HF's own save)
+    runs = []
     for kind in KINDS:
-        recs = load_golden(os.path.join(golden_dir, kind + ".golden"))
         path = gguf_path
         if kind != "smollm":
             path = os.path.join(work, "pretok-%s.gguf" % kind)
             write_vocab_copy(gguf_path, kind, path)
+        runs.append((kind, path))
+        js = os.path.join(work, "pretok-%s.tokenizer.json" % kind)
+        hf_tokenizer(kind, *vocab).save(js)
+        runs.append((kind, js))
+    for kind, path in runs:
+        recs = load_golden(os.path.join(golden_dir, kind + ".golden"))
         texts = [json.dumps(r["text"], ensure_ascii=False) for r in recs]
         got = run(herd, ["tokenize", "--tokenizer", path], texts)
         mism = [(r, g) for r, g in zip(recs, got) if json.loads(g) != r["ids"]]
@@ -157,9 +166,9 @@ def check_cli(herd, gguf_path, golden_dir, work):
         for r in lost[:5]:
             print("%s DETOKENIZE %r" % (kind, r["text"]))
         bad += len(lost)
-        print("%s: %d cases, %d id mismatches, %d round-trip failures" %
-              (kind, len(recs), len(mism), len(lost)))
-    print("%d passed, %d failed" % (len(KINDS) if not bad else 0, len(KINDS) if bad else 0))
+        print("%s (%s): %d cases, %d id mismatches, %d round-trip failures" %
+              (kind, os.path.basename(path), len(recs), len(mism), len(lost)))
+    print("%d passed, %d failed" % (len(runs) if not bad else 0, len(runs) if bad else 0))
     return 1 if bad else 0
 
 

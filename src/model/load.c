@@ -401,6 +401,55 @@ static void count_params(herd_model *m)
     in->weight_dtype = m->layers[0].wq.type;
 }
 
+/* The system message a ChatML template writes when a conversation has none: the constant
+ * string after '<|im_start|>system\n' (a Jinja string literal, so "\n" may be the two
+ * characters) up to <|im_end|>. NULL when the template builds it from variables. */
+static char *default_system(const char *tmpl)
+{
+    static const char *const heads[] = {"<|im_start|>system\\n", "<|im_start|>system\n"};
+    const char *p = NULL;
+    for (size_t i = 0; i < 2 && !p; i++) {
+        p = strstr(tmpl, heads[i]);
+        if (p)
+            p += strlen(heads[i]);
+    }
+    const char *end = p ? strstr(p, "<|im_end|>") : NULL;
+    if (!end)
+        return NULL;
+    char *out = herd_malloc((size_t)(end - p) + 1);
+    size_t n = 0;
+    for (; out && p < end; p++) {
+        if (*p == '\'' || *p == '"' || *p == '{' || *p == '}') {
+            herd_free(out); /* the literal ends or an expression starts: not a constant */
+            return NULL;
+        }
+        if (*p == '\\' && p + 1 < end) {
+            p++;
+            out[n++] = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    if (out)
+        out[n] = 0;
+    return out;
+}
+
+herd_status model_set_chat_template(herd_model *m, const char *text, size_t n)
+{
+    herd_free(m->chat_template);
+    herd_free(m->chat_system);
+    m->chat_system = NULL;
+    m->chat_template = herd_strndup(text, n);
+    if (!m->chat_template)
+        return herd_fail(HERD_ERR_NOMEM, "chat template");
+    m->info.chat_template = m->chat_template;
+    if (strstr(m->chat_template, "<|im_start|>"))
+        m->chat_system = default_system(m->chat_template);
+    m->info.chat_system = m->chat_system;
+    return HERD_OK;
+}
+
 /* Generation ends at any of the row's stop tokens the tokenizer has, beside the ids the file
  * names (a GGUF often names only one; a base model's generation_config only
  * <|end_of_text|>), as llama.cpp's end-of-generation set does. */

@@ -214,40 +214,6 @@ static herd_status load_tokenizer(herd_model *m, const struct gguf_file *f)
     return tokenizer_from_gguf(f, &m->tok);
 }
 
-/* The system message a ChatML template writes when a conversation has none: the constant
- * string after '<|im_start|>system\n' (a Jinja string literal, so "\n" may be the two
- * characters) up to <|im_end|>. NULL when the template builds it from variables. */
-static char *default_system(const char *tmpl)
-{
-    static const char *const heads[] = {"<|im_start|>system\\n", "<|im_start|>system\n"};
-    const char *p = NULL;
-    for (size_t i = 0; i < 2 && !p; i++) {
-        p = strstr(tmpl, heads[i]);
-        if (p)
-            p += strlen(heads[i]);
-    }
-    const char *end = p ? strstr(p, "<|im_end|>") : NULL;
-    if (!end)
-        return NULL;
-    char *out = herd_malloc((size_t)(end - p) + 1);
-    size_t n = 0;
-    for (; out && p < end; p++) {
-        if (*p == '\'' || *p == '"' || *p == '{' || *p == '}') {
-            herd_free(out); /* the literal ends or an expression starts: not a constant */
-            return NULL;
-        }
-        if (*p == '\\' && p + 1 < end) {
-            p++;
-            out[n++] = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
-        } else {
-            out[n++] = *p;
-        }
-    }
-    if (out)
-        out[n] = 0;
-    return out;
-}
-
 /* tokenizer.chat_template (and its default system message) and the general.sampling.*
  * defaults of newer converters. */
 static herd_status read_chat_meta(herd_model *m, const struct gguf_file *f)
@@ -258,16 +224,8 @@ static herd_status read_chat_meta(herd_model *m, const struct gguf_file *f)
     herd_status s = gguf_get_str(f, "tokenizer.chat_template", &t, &found);
     if (s != HERD_OK)
         return s;
-    if (found) {
-        m->chat_template = herd_strndup(t.p, t.n);
-        if (!m->chat_template)
-            return herd_fail(HERD_ERR_NOMEM, "chat template");
-        in->chat_template = m->chat_template;
-        if (strstr(m->chat_template, "<|im_start|>")) {
-            m->chat_system = default_system(m->chat_template);
-            in->chat_system = m->chat_system;
-        }
-    }
+    if (found && (s = model_set_chat_template(m, t.p, (size_t)t.n)))
+        return s;
     double v;
     int64_t k;
     if ((s = gguf_get_float(f, "general.sampling.temp", &v, &found)))

@@ -11,6 +11,8 @@
  */
 #include "model.h"
 
+#include <cjson/cJSON.h> /* tokenizer_config.json chat_template */
+
 static herd_status open_shards(herd_model *m, const char *dir)
 {
     char **files = NULL;
@@ -97,6 +99,23 @@ static herd_status read_config(herd_model *m, const char *dir)
     return HERD_OK;
 }
 
+/* tokenizer_config.json's chat_template (a string; the list form of some repos is left
+ * out), for the ChatML choice (herd_chat_template_for). */
+static herd_status read_chat_template(herd_model *m, const char *path)
+{
+    struct herd_map map;
+    herd_status s = herd_map_file(path, &map);
+    if (s != HERD_OK)
+        return s;
+    cJSON *j = cJSON_ParseWithLength((const char *)map.data, map.size);
+    herd_unmap(&map);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
+    if (cJSON_IsString(t))
+        s = model_set_chat_template(m, t->valuestring, strlen(t->valuestring));
+    cJSON_Delete(j);
+    return s;
+}
+
 static herd_status bind(herd_model *m, const char *dir)
 {
     herd_status s;
@@ -106,12 +125,15 @@ static herd_status bind(herd_model *m, const char *dir)
     if ((s = model_bind_globals(m, !tied)) || (s = model_bind_layers(m)) ||
         (s = model_init_rope(m, NULL)))
         return s;
-    char *tok_path = NULL;
-    if ((s = hf_tokenizer_source(dir, &tok_path, NULL)))
+    char *tok_path = NULL, *cfg_path = NULL;
+    if ((s = hf_tokenizer_source(dir, &tok_path, &cfg_path)))
         return s;
     if (tok_path)
         s = herd_tokenizer_load(tok_path, &m->tok);
+    if (s == HERD_OK && cfg_path)
+        s = read_chat_template(m, cfg_path);
     herd_free(tok_path);
+    herd_free(cfg_path);
     return s;
 }
 

@@ -89,6 +89,10 @@ struct herd_model {
     bool be_open;
 };
 
+/* Keeps the model's chat template (GGUF tokenizer.chat_template, or tokenizer_config.json's)
+ * and the default system message a ChatML one writes (load.c); info points at both. */
+herd_status model_set_chat_template(herd_model *m, const char *text, size_t n);
+
 /* Binds a GGUF file / a HF folder into m (load_gguf.c, load_hf.c); m->info.path is set. */
 herd_status model_bind_gguf(herd_model *m, const char *path);
 herd_status model_bind_hf(herd_model *m, const char *dir);

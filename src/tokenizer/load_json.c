@@ -3,8 +3,10 @@
  *
  * Read: model.type (must be "BPE"), model.vocab ({"byte-level token": id}), added_tokens
  * ([{id, content, ...}], all taken as special: matched only with parse_special), the
- * pre_tokenizer's Split regex (must be Llama 3's) and the normalizer (must be null).
- * model.merges is skipped: herd merges by token rank (see tokenizer.h).
+ * pre_tokenizer (Llama 3's Split regex, or GPT-2's ByteLevel alone or after
+ * Digits(individual_digits): merges.c) and the normalizer (must be null). model.merges is
+ * skipped for Llama 3 (herd merges by token rank, see tokenizer.h) and read for the GPT-2
+ * style ones, with model.unk_token.
  *
  * Llama 3's file is 9 MB, mostly merges; building a cJSON tree of it costs ~70 ms, so the
  * top level and model.vocab are walked by a small cursor scanner here, and only the small
@@ -208,7 +210,8 @@ struct vocab_entry {
 
 struct json_ctx {
     struct span model; /* n = 1 once seen */
-    struct span vocab, added, pre, normalizer, type;
+    struct span vocab, added, pre, normalizer, type, merges, unk;
+    int pre_kind;      /* enum tok_pre */
     /* model.vocab decoded */
     struct vocab_entry *ve;
     size_t n_ve, cap_ve;
@@ -254,6 +257,10 @@ static herd_status model_member(void *vctx, const char *key, struct js *j)
         return take_span(j, &c->vocab);
     if (strcmp(key, "type") == 0)
         return take_span(j, &c->type);
+    if (strcmp(key, "merges") == 0)
+        return take_span(j, &c->merges);
+    if (strcmp(key, "unk_token") == 0)
+        return take_span(j, &c->unk);
     return take_span(j, &dummy);
 }
 
@@ -320,20 +327,110 @@ static int find_llama3_regex(const cJSON *n)
     return 0;
 }
 
-static herd_status check_pre(const struct json_ctx *c)
+static bool is_type(const cJSON *n, const char *type)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(n, "type");
+    return cJSON_IsString(t) && strcmp(t->valuestring, type) == 0;
+}
+
+/* ByteLevel as GPT-2 uses it: its regex on, no prefix space. */
+static bool is_gpt2_bytelevel(const cJSON *n)
+{
+    return is_type(n, "ByteLevel") &&
+           !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(n, "use_regex")) &&
+           !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(n, "add_prefix_space"));
+}
+
+/* Which pre-tokenizer of tokenizer.h the file's is: Llama 3's Split regex, or GPT-2's
+ * ByteLevel alone or after Digits(individual_digits) (merges.c); -1 for anything else. */
+static int pre_kind(const cJSON *pre)
+{
+    if (find_llama3_regex(pre))
+        return TOK_PRE_LLAMA3;
+    if (is_gpt2_bytelevel(pre))
+        return TOK_PRE_GPT2;
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers");
+    if (is_type(pre, "Sequence") && cJSON_GetArraySize(seq) == 2) {
+        const cJSON *d = cJSON_GetArrayItem(seq, 0), *b = cJSON_GetArrayItem(seq, 1);
+        if (is_type(d, "Digits") &&
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "individual_digits")) &&
+            is_gpt2_bytelevel(b))
+            return TOK_PRE_DIGITS_GPT2;
+    }
+    return -1;
+}
+
+static herd_status check_pre(struct json_ctx *c)
 {
     if (c->normalizer.n && !(c->normalizer.n == 4 && memcmp(c->normalizer.p, "null", 4) == 0))
         return herd_fail(HERD_ERR_UNSUPPORTED, "tokenizer.json: a normalizer is set; herd "
-                         "supports Llama 3's byte-level BPE, which has none");
+                         "supports byte-level BPE (Llama 3, GPT-2 style), which has none");
     if (!(c->type.n == 5 && memcmp(c->type.p, "\"BPE\"", 5) == 0))
         return herd_fail(HERD_ERR_UNSUPPORTED, "tokenizer.json: model.type is not \"BPE\"");
     cJSON *pre = cJSON_ParseWithLength((const char *)c->pre.p, c->pre.n);
-    int ok = find_llama3_regex(pre);
+    c->pre_kind = pre_kind(pre);
     cJSON_Delete(pre);
-    if (!ok)
-        return herd_fail(HERD_ERR_UNSUPPORTED, "tokenizer.json: pre_tokenizer is not Llama 3's "
-                         "Split regex; herd supports the Llama 3 tokenizer");
+    if (c->pre_kind < 0)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "tokenizer.json: pre_tokenizer is neither Llama "
+                         "3's Split regex nor GPT-2's ByteLevel (alone or after Digits)");
+    if (c->pre_kind != TOK_PRE_LLAMA3 && !c->merges.n)
+        return herd_fail(HERD_ERR_FORMAT, "tokenizer.json: a GPT-2 style tokenizer needs "
+                         "model.merges");
     return HERD_OK;
+}
+
+/* model.merges ("a b" strings, or [a, b] pairs in newer files) into t (merges.c). */
+static herd_status read_merges(const struct json_ctx *c, herd_tokenizer *t)
+{
+    cJSON *m = cJSON_ParseWithLength((const char *)c->merges.p, c->merges.n);
+    size_t n = (size_t)cJSON_GetArraySize(m), total = 0;
+    herd_status s = HERD_OK;
+    struct gguf_str *list = herd_malloc((n ? n : 1) * sizeof *list);
+    char *text = NULL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, m) {
+        const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
+        total += cJSON_IsString(it) ? strlen(it->valuestring) + 1
+                 : cJSON_IsString(a) && cJSON_IsString(b)
+                     ? strlen(a->valuestring) + strlen(b->valuestring) + 2 : 0;
+    }
+    text = herd_malloc(total ? total : 1);
+    if (!cJSON_IsArray(m) || !list || !text) {
+        s = cJSON_IsArray(m) ? herd_fail(HERD_ERR_NOMEM, "tokenizer.json: out of memory for "
+                                         "%zu merges", n)
+                             : herd_fail(HERD_ERR_FORMAT, "tokenizer.json: model.merges is "
+                                         "not a list");
+        goto done;
+    }
+    size_t k = 0, at = 0;
+    cJSON_ArrayForEach(it, m) {
+        const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
+        char *start = text + at;
+        if (cJSON_IsString(it)) {
+            size_t l = strlen(it->valuestring);
+            memcpy(start, it->valuestring, l);
+            at += l;
+        } else if (cJSON_IsString(a) && cJSON_IsString(b)) {
+            size_t la = strlen(a->valuestring), lb = strlen(b->valuestring);
+            memcpy(start, a->valuestring, la);
+            start[la] = ' ';
+            memcpy(start + la + 1, b->valuestring, lb);
+            at += la + 1 + lb;
+        } else {
+            s = herd_fail(HERD_ERR_FORMAT, "tokenizer.json: merge %zu is not \"a b\" or "
+                          "[a, b]", k);
+            goto done;
+        }
+        list[k].p = start;
+        list[k].n = (uint64_t)(text + at - start);
+        k++;
+    }
+    s = tok_set_merges(t, list, k);
+done:
+    herd_free(list);
+    herd_free(text);
+    cJSON_Delete(m);
+    return s;
 }
 
 static herd_status build(struct json_ctx *c, cJSON *added, herd_tokenizer **out)
@@ -353,6 +450,17 @@ static herd_status build(struct json_ctx *c, cJSON *added, herd_tokenizer **out)
     herd_status s = tok_new(c->max_id + 1, &t);
     if (s)
         return s;
+    t->pre = c->pre_kind;
+    /* GPT-2 style files: no BOS by default (their post-processors add none), and the
+     * unknown token, when model.unk_token names one, stands in for bytes without a token */
+    t->no_bos = c->pre_kind != TOK_PRE_LLAMA3;
+    cJSON *unk = c->unk.n ? cJSON_ParseWithLength((const char *)c->unk.p, c->unk.n) : NULL;
+    cJSON_ArrayForEach(it, added) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (cJSON_IsString(unk) && strcmp(content->valuestring, unk->valuestring) == 0)
+            t->unk_id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
+    }
+    cJSON_Delete(unk);
     for (size_t i = 0; i < c->n_ve && !s; i++)
         s = tok_set(t, c->ve[i].id, c->vb + c->ve[i].off, c->ve[i].len, 0);
     cJSON_ArrayForEach(it, added) {
@@ -360,12 +468,23 @@ static herd_status build(struct json_ctx *c, cJSON *added, herd_tokenizer **out)
             break;
         int32_t id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
         const char *text = cJSON_GetObjectItemCaseSensitive(it, "content")->valuestring;
-        if (t->is_set[id])
-            continue; /* an added token over a vocab entry: the vocab's bytes stand */
+        if (t->is_set[id]) {
+            /* an added token over a vocab entry: the vocab's bytes stand; GPT-2 style files
+             * (SmolLM2) list their control tokens in both, and the added one's special flag
+             * makes it a control token, as in HF */
+            const cJSON *sp = cJSON_GetObjectItemCaseSensitive(it, "special");
+            if (c->pre_kind != TOK_PRE_LLAMA3 && cJSON_IsTrue(sp) &&
+                t->tmp_len[id] == strlen(text) &&
+                memcmp(t->bytes + t->off[id], text, strlen(text)) == 0)
+                t->is_special[id] = 1;
+            continue;
+        }
         s = tok_set(t, id, text, strlen(text), 1);
     }
     if (!s)
         s = tok_finish(t);
+    if (!s && c->pre_kind != TOK_PRE_LLAMA3)
+        s = read_merges(c, t);
     if (s) {
         herd_tokenizer_free(t);
         return s;
