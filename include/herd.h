@@ -149,8 +149,8 @@ HERD_API size_t herd_tokenizer_max_token_bytes(const herd_tokenizer *tok);
 
 /* Encodes len bytes of text. Special-token text is plain text unless parse_special. With
  * add_bos, <|begin_of_text|> comes first, except for a model whose file says it takes no
- * BOS (GGUF tokenizer.ggml.add_bos_token false, as SmolLM2's): then nothing is added. On success *ids is owned by the caller
- * (herd_free) and holds *n_ids ids. Text need not be valid UTF-8: each byte outside a valid
+ * BOS (GGUF tokenizer.ggml.add_bos_token false, as SmolLM2's): then nothing is added. On
+ * success *ids is owned by the caller (herd_free) and holds *n_ids ids. Text need not be valid UTF-8: each byte outside a valid
  * sequence becomes its own single-byte token, so decoding gives back the same bytes. */
 HERD_API herd_status herd_tokenize(const herd_tokenizer *tok, const char *text, size_t len,
                                    bool add_bos, bool parse_special, int32_t **ids,

