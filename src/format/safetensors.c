@@ -13,6 +13,7 @@
  * F32, F16 and BF16 are accepted, the dtypes Llama checkpoints use.
  */
 #include "format/format.h"
+#include "quant/quant.h" /* DTYPE_F8_E4M3_RAW */
 
 #include <cjson/cJSON.h> /* header JSON */
 #include <stdlib.h>      /* qsort */
@@ -65,9 +66,12 @@ static herd_status parse_dtype(const char *path, const char *name, const cJSON *
     } else if (strcmp(s, "BF16") == 0) {
         *t = HERD_DTYPE_BF16;
         *elsize = 2;
+    } else if (strcmp(s, "F8_E4M3") == 0) { /* fbgemm_fp8 weights: scaled at load */
+        *t = DTYPE_F8_E4M3_RAW;
+        *elsize = 1;
     } else {
         return herd_fail(HERD_ERR_UNSUPPORTED, "%s: tensor '%s': dtype \"%.32s\" is not "
-                         "supported (expected F32, F16 or BF16)", path, name, s);
+                         "supported (expected F32, F16, BF16 or F8_E4M3)", path, name, s);
     }
     return HERD_OK;
 }

@@ -30,7 +30,7 @@ struct matmul_kernel {
     matmul_fn matmul;      /* NULL: weight type not supported */
 };
 
-#define HERD_N_DTYPES 40 /* above the largest herd_dtype value */
+#define HERD_N_DTYPES 128 /* above the largest herd_dtype value (F8_E4M3 = 100) */
 
 struct herd_cpu_kernels {
     const char *isa; /* "ref", "avx2", "avx512", "neon" */
@@ -87,6 +87,14 @@ void act_convert_bf16_ref(void *dst, const float *x, int64_t n);
 void q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 void act_group_sums(herd_dtype act_type, const void *xa, int64_t n, float *da, float *ds);
 void kernels_fill_matmul_q_avx2(struct herd_cpu_kernels *k);
+/* FP8 e4m3 with row scales (cpu/{ref,avx2,avx512}/matmul_f8_*.c); FP8_CHUNK columns are
+ * quantized at a time */
+#define FP8_CHUNK 1024
+void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                        int64_t n, int64_t n_b, int64_t r0, int64_t r1);
+void kernels_fill_matmul_f8_ref(struct herd_cpu_kernels *k);
+void kernels_fill_matmul_f8_avx2(struct herd_cpu_kernels *k);
+void kernels_fill_matmul_f8_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_neon(struct herd_cpu_kernels *k);
 void kernels_fill_quantize_avx2(struct herd_cpu_kernels *k);

@@ -119,7 +119,8 @@ static herd_status read_chat_template(herd_model *m, const char *path)
 static herd_status bind(herd_model *m, const char *dir)
 {
     herd_status s;
-    if ((s = read_config(m, dir)) || (s = open_shards(m, dir)) || (s = model_check_hparams(m)))
+    if ((s = read_config(m, dir)) || (s = open_shards(m, dir)) ||
+        (s = model_fp8_repack(m, dir)) || (s = model_check_hparams(m)))
         return s;
     bool tied = m->info.tied_embeddings;
     if ((s = model_bind_globals(m, !tied)) || (s = model_bind_layers(m)) ||

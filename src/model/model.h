@@ -99,6 +99,9 @@ herd_status model_bind_hf(herd_model *m, const char *dir);
 /* A Meta original folder (params.json + consolidated.NN.pth), load_meta.c. */
 herd_status model_bind_meta(herd_model *m, const char *dir);
 bool model_is_meta_dir(const char *dir);
+/* fbgemm_fp8 folders (load_fp8.c): pairs each F8_E4M3 weight with its row scales and the
+ * activation bound into HERD_DTYPE_F8_E4M3 rows (owned, in m->joined). */
+herd_status model_fp8_repack(herd_model *m, const char *dir);
 
 /* Shared by both binders (load.c), called in this order so that nothing is sized from a
  * hyper-parameter before the tensors have confirmed it. */

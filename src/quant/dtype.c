@@ -38,7 +38,9 @@ static const struct dtype_traits traits[] = {
     {HERD_DTYPE_Q8_K, "q8_k", QK_K, sizeof(struct block_q8_k), 1, 1},
     {HERD_DTYPE_BF16, "bf16", 1, 2, 1, 1},
     /* FP8 e4m3 with a row header {f32 scale, f32 activation bound}: see dtype_row_bytes */
-    {HERD_DTYPE_F8_E4M3, "f8_e4m3", 1, 1, 0, 0},
+    {HERD_DTYPE_F8_E4M3, "f8_e4m3", 1, 1, 1, 0},
+    /* a checkpoint's bare e4m3 codes, before load pairs them with their row scales */
+    {DTYPE_F8_E4M3_RAW, "f8_e4m3 (unscaled)", 1, 1, 0, 0},
 };
 
 static const struct dtype_traits *find(herd_dtype t)

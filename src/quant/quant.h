@@ -134,4 +134,20 @@ void quantize_row_q6_k_ref(struct block_q6_k *y, const float *x, int64_t n);
 /* Q8_K for activations: d = max/-127 style scale, bsums filled (zero block: all zero). */
 void quantize_row_q8_k_ref(struct block_q8_k *y, const float *x, int64_t n);
 
+/* ---- FP8 e4m3 with row scales (fp8.c); HERD_DTYPE_F8_E4M3 rows are {f32 scale, f32
+ * activation bound, n codes}. DTYPE_F8_E4M3_RAW: bare codes as a checkpoint stores them
+ * (readable only once paired with their scales at load). */
+#define DTYPE_F8_E4M3_RAW ((herd_dtype)101)
+#define FP8_E4M3_MAX 448.0f
+float fp8_e4m3_to_f32(uint8_t b);
+/* v rounded to the nearest e4m3 value (ties to even), clamped to +-448. */
+float fp8_e4m3_round(float v);
+uint8_t fp8_e4m3_from_f32(float v);
+/* Per-token activation scaling as fbgemm's quantize_fp8_per_row: amax clamped to
+ * [1e-12, ub] (ub <= 0: no bound); *inv = 448 / amax; returns the token scale 1 / *inv. */
+float fp8_act_scale(const float *x, int64_t n, float ub, float *inv);
+void fp8_row_header(const void *row, float *scale, float *ub);
+void fp8_pack_row(void *dst, const uint8_t *codes, float scale, float ub, int64_t n);
+void dequantize_row_f8_e4m3_ref(float *y, const void *row, int64_t n);
+
 #endif /* HERD_QUANT_H */

@@ -294,6 +294,7 @@ herd_status dequantize_row(herd_dtype t, float *out, const void *in, int64_t n)
     case HERD_DTYPE_F32: memcpy(out, in, (size_t)n * sizeof(float)); break;
     case HERD_DTYPE_F16: dequant_f16(out, in, n); break;
     case HERD_DTYPE_BF16: dequant_bf16(out, in, n); break;
+    case HERD_DTYPE_F8_E4M3: dequantize_row_f8_e4m3_ref(out, in, n); break;
     case HERD_DTYPE_Q4_0: dequantize_row_q4_0_ref(out, in, n); break;
     case HERD_DTYPE_Q4_1: dequantize_row_q4_1_ref(out, in, n); break;
     case HERD_DTYPE_Q5_0: dequantize_row_q5_0_ref(out, in, n); break;

@@ -65,3 +65,27 @@ add_test(NAME meta_quantize_q8_0 COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/met
   ${META_WORK}/quantize)
 set_tests_properties(meta_quantize_q8_0 PROPERTIES LABELS "meta;e2e"
   FIXTURES_REQUIRED "model_files;meta_files" SKIP_RETURN_CODE 77)
+
+# FP8 (fbgemm_fp8) Hugging Face checkpoints: e4m3 weights with row scales, activations
+# quantized per token with activation_scale_ub, modules_to_not_convert in BF16; every CPU
+# variant against the numpy reference of transformers' fbgemm_fp8 path.
+set(FP8_DIR ${META_WORK}/fp8)
+set(FP8 ${Python3_EXECUTABLE} ${HERD_TESTS}/meta/fp8_model.py)
+add_test(NAME meta_fp8_make COMMAND ${FP8} make ${FP8_DIR} --models ${CMAKE_BINARY_DIR}/test-models)
+set_tests_properties(meta_fp8_make PROPERTIES FIXTURES_SETUP fp8_files
+  FIXTURES_REQUIRED model_files LABELS "meta;golden")
+foreach(isa ref avx2 avx512)
+  add_test(NAME meta_fp8_golden_${isa} COMMAND ${CMAKE_COMMAND} -E env HERD_CPU_ISA=${isa}
+    ${FP8} check ${FP8_DIR} --herd ${HERD_BIN})
+  set_tests_properties(meta_fp8_golden_${isa} PROPERTIES LABELS "meta;golden"
+    FIXTURES_REQUIRED fp8_files RESOURCE_LOCK meta_fp8)
+endforeach()
+add_test(NAME meta_fp8_quantize COMMAND ${FP8} quantize ${FP8_DIR} --herd ${HERD_BIN})
+set_tests_properties(meta_fp8_quantize PROPERTIES LABELS "meta;e2e" FIXTURES_REQUIRED fp8_files
+  RESOURCE_LOCK meta_fp8)
+add_test(NAME meta_fp8_bad_not_convert COMMAND ${META_EXPECT_FAIL} "modules_to_not_convert" --
+  ${HERD_BIN} info ${FP8_DIR}/bad_not_convert)
+add_test(NAME meta_fp8_bad_no_qcfg COMMAND ${META_EXPECT_FAIL} "fbgemm_fp8" --
+  ${HERD_BIN} info ${FP8_DIR}/bad_no_qcfg)
+set_tests_properties(meta_fp8_bad_not_convert meta_fp8_bad_no_qcfg PROPERTIES
+  LABELS "meta;e2e" FIXTURES_REQUIRED fp8_files)

@@ -64,6 +64,21 @@ static __host__ __device__ __forceinline__ float bf16_val(uint16_t h)
 #endif
 }
 
+/* An FP8 e4m3 code: (b & 0x7f) << 20 as f32 bits is its magnitude times 2^-120 (subnormals
+ * included); quant/fp8.c has the row layout {f32 scale, f32 activation bound, codes}. */
+static __host__ __device__ __forceinline__ float f8_e4m3_val(uint8_t b)
+{
+    const uint32_t u = (uint32_t)(b & 0x7f) << 20;
+#ifdef __CUDA_ARCH__
+    const float f = __uint_as_float(u) * 0x1p120f;
+#else
+    float f;
+    memcpy(&f, &u, sizeof f);
+    f *= 0x1p120f;
+#endif
+    return (b & 0x80) ? -f : f;
+}
+
 /* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block: j < 4 sit in
  * the low 6 bits of bytes j and j+4; j >= 4 take 4 bits from byte j+4 and their top two
  * bits from the high bits of bytes j-4 (scale) and j (min). */
@@ -95,6 +110,12 @@ static __host__ __device__ __forceinline__ float dequant_elem(const uint8_t *row
         return f16_val(((const uint16_t *)row)[i]);
     } else if constexpr (T == HERD_DTYPE_BF16) {
         return bf16_val(((const uint16_t *)row)[i]);
+    } else if constexpr (T == HERD_DTYPE_F8_E4M3) {
+        /* weight-only here: the generic paths keep f32 activations (the CPU kernels quantize
+         * them per token as fbgemm_fp8 does) */
+        float sc;
+        memcpy(&sc, row, sizeof sc);
+        return f8_e4m3_val(row[8 + i]) * sc;
     } else if constexpr (T == HERD_DTYPE_Q8_0) {
         const struct block_q8_0 *b = (const struct block_q8_0 *)row + i / QK8_0;
         return (float)b->qs[i % QK8_0] * f16_val(b->d);

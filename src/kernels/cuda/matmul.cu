@@ -38,6 +38,9 @@ static bool with_type(herd_dtype t, F &&f)
     case HERD_DTYPE_BF16:
         f.template operator()<HERD_DTYPE_BF16>();
         return true;
+    case HERD_DTYPE_F8_E4M3:
+        f.template operator()<HERD_DTYPE_F8_E4M3>();
+        return true;
     case HERD_DTYPE_Q8_0:
         f.template operator()<HERD_DTYPE_Q8_0>();
         return true;

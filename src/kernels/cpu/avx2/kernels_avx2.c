@@ -12,4 +12,5 @@ void kernels_fill_avx2(struct herd_cpu_kernels *k)
     kernels_fill_matmul_q_avx2(k);
     kernels_fill_matmul_f_avx2(k);
     kernels_fill_quantize_avx2(k);
+    kernels_fill_matmul_f8_avx2(k);
 }

@@ -9,4 +9,5 @@ void kernels_fill_avx512(struct herd_cpu_kernels *k)
 {
     kernels_fill_matmul_q_avx512(k);
     kernels_fill_matmul_f_avx512(k);
+    kernels_fill_matmul_f8_avx512(k);
 }

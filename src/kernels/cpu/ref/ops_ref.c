@@ -83,6 +83,7 @@ void kernels_fill_ref(struct herd_cpu_kernels *k)
 {
     k->isa = "ref";
     kernels_fill_matmul_ref(k);
+    kernels_fill_matmul_f8_ref(k);
     k->rmsnorm = rmsnorm_ref;
     k->dot_f32 = dot_f32_ref;
     k->axpy_f32 = axpy_f32_ref;

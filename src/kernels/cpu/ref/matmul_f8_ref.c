@@ -1,0 +1,52 @@
+/*
+ * matmul_f8_ref.c - scalar reference of the FP8 e4m3 product (quant/fp8.c has the row
+ * layout and the rules): each activation row is quantized per token to e4m3 as fbgemm's
+ * quantize_fp8_per_row does (amax clamped to the weight's activation bound), then
+ * y[b][r] = (sum_c q_x[c] * q_w[r][c]) * x_scale[b] * w_scale[r], the sum in f32 over
+ * chunks of FP8_CHUNK columns (each chunk's sum left to right, then added to y).
+ * e4m3 x e4m3 products are exact in f32, so variants differ only by summation order.
+ *
+ * The activations arrive as f32 (act_type F32) because the bound is the weight's; each
+ * thread quantizes the chunk it needs on its stack, an O(n) cost per call against the
+ * O(n * rows) product.
+ */
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                        int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    const size_t rb = (size_t)n + 8;
+    float ws0, ub;
+    fp8_row_header(w, &ws0, &ub);
+    float q[FP8_CHUNK];
+    for (int64_t b = 0; b < n_b; b++) {
+        const float *x = (const float *)((const uint8_t *)xa + (size_t)b * xrb);
+        float inv, xs = fp8_act_scale(x, n, ub, &inv);
+        float *yb = y + b * ldy;
+        for (int64_t r = r0; r < r1; r++)
+            yb[r] = 0.0f;
+        for (int64_t c0 = 0; c0 < n; c0 += FP8_CHUNK) {
+            int64_t nc = n - c0 < FP8_CHUNK ? n - c0 : FP8_CHUNK;
+            for (int64_t c = 0; c < nc; c++)
+                q[c] = fp8_e4m3_round(x[c0 + c] * inv);
+            for (int64_t r = r0; r < r1; r++) {
+                const uint8_t *codes = (const uint8_t *)w + (size_t)r * rb + 8 + c0;
+                float acc = 0.0f;
+                for (int64_t c = 0; c < nc; c++)
+                    acc += fp8_e4m3_to_f32(codes[c]) * q[c];
+                yb[r] += acc;
+            }
+        }
+        for (int64_t r = r0; r < r1; r++) {
+            float ws, ubr;
+            fp8_row_header((const uint8_t *)w + (size_t)r * rb, &ws, &ubr);
+            yb[r] = yb[r] * xs * ws;
+        }
+    }
+}
+
+void kernels_fill_matmul_f8_ref(struct herd_cpu_kernels *k)
+{
+    k->mm[HERD_DTYPE_F8_E4M3] = (struct matmul_kernel){HERD_DTYPE_F32, NULL, matmul_f8_e4m3_ref};
+}

@@ -1,0 +1,101 @@
+/*
+ * test_kernels_fp8.c - the FP8 e4m3 weight type: code decoding and rounding against their
+ * definitions (all 256 codes; ties to even), and the product of every CPU variant (ref,
+ * avx2, avx512 where present) against a double-precision evaluation of the fbgemm_fp8
+ * rules written out here: per-token amax clamped to [1e-12, ub], inv = 448 / amax,
+ * q = e4m3(x * inv), y = (sum q * w) * (1 / inv) * row scale.
+ */
+#include "check.h"
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static float decode_def(uint8_t b)
+{
+    int e = (b >> 3) & 15, m = b & 7;
+    float v = e ? ldexpf(1.0f + m / 8.0f, e - 7) : ldexpf(m / 8.0f, -6);
+    return (b & 0x80) ? -v : v;
+}
+
+static void test_codes(void)
+{
+    int bad = 0;
+    for (int b = 0; b < 256; b++) {
+        if ((b & 0x7f) == 0x7f)
+            continue; /* NaN codes */
+        float v = decode_def((uint8_t)b);
+        bad += fp8_e4m3_to_f32((uint8_t)b) != v;
+        bad += fp8_e4m3_round(v) != v;
+        bad += v != 0 && fp8_e4m3_from_f32(v) != (uint8_t)b;
+    }
+    CHECK_MSG(bad == 0, "%d code mismatches", bad);
+    /* ties to even: 1 + 1/16 is halfway between 1 and 1.125 -> 1; 1 + 3/16 -> 1.25 */
+    CHECK(fp8_e4m3_round(1.0625f) == 1.0f);
+    CHECK(fp8_e4m3_round(1.1875f) == 1.25f);
+    CHECK(fp8_e4m3_round(1000.0f) == 448.0f && fp8_e4m3_round(-1000.0f) == -448.0f);
+    CHECK(fp8_e4m3_round(0x1p-10f) == 0.0f);      /* half of the smallest subnormal: even */
+    CHECK(fp8_e4m3_round(0x1.8p-9f) == 0x1p-8f);  /* 1.5 steps -> 2 steps */
+}
+
+static void test_matmul(void)
+{
+    const int64_t n = 1056, rows = 37, nb = 3; /* n: a chunk and a tail, not a multiple of 16 */
+    const float ub = 2.5f;
+    size_t rb = dtype_row_bytes(HERD_DTYPE_F8_E4M3, n);
+    uint8_t *w = malloc(rb * rows), *codes = malloc(n);
+    float *x = malloc(sizeof(float) * n * nb), *y = malloc(sizeof(float) * rows * nb);
+    double *want = malloc(sizeof(double) * rows * nb);
+    srand(7);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < n; c++) {
+            uint8_t b = (uint8_t)(rand() & 0xff);
+            codes[c] = (b & 0x7f) == 0x7f ? 0x3c : b;
+        }
+        fp8_pack_row(w + r * rb, codes, 0.001f * (float)(r + 1), ub, n);
+    }
+    for (int64_t i = 0; i < n * nb; i++)
+        x[i] = ((float)(rand() % 65536) / 65536.0f - 0.5f) * (i < n ? 10.0f : 1.0f); /* row 0 hits ub */
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * n;
+        float amax = 0;
+        for (int64_t c = 0; c < n; c++)
+            amax = fmaxf(amax, fabsf(xb[c]));
+        amax = fminf(fmaxf(amax, 1e-12f), ub);
+        float inv = 448.0f / amax, xs = 1.0f / inv;
+        for (int64_t r = 0; r < rows; r++) {
+            double acc = 0;
+            for (int64_t c = 0; c < n; c++)
+                acc += (double)decode_def(w[r * rb + 8 + c]) * fp8_e4m3_round(xb[c] * inv);
+            want[b * rows + r] = acc * xs * (0.001f * (float)(r + 1));
+        }
+    }
+    const char *isas[] = {"ref", "avx2", "avx512"};
+    for (int i = 0; i < 3; i++) {
+        const struct herd_cpu_kernels *k = kernels_get_isa(isas[i]);
+        if (!k || !k->mm[HERD_DTYPE_F8_E4M3].matmul)
+            continue;
+        CHECK(k->mm[HERD_DTYPE_F8_E4M3].act_type == HERD_DTYPE_F32);
+        k->mm[HERD_DTYPE_F8_E4M3].matmul(y, rows, w, x, (size_t)n * sizeof(float), n, nb, 0,
+                                         rows);
+        double worst = 0;
+        for (int64_t j = 0; j < rows * nb; j++) {
+            double d = fabs(y[j] - want[j]) / (fabs(want[j]) + 1e-3);
+            worst = d > worst ? d : worst;
+        }
+        CHECK_MSG(worst < 1e-4, "%s: relative error %g", isas[i], worst);
+    }
+    /* dequantize_row reads the same rows */
+    float row[1056];
+    CHECK(dequantize_row(HERD_DTYPE_F8_E4M3, row, w + rb, n) == HERD_OK);
+    CHECK(row[5] == decode_def(w[rb + 8 + 5]) * 0.002f);
+    free(w); free(codes); free(x); free(y); free(want);
+}
+
+int main(void)
+{
+    test_codes();
+    test_matmul();
+    return check_done();
+}
