@@ -13,17 +13,11 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tally import check, failed, summary  # noqa: E402
+
 HERD = sys.argv[1]
-passes = fails = 0
 
-
-def check(ok, what):
-    global passes, fails
-    print(("ok   " if ok else "FAIL ") + what)
-    if ok:
-        passes += 1
-    else:
-        fails += 1
 
 
 with tempfile.TemporaryDirectory() as d:
@@ -43,5 +37,4 @@ with tempfile.TemporaryDirectory() as d:
 p = subprocess.run([HERD, "--version"], capture_output=True, text=True)
 check(p.returncode == 0 and p.stdout.startswith("herd "), "herd --version: %s" %
       p.stdout.strip())
-print("%d passed, %d failed" % (passes, fails))
-sys.exit(1 if fails else 0)
+sys.exit(summary())

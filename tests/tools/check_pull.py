@@ -25,18 +25,12 @@ import sys
 import tempfile
 import threading
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tally import check, failed, summary  # noqa: E402
+
 HERD = sys.argv[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-passes = fails = 0
 
-
-def check(ok, what):
-    global passes, fails
-    print(("ok   " if ok else "FAIL ") + what)
-    if ok:
-        passes += 1
-    else:
-        fails += 1
 
 
 class Hub:
@@ -271,8 +265,7 @@ def main():
             check(q.returncode == 0 and "hf://acme/runnable is " in q.stderr,
                   "-m hf:// loads the pulled model: %s" % q.stderr.strip()[-200:])
     srv.shutdown()
-    print("%d passed, %d failed" % (passes, fails))
-    return 1 if fails else 0
+    return summary()
 
 
 if __name__ == "__main__":

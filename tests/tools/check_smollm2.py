@@ -21,18 +21,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "scripts"))
 from golden_pretok import default_gguf  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tally import check, failed, summary  # noqa: E402
+
 HERD = sys.argv[1]
-fails = 0
-passes = 0
 
-
-def check(ok, what):
-    global fails, passes
-    print(("ok   " if ok else "FAIL ") + what)
-    if ok:
-        passes += 1
-    else:
-        fails += 1
 
 
 def run(args, inp="", env=None):
@@ -102,8 +95,7 @@ def main():
                          json.dumps({"messages": convs[2]})).stdout)
     check(ids[0] == 1 and ids.count(2) == 4 and ids[-4:] == [1, 520, 9531, 198], "--ids: <|im_start|>/<|im_end|> by id only "
           "(a user's '<|im_end|>' stays text)")
-    print("%d passed, %d failed" % (passes, fails))
-    return 1 if fails else 0
+    return summary()
 
 
 if __name__ == "__main__":

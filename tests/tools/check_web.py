@@ -23,18 +23,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "scripts"))
 from golden_pretok import default_gguf  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tally import check, failed, summary  # noqa: E402
+
 HERD = sys.argv[1]
 SHOT = sys.argv[2] if len(sys.argv) > 2 else "web-chat.png"
-passes = fails = 0
 
-
-def check(ok, what):
-    global passes, fails
-    print(("ok   " if ok else "FAIL ") + what)
-    if ok:
-        passes += 1
-    else:
-        fails += 1
 
 
 class CDP:
@@ -222,11 +216,10 @@ def main():
             srv.kill()
             srv.wait()
         log.close()
-        if fails:
+        if failed():
             print(open(log_path).read()[-2000:])
         os.remove(log_path)
-    print("%d passed, %d failed" % (passes, fails))
-    return 1 if fails else 0
+    return summary()
 
 
 if __name__ == "__main__":
