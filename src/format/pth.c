@@ -248,6 +248,8 @@ static herd_status pop_mark(struct upk *u, size_t *from)
     if (u->n_marks == 0)
         return bad(u, "no MARK on the stack");
     *from = u->marks[--u->n_marks];
+    if (*from > u->n_stack) /* what was above the mark has been popped since */
+        return bad(u, "a MARK above the top of the stack");
     return HERD_OK;
 }
 
