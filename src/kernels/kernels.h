@@ -92,6 +92,14 @@ void kernels_fill_matmul_q_avx2(struct herd_cpu_kernels *k);
 #define FP8_CHUNK 1024
 void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
                         int64_t n, int64_t n_b, int64_t r0, int64_t r1);
+/* The FP8 product's frame, one for every variant (ref/matmul_f8_ref.c): per activation row
+ * the token's scale, per chunk of FP8_CHUNK columns its e4m3 values in q (aligned 64), then
+ * chunk() adds each weight row's partial sum over the chunk (codes at base + r * rb) to
+ * yb[r0..r1), and the row scales end it. Variants differ only in chunk(). */
+typedef void (*fp8_chunk_fn)(float *yb, const uint8_t *base, size_t rb, const float *q,
+                             int64_t nc, int64_t r0, int64_t r1);
+void matmul_f8_frame(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                     int64_t n, int64_t n_b, int64_t r0, int64_t r1, fp8_chunk_fn chunk);
 void kernels_fill_matmul_f8_ref(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f8_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f8_avx512(struct herd_cpu_kernels *k);

@@ -25,42 +25,26 @@ static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+static void chunk_avx2(float *yb, const uint8_t *base, size_t rb, const float *q, int64_t nc,
+                       int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *p = base + (size_t)r * rb;
+        __m256 a = _mm256_setzero_ps();
+        int64_t c = 0;
+        for (; c + 8 <= nc; c += 8)
+            a = _mm256_fmadd_ps(decode8(p + c), _mm256_load_ps(q + c), a);
+        float s = hsum8(a);
+        for (; c < nc; c++)
+            s += fp8_e4m3_to_f32(p[c]) * q[c];
+        yb[r] += s;
+    }
+}
+
 static void matmul_f8_e4m3_avx2(float *y, int64_t ldy, const void *w, const void *xa,
                                 size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    const size_t rb = (size_t)n + 8;
-    float ws0, ub;
-    fp8_row_header(w, &ws0, &ub);
-    float q[FP8_CHUNK] __attribute__((aligned(32)));
-    for (int64_t b = 0; b < n_b; b++) {
-        const float *x = (const float *)((const uint8_t *)xa + (size_t)b * xrb);
-        float inv, xs = fp8_act_scale(x, n, ub, &inv);
-        float *yb = y + b * ldy;
-        for (int64_t r = r0; r < r1; r++)
-            yb[r] = 0.0f;
-        for (int64_t c0 = 0; c0 < n; c0 += FP8_CHUNK) {
-            int64_t nc = n - c0 < FP8_CHUNK ? n - c0 : FP8_CHUNK;
-            for (int64_t c = 0; c < nc; c++)
-                q[c] = fp8_e4m3_round(x[c0 + c] * inv);
-            const uint8_t *base = (const uint8_t *)w + 8 + c0;
-            for (int64_t r = r0; r < r1; r++) {
-                const uint8_t *p = base + (size_t)r * rb;
-                __m256 a = _mm256_setzero_ps();
-                int64_t c = 0;
-                for (; c + 8 <= nc; c += 8)
-                    a = _mm256_fmadd_ps(decode8(p + c), _mm256_load_ps(q + c), a);
-                float s = hsum8(a);
-                for (; c < nc; c++)
-                    s += fp8_e4m3_to_f32(p[c]) * q[c];
-                yb[r] += s;
-            }
-        }
-        for (int64_t r = r0; r < r1; r++) {
-            float ws, ubr;
-            fp8_row_header((const uint8_t *)w + (size_t)r * rb, &ws, &ubr);
-            yb[r] = yb[r] * xs * ws;
-        }
-    }
+    matmul_f8_frame(y, ldy, w, xa, xrb, n, n_b, r0, r1, chunk_avx2);
 }
 
 void kernels_fill_matmul_f8_avx2(struct herd_cpu_kernels *k)

@@ -31,50 +31,34 @@ static float dot_chunk(const uint8_t *codes, const float *q, int64_t nc)
     return s;
 }
 
+/* Four weight rows per pass over the quantized chunk, then the rest one at a time. */
+static void chunk_avx512(float *yb, const uint8_t *base, size_t rb, const float *q,
+                         int64_t nc, int64_t r0, int64_t r1)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1 && nc % 16 == 0; r += 4) {
+        const uint8_t *p0 = base + (size_t)r * rb, *p1 = p0 + rb, *p2 = p1 + rb, *p3 = p2 + rb;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t c = 0; c < nc; c += 16) {
+            __m512 qv = _mm512_load_ps(q + c);
+            a0 = _mm512_fmadd_ps(decode16(p0 + c), qv, a0);
+            a1 = _mm512_fmadd_ps(decode16(p1 + c), qv, a1);
+            a2 = _mm512_fmadd_ps(decode16(p2 + c), qv, a2);
+            a3 = _mm512_fmadd_ps(decode16(p3 + c), qv, a3);
+        }
+        yb[r] += _mm512_reduce_add_ps(a0);
+        yb[r + 1] += _mm512_reduce_add_ps(a1);
+        yb[r + 2] += _mm512_reduce_add_ps(a2);
+        yb[r + 3] += _mm512_reduce_add_ps(a3);
+    }
+    for (; r < r1; r++)
+        yb[r] += dot_chunk(base + (size_t)r * rb, q, nc);
+}
+
 static void matmul_f8_e4m3_avx512(float *y, int64_t ldy, const void *w, const void *xa,
                                   size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    const size_t rb = (size_t)n + 8;
-    float ws0, ub;
-    fp8_row_header(w, &ws0, &ub);
-    float q[FP8_CHUNK] __attribute__((aligned(64)));
-    for (int64_t b = 0; b < n_b; b++) {
-        const float *x = (const float *)((const uint8_t *)xa + (size_t)b * xrb);
-        float inv, xs = fp8_act_scale(x, n, ub, &inv);
-        float *yb = y + b * ldy;
-        for (int64_t r = r0; r < r1; r++)
-            yb[r] = 0.0f;
-        for (int64_t c0 = 0; c0 < n; c0 += FP8_CHUNK) {
-            int64_t nc = n - c0 < FP8_CHUNK ? n - c0 : FP8_CHUNK;
-            for (int64_t c = 0; c < nc; c++)
-                q[c] = fp8_e4m3_round(x[c0 + c] * inv);
-            const uint8_t *base = (const uint8_t *)w + 8 + c0;
-            int64_t r = r0;
-            for (; r + 4 <= r1 && nc % 16 == 0; r += 4) {
-                const uint8_t *p0 = base + (size_t)r * rb, *p1 = p0 + rb, *p2 = p1 + rb,
-                              *p3 = p2 + rb;
-                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                for (int64_t c = 0; c < nc; c += 16) {
-                    __m512 qv = _mm512_load_ps(q + c);
-                    a0 = _mm512_fmadd_ps(decode16(p0 + c), qv, a0);
-                    a1 = _mm512_fmadd_ps(decode16(p1 + c), qv, a1);
-                    a2 = _mm512_fmadd_ps(decode16(p2 + c), qv, a2);
-                    a3 = _mm512_fmadd_ps(decode16(p3 + c), qv, a3);
-                }
-                yb[r] += _mm512_reduce_add_ps(a0);
-                yb[r + 1] += _mm512_reduce_add_ps(a1);
-                yb[r + 2] += _mm512_reduce_add_ps(a2);
-                yb[r + 3] += _mm512_reduce_add_ps(a3);
-            }
-            for (; r < r1; r++)
-                yb[r] += dot_chunk(base + (size_t)r * rb, q, nc);
-        }
-        for (int64_t r = r0; r < r1; r++) {
-            float ws, ubr;
-            fp8_row_header((const uint8_t *)w + (size_t)r * rb, &ws, &ubr);
-            yb[r] = yb[r] * xs * ws;
-        }
-    }
+    matmul_f8_frame(y, ldy, w, xa, xrb, n, n_b, r0, r1, chunk_avx512);
 }
 
 void kernels_fill_matmul_f8_avx512(struct herd_cpu_kernels *k)

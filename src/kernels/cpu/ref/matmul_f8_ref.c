@@ -13,13 +13,13 @@
 #include "kernels/kernels.h"
 #include "quant/quant.h"
 
-void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
-                        int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+void matmul_f8_frame(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                     int64_t n, int64_t n_b, int64_t r0, int64_t r1, fp8_chunk_fn chunk)
 {
     const size_t rb = (size_t)n + 8;
     float ws0, ub;
     fp8_row_header(w, &ws0, &ub);
-    float q[FP8_CHUNK];
+    float q[FP8_CHUNK] __attribute__((aligned(64)));
     for (int64_t b = 0; b < n_b; b++) {
         const float *x = (const float *)((const uint8_t *)xa + (size_t)b * xrb);
         float inv, xs = fp8_act_scale(x, n, ub, &inv);
@@ -30,13 +30,7 @@ void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, si
             int64_t nc = n - c0 < FP8_CHUNK ? n - c0 : FP8_CHUNK;
             for (int64_t c = 0; c < nc; c++)
                 q[c] = fp8_e4m3_round(x[c0 + c] * inv);
-            for (int64_t r = r0; r < r1; r++) {
-                const uint8_t *codes = (const uint8_t *)w + (size_t)r * rb + 8 + c0;
-                float acc = 0.0f;
-                for (int64_t c = 0; c < nc; c++)
-                    acc += fp8_e4m3_to_f32(codes[c]) * q[c];
-                yb[r] += acc;
-            }
+            chunk(yb, (const uint8_t *)w + 8 + c0, rb, q, nc, r0, r1);
         }
         for (int64_t r = r0; r < r1; r++) {
             float ws, ubr;
@@ -44,6 +38,25 @@ void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, si
             yb[r] = yb[r] * xs * ws;
         }
     }
+}
+
+/* Each row's sum over the chunk, left to right. */
+static void chunk_ref(float *yb, const uint8_t *base, size_t rb, const float *q, int64_t nc,
+                      int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *codes = base + (size_t)r * rb;
+        float acc = 0.0f;
+        for (int64_t c = 0; c < nc; c++)
+            acc += fp8_e4m3_to_f32(codes[c]) * q[c];
+        yb[r] += acc;
+    }
+}
+
+void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                        int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_f8_frame(y, ldy, w, xa, xrb, n, n_b, r0, r1, chunk_ref);
 }
 
 void kernels_fill_matmul_f8_ref(struct herd_cpu_kernels *k)
