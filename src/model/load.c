@@ -93,6 +93,26 @@ static float llama3_scale(float freq, const herd_model_info *in)
     return (1.0f - smooth) * freq / in->rope_factor + smooth * freq;
 }
 
+herd_status model_bind_dir(herd_model *m, const char *dir,
+                           herd_status (*bind)(herd_model *m, const char *dir))
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    const char *base = dir;
+    for (size_t i = 0; i < n; i++)
+        if (dir[i] == '/' && i + 1 < n)
+            base = dir + i + 1;
+    if (!(m->name = herd_strndup(base, (size_t)(dir + n - base))))
+        return herd_fail(HERD_ERR_NOMEM, "model name");
+    m->info.name = m->name;
+    herd_status s = bind(m, dir);
+    /* messages from files in the folder already name them */
+    if (s != HERD_OK && !strstr(herd_last_error(), dir))
+        herd_fail_prefix(s, "%s", dir);
+    return s;
+}
+
 herd_status model_check_hparams(herd_model *m)
 {
     herd_model_info *in = &m->info;

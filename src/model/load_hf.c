@@ -142,25 +142,9 @@ herd_status model_bind_hf(herd_model *m, const char *dir)
 {
     m->info.format = "hf";
     m->fmt = ARCH_HF;
-    /* The name (the folder's) picks a row's variant, so it comes first. */
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    const char *base = dir;
-    for (size_t i = 0; i < n; i++)
-        if (dir[i] == '/' && i + 1 < n)
-            base = dir + i + 1;
-    m->name = herd_strndup(base, (size_t)(dir + n - base));
-    if (!m->name)
-        return herd_fail(HERD_ERR_NOMEM, "model name");
-    m->info.name = m->name;
-    herd_status s = bind(m, dir);
-    if (s != HERD_OK) {
-        /* Messages from files in the folder already name them. */
-        if (!strstr(herd_last_error(), dir))
-            herd_fail_prefix(s, "%s", dir);
+    herd_status s = model_bind_dir(m, dir, bind);
+    if (s != HERD_OK)
         return s;
-    }
     m->rope_style = m->arch->rope[ARCH_HF];
     return HERD_OK;
 }

@@ -368,22 +368,9 @@ herd_status model_bind_meta(herd_model *m, const char *dir)
 {
     m->info.format = "meta";
     m->fmt = ARCH_GGUF; /* names are mapped onto the table's GGUF ones */
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    const char *base = dir;
-    for (size_t i = 0; i < n; i++)
-        if (dir[i] == '/' && i + 1 < n)
-            base = dir + i + 1;
-    if (!(m->name = herd_strndup(base, (size_t)(dir + n - base))))
-        return herd_fail(HERD_ERR_NOMEM, "model name");
-    m->info.name = m->name;
-    herd_status s = bind(m, dir);
-    if (s != HERD_OK) {
-        if (!strstr(herd_last_error(), dir))
-            herd_fail_prefix(s, "%s", dir);
+    herd_status s = model_bind_dir(m, dir, bind);
+    if (s != HERD_OK)
         return s;
-    }
     m->rope_style = m->arch->rope[ARCH_GGUF];
     return HERD_OK;
 }

@@ -103,6 +103,12 @@ bool model_is_meta_dir(const char *dir);
  * activation bound into HERD_DTYPE_F8_E4M3 rows (owned, in m->joined). */
 herd_status model_fp8_repack(herd_model *m, const char *dir);
 
+/* A folder's model (HF, Meta): its name is the folder's last component (it picks a table
+ * row's variant, so it comes first), then bind(m, dir); an error that does not name the
+ * folder gets it as a prefix (load.c). */
+herd_status model_bind_dir(herd_model *m, const char *dir,
+                           herd_status (*bind)(herd_model *m, const char *dir));
+
 /* Shared by both binders (load.c), called in this order so that nothing is sized from a
  * hyper-parameter before the tensors have confirmed it. */
 /* Ranges of the hyper-parameters read so far (n_vocab included), without allocating; an
