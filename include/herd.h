@@ -566,7 +566,7 @@ HERD_API int herd_dist_size(void);
  * command fills these from HERD_CPU_ISA, HERD_BF16_ACT, HERD_GEMV_NO_VBMI and
  * HERD_GEMV_NO_R16 (docs/internals/library.md). Start from herd_cpu_default_options(). */
 typedef struct herd_cpu_options {
-    /* "ref", "avx2", "avx512" or "neon" forces that variant (tests run every variant on one
+    /* "ref", "avx2", "avx512", "amx" (avx512 with AMX tiles) or "neon" forces that variant (tests run every variant on one
      * machine); NULL or "" = the best this CPU and build run. One the CPU lacks falls back
      * to the best available with a warning. */
     const char *isa;
@@ -588,7 +588,7 @@ HERD_API herd_cpu_options herd_cpu_default_options(void);
  * with other options (calling it again with the same options is fine). Thread-safe. */
 HERD_API herd_status herd_cpu_configure(const herd_cpu_options *o);
 
-/* Name of the CPU kernel variant in use ("ref", "avx2", "avx512", "neon"). Builds the
+/* Name of the CPU kernel variant in use ("ref", "avx2", "avx512", "amx", "neon"). Builds the
  * kernel tables if nothing has yet. */
 HERD_API const char *herd_cpu_isa(void);
 

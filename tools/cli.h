@@ -28,7 +28,7 @@ int cmd_pull(int argc, char **argv);
 /* The environment variables of the herd command (the library reads none), passed on as API
  * settings; called first in main, on every MPI rank:
  *   HERD_LOG=error|warn|info|debug      herd_log_set_level
- *   HERD_CPU_ISA=ref|avx2|avx512|neon   herd_cpu_options.isa
+ *   HERD_CPU_ISA=ref|avx2|avx512|amx|neon   herd_cpu_options.isa
  *   HERD_BF16_ACT, HERD_GEMV_NO_VBMI, HERD_GEMV_NO_R16 (set = on)   the other fields
  *   HERD_TP, HERD_PP, HERD_DIST_TIMEOUT, HERD_DIST_REPORT (set = on), and the test knobs
  *   HERD_DIST_TEST_KILL / HERD_DIST_TEST_VERSION    *dist, for herd_dist_init

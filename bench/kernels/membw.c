@@ -2,7 +2,9 @@
  * membw.c - the machine's limits that herd's kernels are measured against: read bandwidth
  * (STREAM-like sum over a buffer much larger than the caches, AVX-512 loads, 1..N threads)
  * and peak arithmetic of one core and of N cores (fp32 FMA, bf16 dot vdpbf16ps, int8 VNNI
- * vpdpbusd, 512-bit, many independent accumulators).
+ * vpdpbusd, 512-bit, many independent accumulators), and where the CPU has AMX and Linux
+ * grants it, the tile unit's peak (TDPBSSD int8, TDPBF16PS bf16: four independent 16 x 16
+ * accumulator tiles, operands resident in tiles, so nothing but the multiply runs).
  * Usage: membw [MiB=1024] [threads=2]
  */
 #include "base/base.h"
@@ -15,7 +17,8 @@
 struct job {
     const float *buf;
     size_t n;
-    int kind; /* 0 read, 1 fma, 2 bf16, 3 vnni, 4 read with prefetch */
+    int kind; /* 0 read, 1 fma, 2 bf16, 3 vnni, 4 read with prefetch, 5 amx int8,
+                 6 amx bf16 */
     double sink[64];
 };
 
@@ -79,6 +82,47 @@ __attribute__((target("avx512f,avx512bf16,avx512vnni,avx512bw"))) static double 
     return sink[0];
 }
 
+#define AMX_ITERS 2000000L /* rounds of four tile products */
+
+/* Four accumulators (tmm0-3) over two A (tmm4, 5) and two B (tmm6, 7) tiles, all 16 rows x
+ * 64 bytes: each product is 16 x 16 x 64 int8 or 16 x 16 x 32 bf16 multiply-adds. */
+__attribute__((target("amx-tile,amx-int8,amx-bf16"))) static double amx_peak(int bf16)
+{
+    _Alignas(64) uint8_t cfg[64] = {0}, data[16 * 64] = {0};
+    cfg[0] = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg[16 + 2 * i] = 64;
+        cfg[48 + i] = 16;
+    }
+    _tile_loadconfig(cfg);
+    for (int i = 0; i < 4; i++) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    _tile_loadd(4, data, 64);
+    _tile_loadd(5, data, 64);
+    _tile_loadd(6, data, 64);
+    _tile_loadd(7, data, 64);
+    for (long it = 0; it < AMX_ITERS; it++) {
+        if (bf16) {
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        } else {
+            _tile_dpbssd(0, 4, 6);
+            _tile_dpbssd(1, 4, 7);
+            _tile_dpbssd(2, 5, 6);
+            _tile_dpbssd(3, 5, 7);
+        }
+    }
+    _tile_stored(0, data, 64);
+    _tile_release();
+    return data[0];
+}
+
 static void run(void *arg, int ith, int nth)
 {
     struct job *j = arg;
@@ -86,6 +130,8 @@ static void run(void *arg, int ith, int nth)
         int64_t lo, hi;
         herd_split((int64_t)(j->n / 64), ith, nth, &lo, &hi);
         j->sink[ith] = read_sum(j->buf + lo * 64, (size_t)(hi - lo) * 64, j->kind == 4);
+    } else if (j->kind >= 5) {
+        j->sink[ith] = amx_peak(j->kind == 6);
     } else {
         j->sink[ith] = peak(j->kind);
     }
@@ -109,14 +155,18 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         buf[i] = (float)(i & 1023);
     static const char *const names[] = {"read", "fp32 fma", "bf16 dot", "int8 vnni",
-                                        "read+pf"};
-    /* per instruction, per 512-bit vector: FMA 16 x 2 flop, dpbf16 32 x 2, dpbusd 64 x 2 */
-    static const double ops[] = {0, 32, 64, 128, 0};
+                                        "read+pf", "amx int8", "amx bf16"};
+    /* per instruction, per 512-bit vector: FMA 16 x 2 flop, dpbf16 32 x 2, dpbusd 64 x 2;
+     * per tile product: 16 x 16 x 64 x 2 int8 ops, 16 x 16 x 32 x 2 bf16 flop */
+    static const double ops[] = {0, 32, 64, 128, 0, 32768, 16384};
+    const int amx = herd_cpu_features()->amx_int8 && herd_cpu_amx_permit();
+    if (!amx)
+        printf("amx: not on this CPU, or the OS refused the tile state: probes skipped\n");
     for (int t = 1; t <= max_t; t++) {
         struct herd_pool *pool;
         if (herd_pool_new(t, &pool) != HERD_OK)
             return 1;
-        for (int kind = 0; kind < 5; kind++) {
+        for (int kind = 0; kind < (amx ? 7 : 5); kind++) {
             struct job j = {buf, n, kind, {0}};
             double best = 1e30, bestc = 1e30;
             for (int rep = 0; rep < 5; rep++) {
@@ -129,7 +179,8 @@ int main(int argc, char **argv)
             /* wall-clock rate, and the rate per CPU-second of each thread (what the same
              * threads would reach on cores of their own) */
             double work = kind == 0 || kind == 4 ? (double)(n * sizeof(float))
-                                    : ops[kind] * 12.0 * (double)ITERS * t;
+                 : kind >= 5 ? ops[kind] * 4.0 * (double)AMX_ITERS * t
+                             : ops[kind] * 12.0 * (double)ITERS * t;
             printf("%-10s threads=%d  %8.1f %s (wall)  %8.1f (per cpu-time)\n", names[kind],
                    t, work / best / 1e9, kind % 4 == 0 ? "GB/s" : "G(FL)OP/s", work / bestc / 1e9);
         }

@@ -121,8 +121,14 @@ void herd_threads_set_local_ranks(int n);
 
 struct herd_cpu_features {
     int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16, avxvnni, neon;
+    /* AMX: the CPU has the tiles and the OS enabled their state (XCR0 bits 17, 18); the
+     * kernel's per-process permission is asked for separately (herd_cpu_amx_permit) */
+    int amx_tile, amx_int8, amx_bf16;
 };
 const struct herd_cpu_features *herd_cpu_features(void);
+/* Asks Linux for the AMX tile state once per process (arch_prctl ARCH_REQ_XCOMP_PERM,
+ * XFEATURE_XTILEDATA); true when granted. False without AMX or where the kernel refuses. */
+bool herd_cpu_amx_permit(void);
 
 /* ---- time */
 double herd_time_s(void); /* monotonic seconds */

@@ -39,6 +39,13 @@ static void detect(struct herd_cpu_features *f)
         f->avx512vl = (b >> 31) & 1;
         f->avx512vnni = (c >> 11) & 1;
     }
+    /* AMX: leaf 7 EDX bits 22 (bf16), 24 (tile), 25 (int8); XCR0 bits 17-18 the tile
+     * config and data state */
+    if ((xcr0 & 0x60000) == 0x60000) {
+        f->amx_bf16 = (d >> 22) & 1;
+        f->amx_tile = (d >> 24) & 1;
+        f->amx_int8 = (d >> 25) & 1;
+    }
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
         f->avxvnni = (a >> 4) & 1;
         if (os_avx512)
@@ -53,6 +60,41 @@ static void detect(struct herd_cpu_features *f)
 #else
     (void)f;
 #endif
+}
+#endif
+
+#if defined(__linux__) && defined(__x86_64__)
+#include <pthread.h>
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static bool amx_ok;
+
+static void amx_request(void)
+{
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    const struct herd_cpu_features *f = herd_cpu_features();
+    if (!f->amx_tile)
+        return;
+    /* Linux 5.16+ keeps the 8 KB tile state off until a process asks; older kernels (or a
+     * seccomp filter) refuse, and the VNNI kernels run instead. */
+    amx_ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    if (!amx_ok)
+        herd_log(HERD_LOG_DEBUG, "AMX: the kernel refused the tile state (%s); not used",
+                 strerror(errno));
+}
+
+bool herd_cpu_amx_permit(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, amx_request);
+    return amx_ok;
+}
+#else
+bool herd_cpu_amx_permit(void)
+{
+    return false;
 }
 #endif
 

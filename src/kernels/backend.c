@@ -49,7 +49,13 @@ int herd_devices(char *buf, size_t cap)
         return 0;
     buf[0] = 0;
     size_t used = 0;
-    int k = snprintf(buf, cap, "cpu: %s kernels, %d cores\n", herd_cpu_isa(), herd_n_cores());
+    /* AMX: in use, or why not (the isa forced below it, or the OS refused the tiles) */
+    const char *isa = herd_cpu_isa(), *amx = "";
+    if (herd_cpu_features()->amx_int8)
+        amx = strcmp(isa, "amx") == 0 ? " (AMX int8 tiles for prefill)"
+              : herd_cpu_amx_permit() ? " (AMX present, not chosen)"
+                                      : " (AMX present, the OS refused its tile state)";
+    int k = snprintf(buf, cap, "cpu: %s kernels%s, %d cores\n", isa, amx, herd_n_cores());
     used = k > 0 && (size_t)k < cap ? (size_t)k : cap - 1;
     int lines = 1;
     for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)

@@ -12,8 +12,8 @@
 
 #include <pthread.h> /* pthread_once, the options lock */
 
-enum { ISA_REF, ISA_AVX2, ISA_AVX512, ISA_NEON, ISA_COUNT };
-static const char *const isa_names[ISA_COUNT] = {"ref", "avx2", "avx512", "neon"};
+enum { ISA_REF, ISA_AVX2, ISA_AVX512, ISA_AMX, ISA_NEON, ISA_COUNT };
+static const char *const isa_names[ISA_COUNT] = {"ref", "avx2", "avx512", "amx", "neon"};
 
 static struct herd_cpu_kernels tables[ISA_COUNT];
 static int table_ok[ISA_COUNT];
@@ -37,6 +37,9 @@ static int isa_supported(int isa)
     case ISA_AVX512:
         return f->avx2 && f->fma && f->f16c && f->avx512f && f->avx512bw && f->avx512vl &&
                f->avx512vnni;
+    case ISA_AMX: /* asks the OS for the tile state here, once */
+        return isa_supported(ISA_AVX512) && f->amx_tile && f->amx_int8 &&
+               herd_cpu_amx_permit();
 #endif
 #ifdef HERD_HAVE_NEON_KERNELS
     case ISA_NEON:
@@ -51,10 +54,12 @@ static void fill(int isa, struct herd_cpu_kernels *k)
 {
     kernels_fill_ref(k);
 #ifdef HERD_HAVE_X86_KERNELS
-    if (isa == ISA_AVX2 || isa == ISA_AVX512)
+    if (isa == ISA_AVX2 || isa == ISA_AVX512 || isa == ISA_AMX)
         kernels_fill_avx2(k); /* avx512 falls back to avx2 for what it lacks */
     if (isa == ISA_AVX512)
         kernels_fill_avx512(k);
+    if (isa == ISA_AMX)
+        kernels_fill_amx(k); /* avx512 with the prefill products on tiles */
 #endif
 #ifdef HERD_HAVE_NEON_KERNELS
     if (isa == ISA_NEON)
@@ -92,7 +97,7 @@ herd_status herd_cpu_configure(const herd_cpu_options *o)
     int isa = o->isa && *o->isa ? isa_index(o->isa) : -2;
     if (isa == -1)
         return herd_fail(HERD_ERR_INVALID, "CPU kernel variant '%s': expected ref, avx2, "
-                         "avx512 or neon", o->isa);
+                         "avx512, amx or neon", o->isa);
     herd_status s = HERD_OK;
     pthread_mutex_lock(&opts_mu);
     if (!frozen) {

@@ -1,7 +1,7 @@
 /*
  * kernels.h - the CPU kernel interface: a table of function pointers filled at start-up with
  * the scalar references (cpu/ref/) and then overridden per entry by the best variant the CPU
- * and OS support (cpu/avx2, cpu/avx512, cpu/neon). HERD_CPU_ISA=ref|avx2|avx512|neon forces
+ * and OS support (cpu/avx2, cpu/avx512, cpu/neon). HERD_CPU_ISA=ref|avx2|avx512|amx|neon forces
  * a variant. Kernels take (out, in..., sizes..., ith, nth) or a row range; the thread pool
  * lives outside.
  *
@@ -33,7 +33,7 @@ struct matmul_kernel {
 #define HERD_N_DTYPES 128 /* above the largest herd_dtype value (F8_E4M3 = 100) */
 
 struct herd_cpu_kernels {
-    const char *isa; /* "ref", "avx2", "avx512", "neon" */
+    const char *isa; /* "ref", "avx2", "avx512", "amx", "neon" */
     struct matmul_kernel mm[HERD_N_DTYPES];
     /* out = x * w / sqrt(mean(x^2) + eps) */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
@@ -71,6 +71,9 @@ size_t kernels_act_row_bytes(herd_dtype t, int64_t n);
 void kernels_fill_ref(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_ref(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_q_avx512(struct herd_cpu_kernels *k);
+/* amx: the avx512 table with the quantized prefill products on AMX tiles */
+void kernels_fill_matmul_q_amx(struct herd_cpu_kernels *k);
+void kernels_fill_amx(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_ops_avx2(struct herd_cpu_kernels *k);
 /* AVX-512 decode products (cpu/avx512/gemv_q_avx512.c): the kernel for weight type t,

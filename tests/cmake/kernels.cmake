@@ -3,7 +3,7 @@
 # herd_cpu_configure, as the herd command does, and the dispatcher must obey),
 # and the NEON sources are compiled with the aarch64 cross compiler when one is installed
 # (apt-get install gcc-aarch64-linux-gnu), so they stay buildable on x86 CI.
-foreach(isa ref avx2 avx512)
+foreach(isa ref avx2 avx512 amx)
   add_test(NAME test_kernels_isa_${isa} COMMAND test_kernels)
   set_tests_properties(test_kernels_isa_${isa} PROPERTIES LABELS "unit;kernels"
     ENVIRONMENT "HERD_CPU_ISA=${isa}")

@@ -1,5 +1,5 @@
 /*
- * test_kernels.c - every CPU kernel variant this machine can run (avx2, avx512, neon)
+ * test_kernels.c - every CPU kernel variant this machine can run (avx2, avx512, amx, neon)
  * against the scalar reference: matrix products of every weight type on random shapes
  * (odd row counts, n_b = 1, 3, 17 and a prefill-sized batch, a row sub-range, ldy > rows,
  * unaligned pointers), and the vector kernels on odd lengths. Float paths use
@@ -288,6 +288,19 @@ static void check_mm_variant(const struct herd_cpu_kernels *k, const struct mm_c
         y[i] = yr[i] = 12345.0f; /* rows outside [r0, r1) must stay untouched */
     run_mm(ref, c->t, w, x, n, n_b, r0, r1, yr, ldy);
     run_mm(k, c->t, w, x, n, n_b, r0, r1, y, ldy);
+    /* AMX tiles form the same int32 group sums as VNNI and the float steps keep their
+     * order: the amx products equal avx512's bit for bit, prefill included */
+    const struct herd_cpu_kernels *vnni = kernels_get_isa("avx512");
+    if (strcmp(k->isa, "amx") == 0 && vnni) {
+        float *yv = malloc(sizeof(float) * ldy * n_b);
+        for (int64_t i = 0; i < ldy * n_b; i++)
+            yv[i] = 12345.0f;
+        run_mm(vnni, c->t, w, x, n, n_b, r0, r1, yv, ldy);
+        CHECK_MSG(memcmp(yv, y, sizeof(float) * ldy * n_b) == 0,
+                  "amx %s rows=%lld n_b=%lld: not bit-identical to avx512", type_name(c->t),
+                  (long long)n_rows, (long long)n_b);
+        free(yv);
+    }
     int same_act = k->mm[c->t].act_type == ref->mm[c->t].act_type;
     int bad = 0;
     double rms = 0;
@@ -472,7 +485,7 @@ static void check_dispatch(const herd_cpu_options *configured)
 
 int main(void)
 {
-    static const char *const isas[] = {"avx2", "avx512", "neon"};
+    static const char *const isas[] = {"avx2", "avx512", "amx", "neon"};
     static const int64_t rows[] = {1, 7, 33, 67};
     static const int64_t nbs[] = {1, 2, 3, 4, 8, 13, 17, 64};
     herd_cpu_options configured = configure_from_env();

@@ -11,3 +11,10 @@ void kernels_fill_avx512(struct herd_cpu_kernels *k)
     kernels_fill_matmul_f_avx512(k);
     kernels_fill_matmul_f8_avx512(k);
 }
+
+/* avx512 plus AMX tiles (int8 prefill products); only chosen where herd_cpu_amx_permit() */
+void kernels_fill_amx(struct herd_cpu_kernels *k)
+{
+    kernels_fill_avx512(k);
+    kernels_fill_matmul_q_amx(k);
+}

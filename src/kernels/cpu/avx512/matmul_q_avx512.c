@@ -21,6 +21,13 @@
  *    activation bytes) for up to 8 activation rows at once, so each decoded weight is
  *    reused by every activation row from L1 (a 16 x 8 register tile), and the block's
  *    outputs stay in L2 across the chunks.
+ *  - gemm on AMX (the "amx" table, where the CPU has tiles and Linux grants them): the same
+ *    panels are already what a tile product wants as its second operand (16 rows x 4
+ *    consecutive unsigned codes per 64-byte tile row), the activations' signed codes are
+ *    packed 16 rows to a tile, and TDPBSUD (signed x unsigned bytes) gives a 16 token x 16
+ *    row block of the same exact int32 group sums vpdpbusd forms. Those go through the same
+ *    float steps in the same order, so the AMX products equal the VNNI ones bit for bit;
+ *    only the integer multiply-adds moved into the tile unit.
  */
 #include "kernels/kernels.h"
 #include "quant/quant.h"
@@ -346,6 +353,24 @@ pack_codes(enum qtype t, int32_t *xq, const uint8_t *xa, size_t xrb, int64_t nb,
     }
 }
 
+/* AMX: the chunk's activation codes as tiles, xt[tile][group][16 rows][G bytes], rows past
+ * nb zero (their outputs are never stored), so a tile loads with stride G. */
+static inline __attribute__((always_inline)) void
+pack_tiles(enum qtype t, int8_t *xt, const uint8_t *xa, size_t xrb, int64_t nb, int64_t c)
+{
+    const int G = group_size(t), gpc = CHUNK / G;
+    for (int64_t j = 0; j < (nb + 15) / 16 * 16; j++) {
+        const uint8_t *x = xa + (size_t)j * xrb;
+        for (int g = 0; g < gpc; g++) {
+            int8_t *d = xt + (((j / 16) * gpc + g) * 16 + j % 16) * G;
+            if (j < nb)
+                memcpy(d, act_codes(t, x, c * KC + g * G), (size_t)G);
+            else
+                memset(d, 0, (size_t)G);
+        }
+    }
+}
+
 /* m / s where the offset is a fixed multiple of the scale (Q8_0's -128 for unsigned codes,
  * Q4_0's -8, Q6_K's -32), else 0 (Q4_1 and Q4_K/Q5_K mins are free). */
 static inline float offset_ratio(enum qtype t)
@@ -407,14 +432,114 @@ tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float
     }
 }
 
+/* The group's float steps, as tile() takes them, for the 16 x 16 int32 sums of one AMX
+ * product: row j of c is token j's it[j] of tile(). */
+static inline __attribute__((always_inline)) void
+amx_epilogue(enum qtype t, int nb, const struct panel *p, const int32_t (*c)[16],
+             const float *da, const float *ds, int gpc, int g, __m512 *acc)
+{
+    __m512 s = _mm512_loadu_ps(p->s[g]);
+    if (offset_ratio(t) != 0.0f) {
+        #pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            if (j < nb) {
+                __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[j])),
+                                           _mm512_set1_ps(da[j * gpc + g]),
+                                           _mm512_set1_ps(ds[j * gpc + g]));
+                acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
+            }
+    } else {
+        __m512 m = _mm512_loadu_ps(p->m[g]);
+        #pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            if (j < nb) {
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[j])),
+                                         _mm512_set1_ps(da[j * gpc + g]));
+                acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
+                acc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(ds[j * gpc + g]), acc[j]);
+            }
+    }
+}
+
+/* GCC's tile intrinsics are asm without a memory clobber: this orders the tile loads after
+ * the stores that packed their operands, and the epilogue's loads after the tile stores. */
+#define AMX_FENCE() __asm__ __volatile__("" ::: "memory")
+
+/* tile() on AMX: y[b][r..r+16) (+)= panel . up to 16 activation rows, packed as tiles (xt:
+ * this tile's gpc groups). Group g's product goes to tmm2 (g even) or tmm3 (g odd), is
+ * stored to c[g % 2], and its float steps run one step later: each tile store then waits on
+ * a product issued an epilogue earlier, and each epilogue reads sums stored an epilogue
+ * earlier (a tile store does not forward to loads; it commits only once the products
+ * issued before it retire), so the tile unit and the vector units overlap. */
+#define AMX_PRODUCT(C, A, B, g)                                                               \
+    do {                                                                                      \
+        _tile_loadd(A, xt + (g) * 16 * G, G);                                                 \
+        _tile_loadd(B, p->q[(g) * G / 4], 64);                                                \
+        _tile_zero(C);                                                                        \
+        _tile_dpbsud(C, A, B);                                                                \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+tile_amx(enum qtype t, int nb, const struct panel *p, const int8_t *xt, const float *da,
+         const float *ds, int gpc, float *y, int64_t ldy, __mmask16 rmask, int first)
+{
+    const int G = group_size(t);
+    _Alignas(64) int32_t c[2][16][16];
+    __m512 acc[16];
+    #pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+        acc[j] = _mm512_setzero_ps();
+    AMX_FENCE();
+    AMX_PRODUCT(2, 0, 1, 0);
+    for (int g = 0; g < gpc; g += 2) { /* gpc is even: 16 or 32 */
+        _tile_stored(2, c[0], 64);
+        AMX_PRODUCT(3, 4, 5, g + 1);
+        AMX_FENCE();
+        if (g > 0)
+            amx_epilogue(t, nb, p, (const int32_t(*)[16])c[1], da, ds, gpc, g - 1, acc);
+        _tile_stored(3, c[1], 64);
+        if (g + 2 < gpc)
+            AMX_PRODUCT(2, 0, 1, g + 2);
+        AMX_FENCE();
+        amx_epilogue(t, nb, p, (const int32_t(*)[16])c[0], da, ds, gpc, g, acc);
+    }
+    AMX_FENCE();
+    amx_epilogue(t, nb, p, (const int32_t(*)[16])c[1], da, ds, gpc, gpc - 1, acc);
+    #pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+        if (j < nb) {
+            float *yj = y + j * ldy;
+            __m512 v = first ? acc[j] : _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(rmask, yj));
+            _mm512_mask_storeu_ps(yj, rmask, v);
+        }
+}
+#undef AMX_PRODUCT
+
+/* The tile shapes for group size G: A (16 tokens x G codes) in tmm0/4, B (G/4 quads x 16
+ * rows) in tmm1/5, the int32 sums in tmm2/3. Loaded per call: the configuration is per
+ * thread, and released after so the thread's context switches save no tile state. */
+static void amx_configure(int G)
+{
+    _Alignas(64) uint8_t cfg[64] = {0};
+    cfg[0] = 1; /* palette 1 */
+    static const int rows_of[6] = {16, 0, 16, 16, 16, 0};
+    for (int i = 0; i < 6; i++) {
+        int rows = i == 1 || i == 5 ? G / 4 : rows_of[i];
+        int colsb = i == 0 || i == 4 ? G : 64;
+        cfg[16 + 2 * i] = (uint8_t)colsb;
+        cfg[48 + i] = (uint8_t)rows;
+    }
+    _tile_loadconfig(cfg);
+}
+
 /* Output rows per block. A block's n_b x RB outputs stay in L2 while every chunk of K
  * adds to them; over all of a thread's rows at once (7168 rows x 256 activation rows is
  * 7 MB) each chunk re-read and re-wrote y from L3, a fifth of the Q4_K gemm's time. */
 #define RB 128
 
 static inline __attribute__((always_inline)) void
-gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
-     int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+gemm(enum qtype t, int amx, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa,
+     size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     struct panel p;
     float da1[NB_MAX * 32], ds1[NB_MAX * 32];
@@ -427,6 +552,8 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
      * of all rows, one chunk packed at a time on the stack. */
     const size_t xq_bytes = sizeof xq1, f_bytes = sizeof da1;
     uint8_t *all = r1 - r0 > RB ? herd_malloc((size_t)nch * (xq_bytes + 2 * f_bytes)) : NULL;
+    if (amx)
+        amx_configure(group_size(t)); /* xq holds the tiles then: NB_MAX x KC bytes too */
     for (int64_t b0 = 0; b0 < n_b; b0 += NB_MAX) {
         const int64_t nbp = n_b - b0 < NB_MAX ? n_b - b0 : NB_MAX;
         for (int64_t rb0 = r0; rb0 < r1; rb0 += all ? RB : r1 - r0) {
@@ -443,7 +570,10 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
                     if (offset_ratio(t) != 0.0f)
                         for (int64_t i = 0; i < nbp * gpc; i++)
                             ds[i] *= offset_ratio(t);
-                    pack_codes(t, xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
+                    if (amx)
+                        pack_tiles(t, (int8_t *)xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
+                    else
+                        pack_codes(t, xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
                 }
                 for (int64_t r = rb0; r < rb1; r += 16) {
                     const int64_t nr = rb1 - r < 16 ? rb1 - r : 16;
@@ -463,7 +593,17 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
                             _mm_prefetch(
                                 (const char *)(w + (size_t)i * rb + (size_t)pc * cb + l),
                                 _MM_HINT_T0);
-                    for (int64_t j = 0; j < nbp; j += NR) {
+                    for (int64_t j = 0; amx && j < nbp; j += 16) {
+                        float *yb = y + (b0 + j) * ldy + r;
+                        const int8_t *xt = (const int8_t *)xq + j * KC;
+                        const float *daj = da + j * gpc, *dsj = ds + j * gpc;
+                        if (nbp - j >= 16)
+                            tile_amx(t, 16, &p, xt, daj, dsj, gpc, yb, ldy, rmask, c == 0);
+                        else
+                            tile_amx(t, (int)(nbp - j), &p, xt, daj, dsj, gpc, yb, ldy, rmask,
+                                     c == 0);
+                    }
+                    for (int64_t j = 0; !amx && j < nbp; j += NR) {
                         float *yb = y + (b0 + j) * ldy + r;
                         const int32_t *xqj = xq + (j / NR) * (KC / 4) * NR;
                         const float *daj = da + j * gpc, *dsj = ds + j * gpc;
@@ -484,6 +624,8 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
             }
         }
     }
+    if (amx)
+        _tile_release();
     herd_free(all);
 }
 
@@ -495,7 +637,7 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
 static matmul_fn fallback[HERD_N_DTYPES];
 
 static inline __attribute__((always_inline)) void
-matmul_q(enum qtype t, herd_dtype dt, float *y, int64_t ldy, const void *w, const void *xa,
+matmul_q(enum qtype t, int amx, herd_dtype dt, float *y, int64_t ldy, const void *w, const void *xa,
          size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     matmul_fn whole = n_b < GEMM_MIN_NB ? gemv_q_avx512(dt, n, n_b) : NULL;
@@ -514,46 +656,32 @@ matmul_q(enum qtype t, herd_dtype dt, float *y, int64_t ldy, const void *w, cons
     else if (n % CHUNK != 0 || n / group_size(t) > MAX_GROUPS)
         fallback[dt](y, ldy, w, xa, xrb, n, n_b, r0, r1);
     else if (n_b >= GEMM_MIN_NB)
-        gemm(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+        gemm(t, amx, y, ldy, w, xa, xrb, n, n_b, r0, r1);
     else
         gemv(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
 }
 
-static void matmul_q8_0_q8_0_avx512(float *y, int64_t ldy, const void *w, const void *xa,
-                                    size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
-{
-    matmul_q(QT_Q8_0, HERD_DTYPE_Q8_0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
-}
-
-static void matmul_q4_0_q8_0_avx512(float *y, int64_t ldy, const void *w, const void *xa,
-                                    size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
-{
-    matmul_q(QT_Q4_0, HERD_DTYPE_Q4_0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
-}
-
-static void matmul_q4_1_q8_0_avx512(float *y, int64_t ldy, const void *w, const void *xa,
-                                    size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
-{
-    matmul_q(QT_Q4_1, HERD_DTYPE_Q4_1, y, ldy, w, xa, xrb, n, n_b, r0, r1);
-}
-
-static void matmul_q4k_q8k_avx512(float *y, int64_t ldy, const void *w, const void *xa,
-                                  size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
-{
-    matmul_q(QT_Q4_K, HERD_DTYPE_Q4_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
-}
-
-static void matmul_q5k_q8k_avx512(float *y, int64_t ldy, const void *w, const void *xa,
-                                  size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
-{
-    matmul_q(QT_Q5_K, HERD_DTYPE_Q5_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
-}
-
-static void matmul_q6k_q8k_avx512(float *y, int64_t ldy, const void *w, const void *xa,
-                                  size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
-{
-    matmul_q(QT_Q6_K, HERD_DTYPE_Q6_K, y, ldy, w, xa, xrb, n, n_b, r0, r1);
-}
+/* The table entries: one per weight type, with VNNI or AMX for the gemm path. */
+#define MATMUL_Q(name, qt, dt)                                                                \
+    static void matmul_##name##_avx512(float *y, int64_t ldy, const void *w, const void *xa, \
+                                       size_t xrb, int64_t n, int64_t n_b, int64_t r0,       \
+                                       int64_t r1)                                           \
+    {                                                                                         \
+        matmul_q(qt, 0, dt, y, ldy, w, xa, xrb, n, n_b, r0, r1);                              \
+    }                                                                                         \
+    static void matmul_##name##_amx(float *y, int64_t ldy, const void *w, const void *xa,    \
+                                    size_t xrb, int64_t n, int64_t n_b, int64_t r0,          \
+                                    int64_t r1)                                              \
+    {                                                                                         \
+        matmul_q(qt, 1, dt, y, ldy, w, xa, xrb, n, n_b, r0, r1);                              \
+    }
+MATMUL_Q(q8_0_q8_0, QT_Q8_0, HERD_DTYPE_Q8_0)
+MATMUL_Q(q4_0_q8_0, QT_Q4_0, HERD_DTYPE_Q4_0)
+MATMUL_Q(q4_1_q8_0, QT_Q4_1, HERD_DTYPE_Q4_1)
+MATMUL_Q(q4k_q8k, QT_Q4_K, HERD_DTYPE_Q4_K)
+MATMUL_Q(q5k_q8k, QT_Q5_K, HERD_DTYPE_Q5_K)
+MATMUL_Q(q6k_q8k, QT_Q6_K, HERD_DTYPE_Q6_K)
+#undef MATMUL_Q
 
 void kernels_fill_matmul_q_avx512(struct herd_cpu_kernels *k)
 {
@@ -572,4 +700,20 @@ void kernels_fill_matmul_q_avx512(struct herd_cpu_kernels *k)
             fallback[fns[i].t] = k->mm[fns[i].t].matmul;
         k->mm[fns[i].t].matmul = fns[i].fn;
     }
+}
+
+/* The amx table: the avx512 one (filled first, so fallback[] already holds what avx2 had)
+ * with the gemm path on tiles. */
+void kernels_fill_matmul_q_amx(struct herd_cpu_kernels *k)
+{
+    static const struct {
+        herd_dtype t;
+        matmul_fn fn;
+    } fns[] = {
+        {HERD_DTYPE_Q8_0, matmul_q8_0_q8_0_amx}, {HERD_DTYPE_Q4_0, matmul_q4_0_q8_0_amx},
+        {HERD_DTYPE_Q4_1, matmul_q4_1_q8_0_amx}, {HERD_DTYPE_Q4_K, matmul_q4k_q8k_amx},
+        {HERD_DTYPE_Q5_K, matmul_q5k_q8k_amx},   {HERD_DTYPE_Q6_K, matmul_q6k_q8k_amx},
+    };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
+        k->mm[fns[i].t].matmul = fns[i].fn;
 }
