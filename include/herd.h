@@ -268,6 +268,13 @@ HERD_API void herd_context_free(herd_context *c);
 HERD_API int32_t herd_context_n_ctx(const herd_context *c);
 HERD_API int64_t herd_context_kv_bytes(const herd_context *c);
 
+/* Operation timing (herd bench --profile): on = true starts timing what this process's
+ * share of the context runs, from zero; herd_context_profile_text writes the table (matrix
+ * products per shape and type with the GB/s of weights they streamed, then the other
+ * operations) into buf. HERD_ERR_UNSUPPORTED on backends without it (the CPU has it). */
+HERD_API herd_status herd_context_profile(herd_context *c, bool on);
+HERD_API herd_status herd_context_profile_text(const herd_context *c, char *buf, size_t cap);
+
 /* A batch: n_tokens tokens, token i belongs to sequence seq[i] at position pos[i] and
  * wants its logits when logits[i] != 0. Tokens of one sequence must come in increasing
  * position order and directly follow what that sequence holds in the cache. */

@@ -34,11 +34,12 @@ struct bench_opts {
     int n_prompt, n_gen, reps, n_batch, n_par;
     struct cli_run_opts run; /* -t, -c, --kv-type */
     int json;
+    int profile;
 };
 
 static const char usage[] =
     "usage: herd bench -m MODEL [-p 512] [-n 128] [-r 3] [-b 512] [-t N] [-c N]\n"
-    "                  [--parallel P] [--kv-type f16|q8_0|f32] [--json]\n"
+    "                  [--parallel P] [--kv-type f16|q8_0|f32] [--json] [--profile]\n"
     "Prefill (pp) and decode (tg) tokens/s, measured as llama-bench measures them.\n"
     "  -m, --model M     a GGUF file or a Hugging Face folder\n"
     "  -p, --n-prompt N  prefill test length in tokens; 0 = none (default 512)\n"
@@ -47,7 +48,10 @@ static const char usage[] =
     "  -b, --batch-size N   tokens per forward call in prefill (default 512)\n"
     "  -P, --parallel P  decode P sequences together; tg reports their aggregate (default 1)\n"
     CLI_RUN_HELP("max(-p, -n)", "f16")
-    "  --json            llama-bench's JSON fields instead of the table\n";
+    "  --json            llama-bench's JSON fields instead of the table\n"
+    "  --profile         then time each operation of one prefill (-p) and of decode (-n,\n"
+    "                    up to 32 tokens): per weight shape and type the time and GB/s of\n"
+    "                    weights streamed, the other operations, and the time between them\n";
 
 struct bench_result {
     int n_prompt, n_gen;
@@ -191,6 +195,10 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             o->json = 1;
             continue;
         }
+        if (strcmp(a, "--profile") == 0) {
+            o->profile = 1;
+            continue;
+        }
         if (cli_is_help(a))
             exit(cli_help(usage));
         int r = cli_run_option(&o->run, argc, argv, &i);
@@ -255,6 +263,42 @@ static const char *engine_label(const struct bench_opts *o)
 {
     const char *d = o->run.device;
     return d && *d && strcmp(d, "cpu") != 0 ? d : herd_cpu_isa();
+}
+
+/* --profile: one prefill and up to 32 decode steps with the backend's operation timing on;
+ * the table, and how much of the wall time fell between operations (the thread pool's
+ * wake-ups, the forward pass's own bookkeeping). */
+static herd_status run_profile(herd_context *c, struct bench_buf *b, const struct bench_opts *o,
+                               int32_t n_vocab)
+{
+    uint64_t rng = 11;
+    char *text = malloc(16384);
+    herd_status s = text ? HERD_OK : HERD_ERR_NOMEM;
+    for (int pass = 0; pass < 2 && !s; pass++) {
+        int n = pass == 0 ? o->n_prompt : (o->n_gen < 32 ? o->n_gen : 32);
+        if (n == 0)
+            continue;
+        if (pass == 1) /* decode after a short prompt, as tg measures it */
+            s = run_gen(c, b, 1, o->n_par, n_vocab, &rng);
+        if (!s)
+            s = herd_context_profile(c, true);
+        double t0 = now_s();
+        if (!s)
+            s = pass == 0 ? run_prompt(c, b, n, o->n_batch, n_vocab, &rng)
+                          : run_gen(c, b, n, o->n_par, n_vocab, &rng);
+        double wall = now_s() - t0;
+        if (!s)
+            s = herd_context_profile_text(c, text, 16384);
+        herd_context_profile(c, false);
+        if (s)
+            break;
+        printf("\nprofile: %s of %d tokens%s, wall %.2f ms (%.2f ms per %s)\n%s",
+               pass == 0 ? "prefill" : "decode", n, pass == 1 && o->n_par > 1 ? " x parallel" : "",
+               wall * 1e3, wall * 1e3 / (pass == 0 ? 1 : n), pass == 0 ? "prefill" : "token",
+               text);
+    }
+    free(text);
+    return s;
 }
 
 static void print_json_row(const struct bench_opts *o, const herd_model_info *info,
@@ -423,6 +467,10 @@ int cmd_bench(int argc, char **argv)
                    info->weight_bytes / 1073741824.0, info->n_params / 1e9, engine_label(&o),
                    nt, test, ts, sd);
         }
+    }
+    if (o.profile && (s = run_profile(c, &b, &o, info->n_vocab))) {
+        rc = cli_fail_status(s);
+        goto done;
     }
     fflush(stdout);
     rc = 0;

@@ -160,6 +160,12 @@ struct backend_ops {
     herd_status (*graph_begin)(struct bctx *bc, int64_t key);
     herd_status (*graph_end)(struct bctx *bc, int64_t key);
 
+    /* ---- profiling (optional; herd_context_profile) */
+    /* Starts (on) or stops timing the operations that follow, from zero. */
+    herd_status (*profile)(struct bctx *bc, bool on);
+    /* The table of what was timed, NUL-terminated into buf of cap bytes. */
+    herd_status (*profile_text)(const struct bctx *bc, char *buf, size_t cap);
+
     /* ---- discovery (optional) */
     /* Appends one line per device this backend sees (or one saying why none) to buf of
      * cap bytes at *used; returns the lines added. */

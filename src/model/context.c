@@ -196,6 +196,20 @@ int64_t herd_context_kv_bytes(const herd_context *c)
     return c->b->kv_bytes(c->bc);
 }
 
+herd_status herd_context_profile(herd_context *c, bool on)
+{
+    if (!c->b->profile)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "profiling: the %s backend has none", c->b->name);
+    return c->b->profile(c->bc, on);
+}
+
+herd_status herd_context_profile_text(const herd_context *c, char *buf, size_t cap)
+{
+    if (!c->b->profile_text)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "profiling: the %s backend has none", c->b->name);
+    return c->b->profile_text(c->bc, buf, cap);
+}
+
 static herd_status check_seq(const herd_context *c, int32_t seq)
 {
     if (seq < 0 || seq >= c->n_seq)

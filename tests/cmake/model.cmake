@@ -179,3 +179,12 @@ model_bad(device_cpu_index "device cpu:1: the CPU backend has one device"
 set_tests_properties(test_model_bad PROPERTIES FIXTURES_REQUIRED model_files
                      SKIP_RETURN_CODE 77)
 set_property(TEST test_model_bad APPEND PROPERTY ENVIRONMENT "HERD_TEST_BAD=${BAD_DIR}")
+
+# herd bench --profile (issue 15): the operation table of one prefill and of decode, with
+# the model's products by shape (gqa2_untied: 64-wide, so its q projection is 64x64).
+add_test(NAME bench_profile
+  COMMAND ${HERD_BIN} bench -m ${MODEL_DIR}/gqa2_untied_f32/model.gguf -p 16 -n 4 -r 1 -t 2
+          --profile)
+set_tests_properties(bench_profile PROPERTIES LABELS e2e FIXTURES_REQUIRED model_files
+  PASS_REGULAR_EXPRESSION
+  "profile: prefill of 16 tokens.*matmul 64x64 f32 +4 +64 .*attention.*sum of operations.*profile: decode of 4 tokens.*matmul 64x64 f32 +16 +16 .*rmsnorm +20 ")

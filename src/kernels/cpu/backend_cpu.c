@@ -15,10 +15,33 @@
 #include "kernels/kernels.h"
 #include "quant/quant.h" /* Q8_0 cache rows, dequantize_row for the embedding */
 
-#include <math.h> /* expf, sqrtf, cos, sin */
+#include <math.h>  /* expf, sqrtf, cos, sin */
+#include <stdio.h> /* snprintf: the profile table */
+
+/* herd_context_profile: time per operation, and per matrix shape and type for products. */
+enum { PR_EMBED, PR_NORM, PR_ROPE, PR_KV, PR_ATTN, PR_SWIGLU, PR_ADD, PR_COPY, PR_CONVERT,
+       PR_COUNT };
+static const char *const prof_names[PR_COUNT] = {"embed", "rmsnorm", "rope", "kv store",
+                                                 "attention", "swiglu", "add", "copy row",
+                                                 "act quantize"};
+#define PROF_MM 24 /* distinct (rows, cols, type) products a model has: 7 or 8 */
+
+struct cpu_prof {
+    bool on;
+    double op_s[PR_COUNT];
+    int64_t op_calls[PR_COUNT];
+    struct {
+        int64_t rows, cols, calls, tokens;
+        herd_dtype type;
+        size_t bytes; /* of the weight, read once per call */
+        double s;
+    } mm[PROF_MM];
+    int n_mm;
+};
 
 struct cpu_ctx {
     struct bctx base;
+    struct cpu_prof prof;
     const struct herd_cpu_kernels *k;
     struct herd_pool *pool;
     struct bctx_params p;
@@ -38,6 +61,43 @@ struct cpu_ctx {
 static struct cpu_ctx *cpu(struct bctx *bc)
 {
     return (struct cpu_ctx *)bc;
+}
+
+static double prof_start(const struct cpu_ctx *c)
+{
+    return c->prof.on ? herd_time_s() : 0.0;
+}
+
+static void prof_op(struct cpu_ctx *c, int op, double t0)
+{
+    if (c->prof.on) {
+        c->prof.op_s[op] += herd_time_s() - t0;
+        c->prof.op_calls[op]++;
+    }
+}
+
+static void prof_mm(struct cpu_ctx *c, const struct weight *w, int64_t n, double t0)
+{
+    struct cpu_prof *p = &c->prof;
+    if (!p->on)
+        return;
+    double dt = herd_time_s() - t0;
+    int i = 0;
+    while (i < p->n_mm && !(p->mm[i].rows == w->n_rows && p->mm[i].cols == w->n_cols &&
+                            p->mm[i].type == w->type))
+        i++;
+    if (i == p->n_mm) {
+        if (i == PROF_MM)
+            return;
+        p->n_mm++;
+        p->mm[i].rows = w->n_rows;
+        p->mm[i].cols = w->n_cols;
+        p->mm[i].type = w->type;
+        p->mm[i].bytes = (size_t)w->n_rows * w->row_bytes;
+    }
+    p->mm[i].calls++;
+    p->mm[i].tokens += n;
+    p->mm[i].s += dt;
 }
 
 static uint8_t *kv_row(const struct cpu_ctx *c, uint8_t *cache, int l, int32_t seq, int32_t pos)
@@ -213,7 +273,7 @@ static herd_status cpu_step_set(struct bctx *bc, const int32_t *tokens, const in
 
 /* ---- operations */
 
-static herd_status cpu_embed(struct bctx *bc, float *x, const struct weight *emb,
+static herd_status cpu_embed_run(struct bctx *bc, float *x, const struct weight *emb,
                              const struct bstep *st)
 {
     (void)bc;
@@ -246,7 +306,7 @@ static void rmsnorm_rows(void *arg, int ith, int nth)
         j->c->k->rmsnorm(j->out + t * j->dim, j->b + t * j->dim, j->w, j->dim, j->c->p.norm_eps);
 }
 
-static void cpu_rmsnorm(struct bctx *bc, float *out, const float *x, const float *w, int64_t n,
+static void cpu_rmsnorm_run(struct bctx *bc, float *out, const float *x, const float *w, int64_t n,
                         int64_t dim)
 {
     struct tok_job j = {.c = cpu(bc), .n = n, .dim = dim, .out = out, .b = x, .w = w};
@@ -296,11 +356,15 @@ static void cpu_matmul(struct bctx *bc, float *y, int64_t ldy, const struct weig
         j.xa = x;
         j.xa_row_bytes = (size_t)ldx * sizeof(float);
     } else {
+        double t0 = prof_start(c);
         j.xa = c->act;
         j.xa_row_bytes = dtype_row_bytes(j.mk->act_type, w->n_cols);
         herd_pool_run(c->pool, convert_rows, &j);
+        prof_op(c, PR_CONVERT, t0);
     }
+    double t0 = prof_start(c);
     herd_pool_run(c->pool, matmul_rows, &j);
+    prof_mm(c, w, n, t0);
 }
 
 /* Rotates each head of v (n_heads heads of head_dim) by the token's angles. */
@@ -333,7 +397,7 @@ static void rope_rows(void *arg, int ith, int nth)
     }
 }
 
-static void cpu_rope(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk,
+static void cpu_rope_run(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk,
                      const struct bstep *st)
 {
     struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .out = q, .lda = ldq, .a = k,
@@ -364,7 +428,7 @@ static void store_rows(void *arg, int ith, int nth)
     }
 }
 
-static void cpu_kv_store(struct bctx *bc, int layer, const float *k, int64_t ldk,
+static void cpu_kv_store_run(struct bctx *bc, int layer, const float *k, int64_t ldk,
                          const float *v, int64_t ldv, const struct bstep *st)
 {
     struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .layer = layer, .b = k, .lda = ldk,
@@ -469,7 +533,7 @@ static void attention_rows(void *arg, int ith, int nth)
         attend(j, u / n_heads, (int)(u % n_heads), sc);
 }
 
-static void cpu_attention(struct bctx *bc, float *out, const float *q, int layer,
+static void cpu_attention_run(struct bctx *bc, float *out, const float *q, int layer,
                           const struct bstep *st)
 {
     struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .layer = layer, .out = out, .b = q};
@@ -485,7 +549,7 @@ static void swiglu_rows(void *arg, int ith, int nth)
         j->c->k->swiglu(j->out + t * j->dim, j->a + t * j->dim, j->b + t * j->dim, j->dim);
 }
 
-static void cpu_swiglu(struct bctx *bc, float *out, const float *gate, const float *up,
+static void cpu_swiglu_run(struct bctx *bc, float *out, const float *gate, const float *up,
                        int64_t n, int64_t hidden)
 {
     struct tok_job j = {.c = cpu(bc), .n = n, .dim = hidden, .out = out, .a = (float *)gate,
@@ -493,14 +557,14 @@ static void cpu_swiglu(struct bctx *bc, float *out, const float *gate, const flo
     herd_pool_run(j.c->pool, swiglu_rows, &j);
 }
 
-static void cpu_add(struct bctx *bc, float *x, const float *y, int64_t n)
+static void cpu_add_run(struct bctx *bc, float *x, const float *y, int64_t n)
 {
     (void)bc;
     for (int64_t i = 0; i < n; i++)
         x[i] += y[i];
 }
 
-static void cpu_copy_row(struct bctx *bc, float *buf, int64_t cols, int64_t dst, int64_t src)
+static void cpu_copy_row_run(struct bctx *bc, float *buf, int64_t cols, int64_t dst, int64_t src)
 {
     (void)bc;
     if (dst != src)
@@ -516,6 +580,114 @@ static herd_status cpu_kv_copy(struct bctx *bc, int32_t dst, int32_t src, int32_
         memcpy(kv_row(c, c->v_cache, l, dst, 0), kv_row(c, c->v_cache, l, src, 0), row * n);
     }
     return HERD_OK;
+}
+
+
+/* ---- the operations as the table has them: timed when profiling */
+
+static herd_status cpu_embed(struct bctx *bc, float *x, const struct weight *emb, const struct bstep *st)
+{
+    double t0 = prof_start(cpu(bc));
+    herd_status s = cpu_embed_run(bc, x, emb, st);
+    prof_op(cpu(bc), PR_EMBED, t0);
+    return s;
+}
+
+static void cpu_rmsnorm(struct bctx *bc, float *out, const float *x, const float *w, int64_t n, int64_t dim)
+{
+    double t0 = prof_start(cpu(bc));
+    cpu_rmsnorm_run(bc, out, x, w, n, dim);
+    prof_op(cpu(bc), PR_NORM, t0);
+}
+
+static void cpu_rope(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk, const struct bstep *st)
+{
+    double t0 = prof_start(cpu(bc));
+    cpu_rope_run(bc, q, ldq, k, ldk, st);
+    prof_op(cpu(bc), PR_ROPE, t0);
+}
+
+static void cpu_kv_store(struct bctx *bc, int layer, const float *k, int64_t ldk, const float *v, int64_t ldv, const struct bstep *st)
+{
+    double t0 = prof_start(cpu(bc));
+    cpu_kv_store_run(bc, layer, k, ldk, v, ldv, st);
+    prof_op(cpu(bc), PR_KV, t0);
+}
+
+static void cpu_attention(struct bctx *bc, float *out, const float *q, int layer, const struct bstep *st)
+{
+    double t0 = prof_start(cpu(bc));
+    cpu_attention_run(bc, out, q, layer, st);
+    prof_op(cpu(bc), PR_ATTN, t0);
+}
+
+static void cpu_swiglu(struct bctx *bc, float *out, const float *gate, const float *up, int64_t n, int64_t hidden)
+{
+    double t0 = prof_start(cpu(bc));
+    cpu_swiglu_run(bc, out, gate, up, n, hidden);
+    prof_op(cpu(bc), PR_SWIGLU, t0);
+}
+
+static void cpu_add(struct bctx *bc, float *x, const float *y, int64_t n)
+{
+    double t0 = prof_start(cpu(bc));
+    cpu_add_run(bc, x, y, n);
+    prof_op(cpu(bc), PR_ADD, t0);
+}
+
+static void cpu_copy_row(struct bctx *bc, float *buf, int64_t cols, int64_t dst, int64_t src)
+{
+    double t0 = prof_start(cpu(bc));
+    cpu_copy_row_run(bc, buf, cols, dst, src);
+    prof_op(cpu(bc), PR_COPY, t0);
+}
+
+static herd_status cpu_profile(struct bctx *bc, bool on)
+{
+    struct cpu_prof *p = &cpu(bc)->prof;
+    memset(p, 0, sizeof *p);
+    p->on = on;
+    return HERD_OK;
+}
+
+/* The table herd bench --profile prints: products by shape and type (time, and GB/s of
+ * weights streamed: each call reads the whole matrix once), then the other operations. */
+static herd_status cpu_profile_text(const struct bctx *bc, char *buf, size_t cap)
+{
+    const struct cpu_prof *p = &((const struct cpu_ctx *)bc)->prof;
+    struct herd_buf b;
+    buf_init(&b, 0);
+    double total = 0;
+    for (int i = 0; i < p->n_mm; i++)
+        total += p->mm[i].s;
+    for (int i = 0; i < PR_COUNT; i++)
+        total += p->op_s[i];
+    buf_printf(&b, "%-26s %7s %8s %10s %7s %8s\n", "operation", "calls", "tokens", "ms",
+                    "share", "GB/s");
+    for (int i = 0; i < p->n_mm; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "matmul %lldx%lld %s", (long long)p->mm[i].rows,
+                 (long long)p->mm[i].cols, herd_dtype_name(p->mm[i].type));
+        buf_printf(&b, "%-26s %7lld %8lld %10.2f %6.1f%% %8.1f\n", name,
+                        (long long)p->mm[i].calls, (long long)p->mm[i].tokens,
+                        p->mm[i].s * 1e3, total > 0 ? 100 * p->mm[i].s / total : 0.0,
+                        p->mm[i].s > 0 ? (double)p->mm[i].bytes * (double)p->mm[i].calls /
+                                             p->mm[i].s / 1e9 : 0.0);
+    }
+    for (int i = 0; i < PR_COUNT; i++)
+        if (p->op_calls[i])
+            buf_printf(&b, "%-26s %7lld %8s %10.2f %6.1f%%\n", prof_names[i],
+                            (long long)p->op_calls[i], "", p->op_s[i] * 1e3,
+                            total > 0 ? 100 * p->op_s[i] / total : 0.0);
+    buf_printf(&b, "%-26s %7s %8s %10.2f\n", "sum of operations", "", "", total * 1e3);
+    herd_status s = b.err;
+    if (s == HERD_OK && cap > 0) {
+        size_t n = b.len < cap - 1 ? b.len : cap - 1;
+        memcpy(buf, b.data, n);
+        buf[n] = 0;
+    }
+    buf_free(&b);
+    return s;
 }
 
 const struct backend_ops backend_cpu_ops = {
@@ -544,4 +716,6 @@ const struct backend_ops backend_cpu_ops = {
     .add = cpu_add,
     .copy_row = cpu_copy_row,
     .kv_copy = cpu_kv_copy,
+    .profile = cpu_profile,
+    .profile_text = cpu_profile_text,
 };
