@@ -58,6 +58,9 @@ static double cpu_s(void)
 int main(int argc, char **argv)
 {
     int nt = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 2;
+    herd_cpu_options opt = herd_cpu_default_options();
+    opt.bf16_act = getenv("HERD_BF16_ACT") != NULL; /* BF16 x bf16 activations */
+    herd_cpu_configure(&opt);
     const struct herd_cpu_kernels *k = argc > 2 ? kernels_get_isa(argv[2]) : kernels_get();
     int64_t rows = argc > 3 ? strtol(argv[3], NULL, 10) : 4096;
     int64_t cols = argc > 4 ? strtol(argv[4], NULL, 10) : 4096;

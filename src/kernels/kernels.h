@@ -73,6 +73,8 @@ void kernels_fill_matmul_ref(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_q_avx512(struct herd_cpu_kernels *k);
 /* amx: the avx512 table with the quantized prefill products on AMX tiles */
 void kernels_fill_matmul_q_amx(struct herd_cpu_kernels *k);
+/* amx: BF16 x bf16 activations (bf16_act) prefill on AMX BF16 tiles */
+void kernels_fill_matmul_f_amx(struct herd_cpu_kernels *k);
 void kernels_fill_amx(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_ops_avx2(struct herd_cpu_kernels *k);

@@ -14,6 +14,12 @@ add_test(NAME test_kernels_avx512_novbmi COMMAND test_kernels)
 set_tests_properties(test_kernels_avx512_novbmi PROPERTIES LABELS "unit;kernels"
   ENVIRONMENT "HERD_CPU_ISA=avx512;HERD_GEMV_NO_VBMI=1;HERD_GEMV_NO_R16=1")
 
+# BF16 weights with bf16 activations (herd_cpu_options.bf16_act): vdpbf16ps on avx512, AMX
+# BF16 tiles on amx; both against the f32 reference, and amx against avx512
+add_test(NAME test_kernels_bf16_act COMMAND test_kernels)
+set_tests_properties(test_kernels_bf16_act PROPERTIES LABELS "unit;kernels"
+  ENVIRONMENT "HERD_BF16_ACT=1")
+
 find_program(HERD_AARCH64_CC aarch64-linux-gnu-gcc)
 if(HERD_AARCH64_CC)
   file(GLOB neon_srcs ${PROJECT_SOURCE_DIR}/src/kernels/cpu/neon/*.c

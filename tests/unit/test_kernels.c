@@ -288,17 +288,23 @@ static void check_mm_variant(const struct herd_cpu_kernels *k, const struct mm_c
         y[i] = yr[i] = 12345.0f; /* rows outside [r0, r1) must stay untouched */
     run_mm(ref, c->t, w, x, n, n_b, r0, r1, yr, ldy);
     run_mm(k, c->t, w, x, n, n_b, r0, r1, y, ldy);
-    /* AMX tiles form the same int32 group sums as VNNI and the float steps keep their
-     * order: the amx products equal avx512's bit for bit, prefill included */
+    /* AMX int8 tiles form the same int32 group sums as VNNI and the float steps keep their
+     * order: the quantized amx products equal avx512's bit for bit, prefill included. BF16
+     * tiles (bf16 activations) sum the same exact products in another order. */
     const struct herd_cpu_kernels *vnni = kernels_get_isa("avx512");
-    if (strcmp(k->isa, "amx") == 0 && vnni) {
+    if (strcmp(k->isa, "amx") == 0 && vnni && k->mm[c->t].matmul != vnni->mm[c->t].matmul) {
         float *yv = malloc(sizeof(float) * ldy * n_b);
         for (int64_t i = 0; i < ldy * n_b; i++)
             yv[i] = 12345.0f;
         run_mm(vnni, c->t, w, x, n, n_b, r0, r1, yv, ldy);
-        CHECK_MSG(memcmp(yv, y, sizeof(float) * ldy * n_b) == 0,
-                  "amx %s rows=%lld n_b=%lld: not bit-identical to avx512", type_name(c->t),
-                  (long long)n_rows, (long long)n_b);
+        if (block_elems(c->t) > 1)
+            CHECK_MSG(memcmp(yv, y, sizeof(float) * ldy * n_b) == 0,
+                      "amx %s rows=%lld n_b=%lld: not bit-identical to avx512", type_name(c->t),
+                      (long long)n_rows, (long long)n_b);
+        else
+            CHECK_MSG(nmse(y, yv, ldy * n_b) < 1e-10,
+                      "amx %s rows=%lld n_b=%lld: nmse %g against avx512", type_name(c->t),
+                      (long long)n_rows, (long long)n_b, nmse(y, yv, ldy * n_b));
         free(yv);
     }
     int same_act = k->mm[c->t].act_type == ref->mm[c->t].act_type;
@@ -458,6 +464,7 @@ static herd_cpu_options configure_from_env(void)
     o.isa = getenv("HERD_CPU_ISA");
     o.no_vbmi = getenv("HERD_GEMV_NO_VBMI") != NULL;
     o.no_r16 = getenv("HERD_GEMV_NO_R16") != NULL;
+    o.bf16_act = getenv("HERD_BF16_ACT") != NULL;
     herd_cpu_options bad = o;
     bad.isa = "no-such-isa";
     CHECK(herd_cpu_configure(&bad) == HERD_ERR_INVALID);
@@ -505,8 +512,12 @@ int main(void)
         /* prefill of quantized types: rows in several 128-row blocks (the last ragged),
          * with the scratch for every chunk's packed activations and without it */
         for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++) {
-            if (block_elems(mm_cases[c].t) == 1)
+            if (block_elems(mm_cases[c].t) == 1) {
+                /* float prefill past one block of packed activation rows (240, or 480 for
+                 * AMX bf16 tiles) */
+                check_mm_variant(k, &mm_cases[c], 7, 500);
                 continue;
+            }
             check_mm_variant(k, &mm_cases[c], 300, 17);
             herd_alloc_fail_after(0);
             check_mm_variant(k, &mm_cases[c], 300, 17);

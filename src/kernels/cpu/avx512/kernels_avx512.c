@@ -17,4 +17,5 @@ void kernels_fill_amx(struct herd_cpu_kernels *k)
 {
     kernels_fill_avx512(k);
     kernels_fill_matmul_q_amx(k);
+    kernels_fill_matmul_f_amx(k);
 }

@@ -189,21 +189,97 @@ pack_x(enum ftype t, uint32_t *xp, const uint8_t *xa, size_t xrb, int64_t b0, in
 
 #define XB 240 /* activation rows per packed block: 240 x 128 x 4 bytes = 120 KB, in L2 */
 
+/* ---- AMX BF16 (the amx table, with bf16 activations): TDPBF16PS takes the bf16 pair panel
+ * as it is (16 pairs x 16 rows of 4 bytes per tile row) and the activations as 16 rows x 32
+ * bf16 tiles; the products are exact in f32 and sum in f32 inside the tile, so a chunk's
+ * 32 x 16 outputs leave the tile unit once. */
+
+/* Activation rows b0 .. b0 + nb - 1, bf16 elements k0 .. k0 + kc - 1, as tiles of 16 rows x
+ * KC elements (rows past nb zero): xt[tile][16][KC]. */
+static void pack_amx_bf16(uint16_t *xt, const uint8_t *xa, size_t xrb, int64_t b0, int64_t nb,
+                          int64_t k0, int64_t kc)
+{
+    for (int64_t b = 0; b < (nb + 15) / 16 * 16; b++) {
+        uint16_t *d = xt + b * KC;
+        if (b < nb)
+            memcpy(d, (const uint16_t *)(xa + (size_t)(b0 + b) * xrb) + k0, (size_t)kc * 2);
+        else
+            memset(d, 0, (size_t)kc * 2);
+    }
+}
+
+#define AMX_FENCE() __asm__ __volatile__("" ::: "memory") /* tile asm has no memory clobber */
+
+/* y[j][0..31] (+)= panel . activation row j over the chunk (kc a multiple of 32), j < nb. */
+__attribute__((target("amx-tile,amx-bf16"))) static inline void
+tile_amx_bf16(const float *p, const uint16_t *xt, int64_t kc, float *y, int64_t ldy, int nb,
+              __mmask16 m0, __mmask16 m1, int first)
+{
+    _Alignas(64) float c[16][32];
+    AMX_FENCE();
+    _tile_zero(3);
+    _tile_zero(4);
+    for (int64_t s = 0; s < kc / 32; s++) {
+        const float *ps = p + s * 16 * MR; /* pairs 16 s .. 16 s + 15, 32 rows each */
+        _tile_loadd(0, xt + 32 * s, KC * 2);
+        _tile_loadd(1, ps, MR * 4);
+        _tile_loadd(2, ps + 16, MR * 4);
+        _tile_dpbf16ps(3, 0, 1);
+        _tile_dpbf16ps(4, 0, 2);
+    }
+    _tile_stored(3, &c[0][0], sizeof c[0]);
+    _tile_stored(4, &c[0][16], sizeof c[0]);
+    AMX_FENCE();
+    for (int j = 0; j < nb; j++) {
+        float *yj = y + j * ldy;
+        __m512 v0 = _mm512_load_ps(&c[j][0]), v1 = _mm512_load_ps(&c[j][16]);
+        if (!first) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yj));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yj + 16));
+        }
+        _mm512_mask_storeu_ps(yj, m0, v0);
+        _mm512_mask_storeu_ps(yj + 16, m1, v1);
+    }
+}
+
+/* Tiles: activations in tmm0, the panel's rows 0-15 and 16-31 in tmm1/2, sums in tmm3/4;
+ * all 16 rows x 64 bytes. Per call (the configuration is per thread), released after. */
+__attribute__((target("amx-tile"))) static void amx_configure_bf16(void)
+{
+    _Alignas(64) uint8_t cfg[64] = {0};
+    cfg[0] = 1;
+    for (int i = 0; i < 5; i++) {
+        cfg[16 + 2 * i] = 64;
+        cfg[48 + i] = 16;
+    }
+    _tile_loadconfig(cfg);
+}
+
 #define TILE(nb) tile(t, nb, p, xp + (b / NR) * nk * NR, kc, yb, ldy, m0, m1, k0 == 0)
 
 static inline __attribute__((always_inline)) void
-gemm(enum ftype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
-     int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+gemm(enum ftype t, int amx, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa,
+     size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     float p[KC * MR] __attribute__((aligned(64)));
-    uint32_t xp[XB * KC] __attribute__((aligned(64)));
+    uint32_t xp[XB * KC] __attribute__((aligned(64))); /* or, on AMX, XB x KC bf16 tiles */
     const size_t eb = elem_bytes(t == FT_BF16_DP ? FT_BF16 : t), rb = (size_t)n * eb;
-    for (int64_t b0 = 0; b0 < n_b; b0 += XB) {
-        const int64_t nbb = n_b - b0 < XB ? n_b - b0 : XB;
+    amx = amx && t == FT_BF16_DP;
+    if (amx)
+        amx_configure_bf16();
+    /* bf16 tiles take half the packed bytes: twice the rows per block, so each repacked
+     * panel (its gathers now the larger cost) serves twice the activation rows */
+    const int64_t xb = amx ? 2 * XB : XB;
+    for (int64_t b0 = 0; b0 < n_b; b0 += xb) {
+        const int64_t nbb = n_b - b0 < xb ? n_b - b0 : xb;
         for (int64_t k0 = 0; k0 < n; k0 += KC) {
             const int64_t kc = n - k0 < KC ? n - k0 : KC;
             const int64_t nk = t == FT_BF16_DP ? kc / 2 : kc;
-            pack_x(t, xp, xa, xrb, b0, nbb, k0, kc);
+            const int tiles = amx && kc % 32 == 0; /* a ragged last chunk: vdpbf16ps */
+            if (tiles)
+                pack_amx_bf16((uint16_t *)xp, xa, xrb, b0, nbb, k0, kc);
+            else
+                pack_x(t, xp, xa, xrb, b0, nbb, k0, kc);
             for (int64_t r = r0; r < r1; r += MR) {
                 const int64_t nr = r1 - r < MR ? r1 - r : MR;
                 const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
@@ -221,7 +297,10 @@ gemm(enum ftype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
                         for (int64_t l = 0; l < kc * (int64_t)eb; l += 64)
                             _mm_prefetch((const char *)(nx + (size_t)i * rb + l), _MM_HINT_T1);
                 }
-                for (int64_t b = 0; b < nbb; b += NR) {
+                for (int64_t b = 0; tiles && b < nbb; b += 16)
+                    tile_amx_bf16(p, (const uint16_t *)xp + b * KC, kc, y + (b0 + b) * ldy + r,
+                                  ldy, nbb - b < 16 ? (int)(nbb - b) : 16, m0, m1, k0 == 0);
+                for (int64_t b = 0; !tiles && b < nbb; b += NR) {
                     float *yb = y + (b0 + b) * ldy + r;
                     switch (nbb - b < NR ? nbb - b : NR) {
                     case 1: TILE(1); break;
@@ -241,6 +320,8 @@ gemm(enum ftype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, s
             }
         }
     }
+    if (amx)
+        _tile_release();
 }
 
 #undef TILE
@@ -252,7 +333,7 @@ matmul_f(enum ftype t, float *y, int64_t ldy, const void *w, const void *xa, siz
          int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     if (n_b >= GEMM_MIN_NB && n % 2 == 0) {
-        gemm(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+        gemm(t, 0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
         return;
     }
     const size_t rb = (size_t)n * elem_bytes(t);
@@ -324,13 +405,14 @@ __attribute__((target("avx512bf16"))) static inline float row_dot_bf16(const voi
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-/* BF16 weights x BF16 activations (n even: the pairs of vdpbf16ps). */
-__attribute__((target("avx512bf16"))) static void
-matmul_bf16_bf16_avx512(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
-                        int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+/* BF16 weights x BF16 activations (n even: the pairs of vdpbf16ps; with amx, the prefill
+ * products on tiles). */
+__attribute__((target("avx512bf16"))) static inline __attribute__((always_inline)) void
+matmul_bf16_bf16(int amx, float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                 int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     if (n % 2 == 0 && n_b >= GEMM_MIN_NB) {
-        gemm(FT_BF16_DP, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+        gemm(FT_BF16_DP, amx, y, ldy, w, xa, xrb, n, n_b, r0, r1);
         return;
     }
     if (n % 2 == 0) {
@@ -352,6 +434,28 @@ matmul_bf16_bf16_avx512(float *y, int64_t ldy, const void *w, const void *xa, si
             y[b * ldy + r] = s;
         }
     }
+}
+
+__attribute__((target("avx512bf16"))) static void
+matmul_bf16_bf16_avx512(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                        int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_bf16_bf16(0, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+__attribute__((target("avx512bf16"))) static void
+matmul_bf16_bf16_amx(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
+                     int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    matmul_bf16_bf16(1, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+}
+
+/* The amx table: BF16 weights with bf16 activations (when asked for, as on avx512) run
+ * their prefill on AMX BF16 tiles where the CPU has them. */
+void kernels_fill_matmul_f_amx(struct herd_cpu_kernels *k)
+{
+    if (herd_cpu_features()->amx_bf16 && k->mm[HERD_DTYPE_BF16].act_type == HERD_DTYPE_BF16)
+        k->mm[HERD_DTYPE_BF16].matmul = matmul_bf16_bf16_amx;
 }
 
 void kernels_fill_matmul_f_avx512(struct herd_cpu_kernels *k)
