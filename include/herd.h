@@ -487,6 +487,96 @@ HERD_API herd_status herd_chat_parse_output(const char *text, size_t len,
                                             herd_chat_output **out);
 HERD_API void herd_chat_output_free(herd_chat_output *o);
 
+/* ---------------------------------------------------------------- guard (Llama Guard 3) */
+
+/* The official Llama Guard 3 prompt formats (the chat_template of Meta's tokenizer_config.json;
+ * copies in tests/guard/templates), rendered as transformers' apply_chat_template does. */
+typedef enum herd_guard_format {
+    /* Llama-Guard-3-8B (and -8B-INT8): categories S1-S14 fixed in the template, message
+     * content a string, a space before <|begin_of_text|>. herd extension: "categories" /
+     * "excluded_category_keys" given with it replace the list the same way as in 1B. */
+    HERD_GUARD_FORMAT_8B = 0,
+    /* Llama-Guard-3-1B (and 11B-Vision, text only): "categories" (default S1-S13) and
+     * "excluded_category_keys" template arguments, content as [{"type": "text"}] parts (a
+     * string content is taken as one part). */
+    HERD_GUARD_FORMAT_1B = 1,
+} herd_guard_format;
+
+/* 1B for the Llama 3.2 1B shape (dim 2048, 16 layers, or a name containing "1B"), else 8B. */
+HERD_API herd_guard_format herd_guard_format_for(const herd_model_info *info);
+
+/* Which message the check is about. */
+typedef enum herd_guard_role {
+    HERD_GUARD_ROLE_AUTO = 0,  /* the last message's (the template's own rule) */
+    HERD_GUARD_ROLE_USER = 1,  /* the last user message: messages after it are left out */
+    HERD_GUARD_ROLE_AGENT = 2, /* the last message, which must be the assistant's */
+} herd_guard_role;
+
+typedef struct herd_guard_options {
+    herd_guard_format format;
+    herd_guard_role role;
+    /* Only these default categories ("S1,S10"): the others are excluded, as
+     * excluded_category_keys does; NULL = all. */
+    const char *categories;
+    /* Server conventions for a chat request: system/tool messages and messages without text
+     * are left out, consecutive messages of one role joined with "\n\n", leading assistant
+     * messages dropped, so that the roles alternate as the template demands. */
+    bool normalize;
+    int32_t max_tokens; /* classify: most tokens generated; 0 = 10 */
+} herd_guard_options;
+
+/* format 8B, role AUTO, all categories, no normalizing, max_tokens 10. */
+HERD_API herd_guard_options herd_guard_default_options(void);
+
+/* Renders a conversation to the classifier's prompt. request: {"messages": [...],
+ * "categories": {"S1": "Violent Crimes.", ...}, "excluded_category_keys": ["S6"]} (the
+ * template's arguments) or a bare message array. A conversation the template refuses (roles
+ * that do not alternate user/assistant, non-text content) fails with its reason. Owned
+ * results (herd_free). */
+HERD_API herd_status herd_guard_render(const char *request, size_t len,
+                                       const herd_guard_options *o, char **prompt,
+                                       size_t *prompt_len);
+/* The same prompt as token ids, control tokens placed by id (user text stays text). */
+HERD_API herd_status herd_guard_render_tokens(const herd_tokenizer *tok, const char *request,
+                                              size_t len, const herd_guard_options *o,
+                                              int32_t **ids, size_t *n_ids);
+
+typedef enum herd_guard_verdict {
+    HERD_GUARD_SAFE = 0,
+    HERD_GUARD_UNSAFE = 1,
+    HERD_GUARD_UNPARSEABLE = 2, /* the output is neither "safe" nor "unsafe" */
+} herd_guard_verdict;
+
+typedef struct herd_guard_category {
+    char *code; /* "S1" */
+    char *name; /* "Violent Crimes" (the prompt's description, first line, no final '.'), or
+                   NULL for a code the prompt did not list */
+} herd_guard_category;
+
+typedef struct herd_guard_result {
+    herd_guard_verdict verdict;
+    herd_guard_category *categories; /* unsafe: the violated categories, in order, no repeats */
+    size_t n_categories;
+    char *raw; /* the model's output as parsed */
+} herd_guard_result;
+
+/* Parses a Llama Guard answer ("safe", "unsafe\nS1,S10"; surrounding whitespace, case,
+ * "<|eot_id|>" and anything after it ignored). Names come from the categories the request
+ * (may be NULL: the format's defaults) put in the prompt. Owned by the caller. */
+HERD_API herd_status herd_guard_parse(const char *text, size_t len, const char *request,
+                                      size_t request_len, const herd_guard_options *o,
+                                      herd_guard_result **out);
+HERD_API void herd_guard_result_free(herd_guard_result *r);
+/* "safe", "unsafe", "unparseable". */
+HERD_API const char *herd_guard_verdict_str(herd_guard_verdict v);
+
+/* Classifies a conversation with a Llama Guard model: renders it, decodes greedily on
+ * sequence 0 of ctx (cleared first) until an end token or o->max_tokens, and parses the
+ * answer. ctx must be a context of model m; one thread at a time, as for herd_decode. */
+HERD_API herd_status herd_guard_classify(const herd_model *m, herd_context *ctx,
+                                         const char *request, size_t len,
+                                         const herd_guard_options *o, herd_guard_result **out);
+
 /* ---------------------------------------------------------------- sampler */
 
 typedef struct herd_sampler herd_sampler;

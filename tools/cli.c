@@ -201,3 +201,42 @@ const char *cli_template_name(herd_chat_template t)
 {
     return t == HERD_CHAT_CHATML ? "ChatML" : t == HERD_CHAT_LLAMA32 ? "Llama 3.2" : "Llama 3.1";
 }
+
+/* Requests on stdin are small; this only stops a runaway pipe from eating memory. */
+#define CLI_MAX_STDIN (64u << 20)
+
+int cli_read_stdin(const char *cmd, char **out, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return cli_fail("out of memory");
+    for (;;) {
+        if (n == cap) {
+            if (cap >= CLI_MAX_STDIN) {
+                free(buf);
+                return cli_fail("%s: the request is larger than %u bytes", cmd,
+                                CLI_MAX_STDIN);
+            }
+            char *p = realloc(buf, cap * 2);
+            if (!p) {
+                free(buf);
+                return cli_fail("out of memory");
+            }
+            buf = p;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return cli_fail("%s: cannot read stdin", cmd);
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+

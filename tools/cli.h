@@ -24,6 +24,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_guard(int argc, char **argv);
 
 /* The environment variables of the herd command (the library reads none), passed on as API
  * settings; called first in main, on every MPI rank:
@@ -60,6 +61,10 @@ int cli_parse_int(const char *s, int lo, int hi, int *out);
 int cli_parse_float(const char *s, double lo, double hi, double *out);
 /* "1,2,3" into an owned array (herd_free). */
 int cli_parse_ids(const char *s, int32_t **ids, size_t *n);
+
+/* Reads all of stdin (at most 64 MiB) into an owned buffer (free()); cmd names the
+ * sub-command in errors. Prints the error and returns 1 on failure. */
+int cli_read_stdin(const char *cmd, char **out, size_t *len);
 
 /* Fetches the value of option argv[*i] into *val (advancing *i); prints an error when the
  * value is missing. Returns 0 on success. */

@@ -16,44 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Requests are small; this only stops a runaway pipe from eating memory. */
-#define RENDER_MAX_REQUEST (64u << 20)
-
-static int read_stdin(char **out, size_t *len)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return cli_fail("out of memory");
-    for (;;) {
-        if (n == cap) {
-            if (cap >= RENDER_MAX_REQUEST) {
-                free(buf);
-                return cli_fail("render: the request is larger than %u bytes",
-                                RENDER_MAX_REQUEST);
-            }
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
-                free(buf);
-                return cli_fail("out of memory");
-            }
-            buf = p;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, stdin);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(stdin)) {
-        free(buf);
-        return cli_fail("render: cannot read stdin");
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 static int print_ids(const herd_tokenizer *tok, const char *req, size_t len,
                      const herd_chat_options *opt)
 {
@@ -149,7 +111,7 @@ int cmd_render(int argc, char **argv)
         }
         tok = own_tok;
     }
-    if (read_stdin(&req, &req_len))
+    if (cli_read_stdin("render", &req, &req_len))
         goto done;
     if (want_ids) {
         if (!tok) {

@@ -20,6 +20,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "(-m MODEL | --tokenizer FILE): JSON strings to id arrays"},
     {"detokenize", cmd_detokenize, "(-m MODEL | --tokenizer FILE): id arrays to JSON strings"},
     {"render", cmd_render, "[-m MODEL]: OpenAI chat request on stdin to Llama 3.1 prompt"},
+    {"guard", cmd_guard, "-m GUARD_MODEL < conversation.json: Llama Guard 3 verdict (JSON)"},
     {"run", cmd_run, "-m MODEL [-p TEXT] [--system TEXT]: chat"},
     {"serve", cmd_serve, "-m MODEL [--host H] [--port P]: OpenAI-compatible server"},
     {"bench", cmd_bench, "-m MODEL [-p 512] [-n 128] [-t N]: prefill and decode tokens/s"},

@@ -35,4 +35,15 @@ herd_status chat_request_from_messages(const herd_chat_message *msgs, size_t n_m
 herd_status chat_render(struct chat_emitter *e, const struct pj_value *req,
                         const herd_chat_options *opt);
 
+/* Token mode over any renderer (the chat templates, guard.c's Llama Guard format): render
+ * emits the prompt through e, then its text runs are tokenized as plain text with each
+ * control token placed by id; max_tokens as herd_chat_options.max_tokens (0 = no limit). */
+typedef herd_status (*chat_render_fn)(struct chat_emitter *e, const void *arg);
+herd_status chat_render_tokens_with(const herd_tokenizer *tok, chat_render_fn render,
+                                    const void *arg, size_t max_tokens, int32_t **ids,
+                                    size_t *n_ids);
+
+/* Python's str.strip() (Unicode whitespace): the [*lo, *hi) range of s without it. */
+void chat_py_strip(const char *s, size_t len, size_t *lo, size_t *hi);
+
 #endif /* HERD_CHAT_CHAT_H */

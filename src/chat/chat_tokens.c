@@ -166,19 +166,20 @@ static herd_status tokenize_runs(struct token_state *ts, const struct herd_buf *
     return HERD_OK;
 }
 
-static herd_status render_tokens(const herd_tokenizer *tok, const struct pj_value *req,
-                                 const herd_chat_options *opt, int32_t **ids, size_t *n_ids)
+herd_status chat_render_tokens_with(const herd_tokenizer *tok, chat_render_fn render,
+                                    const void *arg, size_t max_tokens, int32_t **ids,
+                                    size_t *n_ids)
 {
     struct token_state ts = {tok, NULL, 0, 0, NULL, 0, 0};
     struct chat_emitter e;
     chat_emitter_init_text(&e);
     e.special = special_as_mark;
     e.ctx = &ts;
-    herd_status s = chat_render(&e, req, opt);
+    herd_status s = render(&e, arg);
     if (s == HERD_OK)
         s = e.text.err;
     if (s == HERD_OK)
-        s = tokenize_runs(&ts, &e.text, opt->max_tokens, n_ids);
+        s = tokenize_runs(&ts, &e.text, max_tokens, n_ids);
     buf_free(&e.text);
     herd_free(ts.marks);
     if (s != HERD_OK) {
@@ -188,6 +189,24 @@ static herd_status render_tokens(const herd_tokenizer *tok, const struct pj_valu
     *ids = ts.ids;
     *n_ids = ts.n;
     return HERD_OK;
+}
+
+struct chat_job {
+    const struct pj_value *req;
+    const herd_chat_options *opt;
+};
+
+static herd_status render_job(struct chat_emitter *e, const void *arg)
+{
+    const struct chat_job *job = arg;
+    return chat_render(e, job->req, job->opt);
+}
+
+static herd_status render_tokens(const herd_tokenizer *tok, const struct pj_value *req,
+                                 const herd_chat_options *opt, int32_t **ids, size_t *n_ids)
+{
+    struct chat_job job = {req, opt};
+    return chat_render_tokens_with(tok, render_job, &job, opt->max_tokens, ids, n_ids);
 }
 
 herd_status herd_chat_render_tokens(const herd_tokenizer *tok, const char *request_json,

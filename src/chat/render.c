@@ -73,7 +73,7 @@ static size_t space_at(const unsigned char *s, size_t n)
 }
 
 /* str.strip(): the [*lo, *hi) range of s without leading/trailing Unicode whitespace. */
-static void py_strip(const char *str, size_t len, size_t *lo, size_t *hi)
+void chat_py_strip(const char *str, size_t len, size_t *lo, size_t *hi)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t a = 0, b = len;
@@ -100,7 +100,7 @@ static herd_status emit_trimmed(struct chat_emitter *e, const struct pj_value *v
         return HERD_OK;
     if (v->type == PJ_STRING) {
         size_t lo, hi;
-        py_strip(v->str, v->len, &lo, &hi);
+        chat_py_strip(v->str, v->len, &lo, &hi);
         return emit(e, v->str + lo, hi - lo);
     }
     struct herd_buf b;
@@ -108,7 +108,7 @@ static herd_status emit_trimmed(struct chat_emitter *e, const struct pj_value *v
     herd_status s = pj_str(&b, v);
     if (s == HERD_OK) {
         size_t lo, hi;
-        py_strip(b.data, b.len, &lo, &hi);
+        chat_py_strip(b.data, b.len, &lo, &hi);
         s = emit(e, b.data + lo, hi - lo);
     }
     buf_free(&b);
