@@ -8,3 +8,12 @@ add_test(NAME guard_golden
                  ${HERD_SHARED_DATA}/llama3/tokenizer.json)
 set_tests_properties(guard_golden PROPERTIES LABELS "guard;golden" TIMEOUT 300)
 set_tests_properties(test_chat_guard PROPERTIES LABELS "guard;unit")
+if(Python3_Interpreter_FOUND)
+  set(guard_work ${CMAKE_CURRENT_BINARY_DIR}/guard)
+  file(MAKE_DIRECTORY ${guard_work})
+  add_test(NAME guard_cli
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/guard/test_cli.py
+                   --herd ${HERD_BIN} --work ${guard_work})
+  set_tests_properties(guard_cli PROPERTIES LABELS guard SKIP_RETURN_CODE 77 TIMEOUT 300
+    ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
+endif()
