@@ -335,6 +335,12 @@ typedef struct herd_server_options {
     /* One access log line per request on stderr (method, path, status, tokens, latency,
      * request id): 0 = off, 1 = text, 2 = JSON lines. */
     int32_t access_log;
+    /* Llama Guard 3 shield (docs/guard.md): a second model that classifies chat requests
+     * before generation and answers as they are made; a flagged one ends with
+     * finish_reason "content_filter". NULL = off. Borrowed: must outlive the server. */
+    const herd_model *guard_model;
+    const char *guard_categories; /* "S1,S10": only these default categories; NULL = all */
+    int32_t guard_on;             /* 1 = input, 2 = output, 3 or 0 = both */
 } herd_server_options;
 
 HERD_API herd_server_options herd_server_default_options(void);

@@ -6,6 +6,7 @@
  *              [-t N] [--kv-type T] [--api-key K] [--alias NAME] [--queue N]
  *              [--max-body BYTES] [--max-conns N] [--max-conns-per-client N]
  *              [--timeout S] [--grace S] [--cors-origins LIST] [--access-log MODE]
+ *              [--guard GUARD_MODEL [--guard-categories S1,..] [--guard-on input,output]]
  *
  * The API key may also come from HERD_API_KEY, so it need not show in the process list.
  */
@@ -23,6 +24,7 @@ static const char usage_text[] =
     "                  [--queue N] [--max-body BYTES] [--max-conns N]\n"
     "                  [--max-conns-per-client N] [--timeout S] [--grace S]\n"
     "                  [--cors-origins LIST] [--access-log off|text|json]\n"
+    "                  [--guard GUARD_MODEL [--guard-categories S1,..] [--guard-on WHAT]]\n"
     "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models,\n"
     "/tokenize, /detokenize, /health, /metrics). SIGINT or SIGTERM stops it: no new\n"
     "requests, running ones get --grace seconds, then each remaining stream ends with an\n"
@@ -54,6 +56,11 @@ static const char usage_text[] =
     "                    such as 'http://localhost:3000' (default: no CORS)\n"
     "  --access-log M    one line per request on stderr (method, path, status, tokens,\n"
     "                    latency, request id): off, text (default) or json (JSON lines)\n"
+    "  --guard M         a Llama Guard 3 model that screens chat requests and answers: a\n"
+    "                    flagged one ends with finish_reason content_filter and the\n"
+    "                    categories in choices[0].content_filter_results (docs/guard.md)\n"
+    "  --guard-categories L  only these default categories, e.g. S1,S9,S10 (default all)\n"
+    "  --guard-on WHAT   input, output or input,output (default input,output)\n"
     "Every response carries X-Request-Id (the client's, or one made). Log level: HERD_LOG\n"
     "(debug shows libmicrohttpd's own messages).\n"
     "Environment: HERD_API_KEY (--api-key), HERD_SERVER_TEST_STEP_MS (a test knob: ms to\n"
@@ -70,7 +77,7 @@ static int usage(void)
 int cmd_serve(int argc, char **argv)
 {
     herd_server_options o = herd_server_default_options();
-    const char *model = NULL, *v = NULL;
+    const char *model = NULL, *v = NULL, *guard = NULL;
     struct cli_run_opts run = {.kv_type = o.kv_type};
     o.grace_s = 10;
     o.access_log = 1;
@@ -135,6 +142,15 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_int(v, 0, 86400, &n))
                 return cli_fail("--grace: expected 0 to 86400 seconds, got '%s'", v);
             o.grace_s = n;
+        } else if (!strcmp(a, "--guard")) {
+            guard = v;
+        } else if (!strcmp(a, "--guard-categories")) {
+            o.guard_categories = v;
+        } else if (!strcmp(a, "--guard-on")) {
+            o.guard_on = (strstr(v, "input") ? 1 : 0) | (strstr(v, "output") ? 2 : 0);
+            if (!o.guard_on || strspn(v, "inputoutput,") != strlen(v))
+                return cli_fail("--guard-on: expected input, output or input,output, got '%s'",
+                                v);
         } else if (!strcmp(a, "--cors-origins")) {
             o.cors_origins = v;
         } else if (!strcmp(a, "--access-log")) {
@@ -159,9 +175,15 @@ int cmd_serve(int argc, char **argv)
     o.n_ctx = run.ctx;
     o.kv_type = run.kv_type;
     herd_model_params mp = {.n_threads = run.threads, .device = run.device};
-    herd_model *m = NULL;
+    herd_model *m = NULL, *gm = NULL;
     if (cli_load_model(model, &mp, &m))
         return 1;
+    /* the guard: a second model in this process, with its own context in the server */
+    if (guard && (!(guard = cli_resolve_model(guard)) || cli_load_model(guard, &mp, &gm))) {
+        herd_model_free(m);
+        return 1;
+    }
+    o.guard_model = gm;
     herd_status s;
     /* The stop signals are blocked before the server starts, so one arriving early stays
      * pending, and this thread takes them with sigwait (the server's threads block them). */
@@ -181,12 +203,21 @@ int cmd_serve(int argc, char **argv)
                 in->model_name, v6 ? "[" : "", host, v6 ? "]" : "", (int)in->port,
                 (int)in->n_parallel, (int)in->n_ctx, herd_dtype_name(in->kv_type),
                 (double)in->kv_bytes / (1024.0 * 1024.0));
+        if (gm)
+            fprintf(stderr, "herd: guard %s (Llama Guard 3 %s format) on %s%s%s\n",
+                    herd_model_get_info(gm)->name,
+                    herd_guard_format_for(herd_model_get_info(gm)) == HERD_GUARD_FORMAT_1B
+                        ? "1B" : "8B",
+                    o.guard_on == 2 ? "output" : "input",
+                    o.guard_on == 0 || o.guard_on == 3 ? ",output" : "",
+                    o.guard_categories ? " (some categories)" : "");
         int sig = 0;
         sigwait(&stop, &sig);
         fprintf(stderr, "herd: signal %d, stopping\n", sig);
         herd_server_stop(srv);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    herd_model_free(gm);
     herd_model_free(m);
     return s == HERD_OK ? 0 : cli_fail_status(s);
 }

@@ -70,6 +70,7 @@ struct server {
     atomic_int n_conns;
     atomic_int ip_conns[IP_BUCKETS];
     atomic_bool stopping; /* herd_server_stop began: new requests get 503 */
+    struct srv_guard *guard; /* --guard: the Llama Guard shield (guard.c), or NULL */
 };
 
 /* Per TCP connection (MHD's socket context), reset for each request on it. */
@@ -85,6 +86,7 @@ struct sock {
     double t0;
     int status;
     int32_t n_prompt, n_completion;
+    char guard[64];    /* the guard's verdict ("input:unsafe:S1"), "" when none */
     bool logged;
 };
 
@@ -249,6 +251,7 @@ struct stream {
     struct herd_buf out;   /* bytes formatted, not yet handed to MHD */
     size_t out_pos;
     struct srv_toolstream *ts; /* with tools: content and calls as the text decides them */
+    struct srv_guard_stream *gs; /* --guard output: text held until checked */
     bool tool_calls;       /* the answer was tool calls */
     char *echo;            /* completions echo: prompt text sent first */
     bool started, finished;
@@ -291,7 +294,7 @@ static void stream_finish(struct stream *st, struct taken *t)
             buf_puts(&st->out, "\n\n");
             herd_free(ej);
         }
-    } else if (st->tool_calls) {
+    } else if (st->tool_calls && t->finish != SRV_FINISH_FILTER) {
         srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false, SRV_FINISH_TOOLS);
     } else {
         srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false, t->finish);
@@ -304,6 +307,7 @@ static void stream_finish(struct stream *st, struct taken *t)
     if (so) {
         so->n_prompt = r->n_prompt;
         so->n_completion = t->n_completion;
+        snprintf(so->guard, sizeof so->guard, "%s", r->guard_note);
     }
 }
 
@@ -325,6 +329,12 @@ static bool stream_fill(struct stream *st)
         return false;
     struct taken t;
     take(r, &t);
+    if (st->gs && srv_guard_stream_feed(st->sv->guard, st->sv->metrics, r, st->gs, &t.text,
+                                        &t.len, &t.done, &t.finish) != HERD_OK) {
+        t.done = true; /* out of memory: end the stream rather than send unchecked text */
+        t.finish = SRV_FINISH_ERROR;
+        snprintf(t.errmsg, sizeof t.errmsg, "guard: %s", herd_last_error());
+    }
     if (st->ts) {
         stream_tools(st, &t);
     } else if (t.len || t.lp) {
@@ -367,6 +377,7 @@ static void stream_free(void *cls)
     srv_req_unref(st->r);
     buf_free(&st->out);
     srv_toolstream_free(st->ts);
+    srv_guard_stream_free(st->gs);
     herd_free(st->echo);
     herd_free(st);
 }
@@ -385,7 +396,9 @@ static enum MHD_Result start_stream(struct server *sv, const char *ep, struct MH
     st->c = c;
     st->echo = echo;
     buf_init(&st->out, 0);
-    if (r->p.tools_active && srv_toolstream_new(r->id, &st->ts) != HERD_OK) {
+    if ((r->p.tools_active && srv_toolstream_new(r->id, &st->ts) != HERD_OK) ||
+        (r->p.kind == SRV_CHAT && srv_guard_on(sv->guard, SRV_GUARD_OUTPUT) &&
+         srv_guard_stream_new(&st->gs) != HERD_OK)) {
         stream_free(st);
         return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
     }
@@ -489,10 +502,16 @@ static enum MHD_Result finish_plain(struct server *sv, const char *ep, struct MH
     }
     struct taken t;
     take(r, &t);
+    if (t.finish != SRV_FINISH_ERROR && t.finish != SRV_FINISH_FILTER &&
+        srv_guard_output(sv->guard, sv->metrics, r, t.text, t.len)) {
+        t.len = 0; /* the flagged answer is cut */
+        t.finish = SRV_FINISH_FILTER;
+    }
     struct sock *so = sock_of(c);
     if (so) {
         so->n_prompt = r->n_prompt;
         so->n_completion = t.n_completion;
+        snprintf(so->guard, sizeof so->guard, "%s", r->guard_note);
     }
     enum MHD_Result ret;
     if (t.finish == SRV_FINISH_ERROR) {
@@ -510,7 +529,8 @@ static enum MHD_Result finish_plain(struct server *sv, const char *ep, struct MH
         if (r->p.tools_active)
             calls = srv_parse_tool_calls(text.data, text.len, r->id, &content);
         drop_index(calls);
-        enum srv_finish f = calls ? SRV_FINISH_TOOLS : t.finish;
+        enum srv_finish f = calls && t.finish != SRV_FINISH_FILTER ? SRV_FINISH_TOOLS
+                                                                  : t.finish;
         char *json = srv_response_json(r, calls ? content : text.data, calls, t.lp, f,
                                        t.n_completion);
         t.lp = NULL;
@@ -580,7 +600,9 @@ static enum MHD_Result handle_generate(struct server *sv, const char *ep,
      * in a long prefill longer than --timeout would be cut. No limit while it is answered;
      * on_completed restores it for the keep-alive wait. */
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
-    if (!srv_sched_submit(sv->sched, r)) {
+    /* --guard input: a flagged request is answered (content_filter) without generating */
+    bool flagged = srv_guard_input(sv->guard, sv->metrics, r);
+    if (!flagged && !srv_sched_submit(sv->sched, r)) {
         srv_error_set(&e, 503, "server_error", "server_overloaded", NULL,
                       "The server is busy: too many requests are waiting. Retry shortly.");
         goto fail;
@@ -909,6 +931,7 @@ static void request_begin(struct server *sv, struct MHD_Connection *c, struct so
     so->t0 = herd_time_s();
     so->status = 0;
     so->n_prompt = so->n_completion = 0;
+    so->guard[0] = '\0';
     so->logged = false;
     so->origin = NULL;
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -940,13 +963,16 @@ static void access_log(struct server *sv, struct sock *so)
         cJSON_AddNumberToObject(o, "completion_tokens", so->n_completion);
         cJSON_AddNumberToObject(o, "latency_ms", floor(ms * 1000.0) / 1000.0);
         cJSON_AddStringToObject(o, "request_id", so->req_id);
+        if (so->guard[0])
+            cJSON_AddStringToObject(o, "guard", so->guard);
         char *s = print_owned(o);
         buf_puts(&b, s ? s : "{}");
         herd_free(s);
     } else {
-        buf_printf(&b, "herd: %s \"%s %s\" %d prompt=%d completion=%d %.1fms id=%s",
+        buf_printf(&b, "herd: %s \"%s %s\" %d prompt=%d completion=%d %.1fms id=%s%s%s",
                    so->remote, so->method, so->path, so->status, (int)so->n_prompt,
-                   (int)so->n_completion, ms, so->req_id);
+                   (int)so->n_completion, ms, so->req_id, so->guard[0] ? " guard=" : "",
+                   so->guard);
     }
     buf_puts(&b, "\n");
     if (b.err == HERD_OK)
@@ -1189,6 +1215,7 @@ static void server_free(herd_server *h)
     if (!h)
         return;
     srv_sched_free(h->sv.sched);
+    srv_guard_free(h->sv.guard);
     srv_metrics_free(h->sv.metrics);
     herd_free(h->sv.model_name);
     herd_free(h->api_key);
@@ -1264,6 +1291,9 @@ herd_status herd_server_start(const herd_model *m, const herd_server_options *op
     struct srv_sched_params sp = {o.n_parallel, n_ctx,     o.n_batch,     o.n_threads,
                                   o.max_queue,  o.kv_type, o.test_step_ms};
     st = srv_sched_new(m, &sp, sv->metrics, &sv->sched);
+    if (st == HERD_OK && o.guard_model)
+        st = srv_guard_new(o.guard_model, o.guard_categories, o.guard_on,
+                           srv_sched_n_ctx(sv->sched), o.n_threads, &sv->guard);
     if (st != HERD_OK)
         goto fail;
     int32_t port = 0;

@@ -16,6 +16,10 @@ static const double tok_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 #define N_TOK (sizeof tok_bounds / sizeof tok_bounds[0])
 #define MAX_SERIES 64 /* distinct (endpoint, status) pairs; more fold into "other" */
 
+/* The verdicts of the Llama Guard shield (guard.c), one series each per check. */
+static const char *const guard_verdicts[] = {"safe", "unsafe", "unparseable", "error", "none"};
+#define N_VERDICTS (sizeof guard_verdicts / sizeof guard_verdicts[0])
+
 struct hist {
     uint64_t bucket[16]; /* per bound, not cumulative; the last is +Inf */
     double sum;
@@ -35,6 +39,7 @@ struct srv_metrics {
     uint64_t prompt_tokens, generated_tokens, cached_tokens, cancelled;
     int64_t queue_depth, active_slots;
     struct hist ttft, tok;
+    uint64_t guard[2][N_VERDICTS]; /* guard verdicts: [input, output][guard_verdicts] */
 };
 
 herd_status srv_metrics_new(struct srv_metrics **out)
@@ -125,6 +130,18 @@ void srv_metrics_cancelled(struct srv_metrics *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_guard(struct srv_metrics *m, const char *check, const char *verdict)
+{
+    size_t v = 0;
+    while (v < N_VERDICTS && strcmp(guard_verdicts[v], verdict))
+        v++;
+    if (v == N_VERDICTS)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->guard[strcmp(check, "input") ? 1 : 0][v]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void put_hist(struct herd_buf *b, const char *name, const char *help,
                      const struct hist *h, const double *bounds, size_t n)
 {
@@ -176,6 +193,13 @@ char *srv_metrics_text(struct srv_metrics *m)
              N_TTFT);
     put_hist(&b, "herd_time_per_output_token_seconds", "Time between generated tokens.",
              &m->tok, tok_bounds, N_TOK);
+    buf_puts(&b, "# HELP herd_guard_verdicts_total Llama Guard verdicts by check (input, "
+                 "output) and verdict.\n# TYPE herd_guard_verdicts_total counter\n");
+    for (int c = 0; c < 2; c++)
+        for (size_t v = 0; v < N_VERDICTS; v++)
+            buf_printf(&b, "herd_guard_verdicts_total{check=\"%s\",verdict=\"%s\"} %llu\n",
+                       c ? "output" : "input", guard_verdicts[v],
+                       (unsigned long long)m->guard[c][v]);
     pthread_mutex_unlock(&m->mu);
     if (b.err != HERD_OK) {
         buf_free(&b);

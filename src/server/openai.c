@@ -902,6 +902,7 @@ const char *srv_finish_str(enum srv_finish f)
     case SRV_FINISH_TOOLS: return "tool_calls";
     case SRV_FINISH_LENGTH: return "length";
     case SRV_FINISH_ERROR: return "error";
+    case SRV_FINISH_FILTER: return "content_filter";
     default: return "stop";
     }
 }
@@ -969,6 +970,8 @@ char *srv_response_json(const struct srv_req *r, const char *text, cJSON *tool_c
     else
         cJSON_AddNullToObject(c, "logprobs");
     cJSON_AddStringToObject(c, "finish_reason", srv_finish_str(finish));
+    if (finish == SRV_FINISH_FILTER && r->filter) /* guard.c: why the answer was cut */
+        cJSON_AddItemToObject(c, "content_filter_results", cJSON_Duplicate(r->filter, true));
     cJSON_AddItemToObject(o, "usage", usage_json(r, n_completion));
     return print_owned(o);
 }
@@ -1017,6 +1020,8 @@ herd_status srv_chunk_sse(struct herd_buf *out, const struct srv_req *r, const c
         cJSON_AddNullToObject(c, "finish_reason");
     else
         cJSON_AddStringToObject(c, "finish_reason", srv_finish_str(finish));
+    if (finish == SRV_FINISH_FILTER && r->filter)
+        cJSON_AddItemToObject(c, "content_filter_results", cJSON_Duplicate(r->filter, true));
     if (r->p.include_usage)
         cJSON_AddNullToObject(o, "usage");
     return sse_event(out, o);

@@ -26,6 +26,7 @@ void srv_req_unref(struct srv_req *r)
     herd_free(r->prompt);
     buf_free(&r->text);
     cJSON_Delete(r->lp);
+    cJSON_Delete(r->filter);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     herd_free(r);

@@ -110,6 +110,7 @@ enum srv_finish {
     SRV_FINISH_LENGTH = 2,
     SRV_FINISH_ERROR = 3,
     SRV_FINISH_TOOLS = 4,
+    SRV_FINISH_FILTER = 5, /* the guard flagged the request or the answer (guard.c) */
 };
 
 struct srv_req {
@@ -132,6 +133,10 @@ struct srv_req {
     int32_t n_completion;     /* tokens generated so far */
     int32_t n_cached;         /* prompt tokens served from the prefix cache */
     char errmsg[256];         /* when finish == SRV_FINISH_ERROR */
+    /* guard.c, HTTP side only: content_filter_results of a flagged request or answer
+     * (owned, NULL when none) and the last verdict for the access log ("" when none) */
+    cJSON *filter;
+    char guard_note[64];
 };
 
 struct srv_req *srv_req_new(void);
@@ -345,8 +350,37 @@ void srv_metrics_ttft(struct srv_metrics *m, double seconds);
 void srv_metrics_token_latency(struct srv_metrics *m, double seconds);
 void srv_metrics_gauges(struct srv_metrics *m, int64_t queue_depth, int64_t active_slots);
 void srv_metrics_cancelled(struct srv_metrics *m);
+/* A guard verdict: check "input"/"output", verdict "safe", "unsafe", "unparseable", "error"
+ * or "none" (nothing to check). */
+void srv_metrics_guard(struct srv_metrics *m, const char *check, const char *verdict);
 /* The Prometheus text exposition; owned (herd_free). */
 char *srv_metrics_text(struct srv_metrics *m);
+
+/* ---- guard.c: the Llama Guard 3 shield (herd serve --guard) */
+
+enum { SRV_GUARD_INPUT = 1, SRV_GUARD_OUTPUT = 2 };
+struct srv_guard;
+/* A guard on model m with its own context (room for n_ctx conversation tokens). on: a mix of
+ * SRV_GUARD_*, 0 = both. categories: "S1,S10" or NULL (all). */
+herd_status srv_guard_new(const herd_model *m, const char *categories, int on, int32_t n_ctx,
+                          int32_t n_threads, struct srv_guard **out);
+void srv_guard_free(struct srv_guard *g);
+bool srv_guard_on(const struct srv_guard *g, int which);
+/* Input check of a chat request (g may be NULL). True: flagged, and r is marked done with
+ * SRV_FINISH_FILTER (nothing is to be generated) and r->filter set. */
+bool srv_guard_input(struct srv_guard *g, struct srv_metrics *mt, struct srv_req *r);
+/* Output check of a chat answer. True: flagged (r->filter set); the caller drops the text. */
+bool srv_guard_output(struct srv_guard *g, struct srv_metrics *mt, struct srv_req *r,
+                      const char *text, size_t len);
+/* A stream's output check: text taken from the scheduler goes in (*text, owned) and what may
+ * be sent comes out in its place, a sentence at a time once checked; flagged: no text,
+ * *done, *finish = SRV_FINISH_FILTER, and r is cancelled. */
+struct srv_guard_stream;
+herd_status srv_guard_stream_new(struct srv_guard_stream **out);
+void srv_guard_stream_free(struct srv_guard_stream *gs);
+herd_status srv_guard_stream_feed(struct srv_guard *g, struct srv_metrics *mt,
+                                  struct srv_req *r, struct srv_guard_stream *gs, char **text,
+                                  size_t *len, bool *done, enum srv_finish *finish);
 
 /* ---- sched.c */
 

@@ -17,3 +17,11 @@ if(Python3_Interpreter_FOUND)
   set_tests_properties(guard_cli PROPERTIES LABELS guard SKIP_RETURN_CODE 77 TIMEOUT 300
     ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
 endif()
+if(Python3_Interpreter_FOUND AND TARGET herd_server)
+  add_test(NAME guard_serve
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/guard/test_serve.py
+                   --herd ${HERD_BIN} --work ${guard_work})
+  set_tests_properties(guard_serve PROPERTIES LABELS "guard;server" SKIP_RETURN_CODE 77
+    TIMEOUT 600 RESOURCE_LOCK herd_server
+    ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
+endif()
