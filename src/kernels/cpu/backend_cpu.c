@@ -53,6 +53,14 @@ struct cpu_ctx {
     float *rope;          /* (n_batch, head_dim) cos/sin pairs per token of the step */
     float *scores;        /* (n_threads, n_ctx) */
     void *act;            /* activations in a weight type's partner format */
+    /* what act holds: the conversion of x (n rows, stride ldx, cols wide) to type, kept
+     * while only products run (q/k/v and gate/up read one input); any other operation
+     * forgets it */
+    struct {
+        const float *x;
+        int64_t ldx, n, cols;
+        herd_dtype type;
+    } memo;
     struct bstep step;
     float **bufs;         /* (n_bufs) what alloc handed out */
     int n_bufs;
@@ -63,8 +71,11 @@ static struct cpu_ctx *cpu(struct bctx *bc)
     return (struct cpu_ctx *)bc;
 }
 
-static double prof_start(const struct cpu_ctx *c)
+/* Every operation but a product begins here: it may write any buffer, so the converted
+ * activations a product left are forgotten. */
+static double op_start(struct cpu_ctx *c)
 {
+    c->memo.x = NULL;
     return c->prof.on ? herd_time_s() : 0.0;
 }
 
@@ -239,7 +250,7 @@ static herd_status cpu_alloc(struct bctx *bc, int64_t n, float **out)
 
 static herd_status cpu_copy(struct bctx *bc, float *dst, const float *src, int64_t n)
 {
-    (void)bc;
+    cpu(bc)->memo.x = NULL; /* the caller may write any buffer from here on */
     if (dst != src)
         memcpy(dst, src, (size_t)n * sizeof(float));
     return HERD_OK;
@@ -258,6 +269,7 @@ static herd_status cpu_step_set(struct bctx *bc, const int32_t *tokens, const in
 {
     struct cpu_ctx *c = cpu(bc);
     int half = c->p.head_dim / 2;
+    c->memo.x = NULL;
     for (int64_t t = 0; t < n; t++) {
         float *cs = c->rope + t * 2 * half;
         for (int i = 0; i < half; i++) {
@@ -356,15 +368,27 @@ static void cpu_matmul(struct bctx *bc, float *y, int64_t ldy, const struct weig
         j.xa = x;
         j.xa_row_bytes = (size_t)ldx * sizeof(float);
     } else {
-        double t0 = prof_start(c);
         j.xa = c->act;
         j.xa_row_bytes = dtype_row_bytes(j.mk->act_type, w->n_cols);
-        herd_pool_run(c->pool, convert_rows, &j);
-        prof_op(c, PR_CONVERT, t0);
+        if (!(c->memo.x == x && c->memo.ldx == ldx && c->memo.n == n &&
+              c->memo.cols == w->n_cols && c->memo.type == j.mk->act_type)) {
+            double t0 = c->prof.on ? herd_time_s() : 0.0;
+            herd_pool_run(c->pool, convert_rows, &j);
+            prof_op(c, PR_CONVERT, t0);
+            c->memo.x = x;
+            c->memo.ldx = ldx;
+            c->memo.n = n;
+            c->memo.cols = w->n_cols;
+            c->memo.type = j.mk->act_type;
+        }
     }
-    double t0 = prof_start(c);
+    double t0 = c->prof.on ? herd_time_s() : 0.0;
     herd_pool_run(c->pool, matmul_rows, &j);
     prof_mm(c, w, n, t0);
+    /* a product written over its own input's rows leaves the memo stale */
+    uintptr_t m0 = (uintptr_t)c->memo.x, m1 = (uintptr_t)(c->memo.x + c->memo.n * c->memo.ldx);
+    if (c->memo.x && (uintptr_t)y < m1 && m0 < (uintptr_t)(y + n * ldy))
+        c->memo.x = NULL;
 }
 
 /* Rotates each head of v (n_heads heads of head_dim) by the token's angles. */
@@ -587,7 +611,7 @@ static herd_status cpu_kv_copy(struct bctx *bc, int32_t dst, int32_t src, int32_
 
 static herd_status cpu_embed(struct bctx *bc, float *x, const struct weight *emb, const struct bstep *st)
 {
-    double t0 = prof_start(cpu(bc));
+    double t0 = op_start(cpu(bc));
     herd_status s = cpu_embed_run(bc, x, emb, st);
     prof_op(cpu(bc), PR_EMBED, t0);
     return s;
@@ -595,49 +619,49 @@ static herd_status cpu_embed(struct bctx *bc, float *x, const struct weight *emb
 
 static void cpu_rmsnorm(struct bctx *bc, float *out, const float *x, const float *w, int64_t n, int64_t dim)
 {
-    double t0 = prof_start(cpu(bc));
+    double t0 = op_start(cpu(bc));
     cpu_rmsnorm_run(bc, out, x, w, n, dim);
     prof_op(cpu(bc), PR_NORM, t0);
 }
 
 static void cpu_rope(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk, const struct bstep *st)
 {
-    double t0 = prof_start(cpu(bc));
+    double t0 = op_start(cpu(bc));
     cpu_rope_run(bc, q, ldq, k, ldk, st);
     prof_op(cpu(bc), PR_ROPE, t0);
 }
 
 static void cpu_kv_store(struct bctx *bc, int layer, const float *k, int64_t ldk, const float *v, int64_t ldv, const struct bstep *st)
 {
-    double t0 = prof_start(cpu(bc));
+    double t0 = op_start(cpu(bc));
     cpu_kv_store_run(bc, layer, k, ldk, v, ldv, st);
     prof_op(cpu(bc), PR_KV, t0);
 }
 
 static void cpu_attention(struct bctx *bc, float *out, const float *q, int layer, const struct bstep *st)
 {
-    double t0 = prof_start(cpu(bc));
+    double t0 = op_start(cpu(bc));
     cpu_attention_run(bc, out, q, layer, st);
     prof_op(cpu(bc), PR_ATTN, t0);
 }
 
 static void cpu_swiglu(struct bctx *bc, float *out, const float *gate, const float *up, int64_t n, int64_t hidden)
 {
-    double t0 = prof_start(cpu(bc));
+    double t0 = op_start(cpu(bc));
     cpu_swiglu_run(bc, out, gate, up, n, hidden);
     prof_op(cpu(bc), PR_SWIGLU, t0);
 }
 
 static void cpu_add(struct bctx *bc, float *x, const float *y, int64_t n)
 {
-    double t0 = prof_start(cpu(bc));
+    double t0 = op_start(cpu(bc));
     cpu_add_run(bc, x, y, n);
     prof_op(cpu(bc), PR_ADD, t0);
 }
 
 static void cpu_copy_row(struct bctx *bc, float *buf, int64_t cols, int64_t dst, int64_t src)
 {
-    double t0 = prof_start(cpu(bc));
+    double t0 = op_start(cpu(bc));
     cpu_copy_row_run(bc, buf, cols, dst, src);
     prof_op(cpu(bc), PR_COPY, t0);
 }
