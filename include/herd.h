@@ -289,6 +289,13 @@ typedef struct herd_batch {
 /* Runs the model over the batch, appending to each sequence's KV cache. Writes one row of
  * n_vocab floats to out for every token with logits[i] != 0, in batch order. */
 HERD_API herd_status herd_decode(herd_context *c, const herd_batch *b, float *out);
+/* herd_decode that also writes the model's final hidden state (after the final RMSNorm,
+ * before the output projection: what embeddings are pooled from) of every token with
+ * hidden[i] != 0: one row of info.dim floats to hidden_out per such token, in batch order.
+ * A token may want logits, its hidden state, both or neither; logits are herd_decode's, bit
+ * for bit. hidden NULL: exactly herd_decode. HERD_ERR_UNSUPPORTED in a multi-rank job. */
+HERD_API herd_status herd_decode_hidden(herd_context *c, const herd_batch *b, float *out,
+                                        const int8_t *hidden, float *hidden_out);
 
 /* Forgets positions >= from of sequence seq (from = 0 clears it). */
 HERD_API herd_status herd_seq_truncate(herd_context *c, int32_t seq, int32_t from);
@@ -341,6 +348,13 @@ typedef struct herd_server_options {
     const herd_model *guard_model;
     const char *guard_categories; /* "S1,S10": only these default categories; NULL = all */
     int32_t guard_on;             /* 1 = input, 2 = output, 3 or 0 = both */
+    /* /v1/embeddings: how a text's token rows (final hidden states, after the final norm)
+     * become one vector before L2 normalisation: 0 = mean of all tokens, 1 = the last
+     * token's. A request may choose with "pooling": "mean" | "last". */
+    int32_t pooling;
+    /* Most choices one request may ask for (n, times the prompts of a /v1/completions prompt
+     * list); more is a 400. 0 = 16. Choices beyond the free slots wait in the queue. */
+    int32_t max_choices;
 } herd_server_options;
 
 HERD_API herd_server_options herd_server_default_options(void);

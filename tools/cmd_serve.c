@@ -7,6 +7,7 @@
  *              [--max-body BYTES] [--max-conns N] [--max-conns-per-client N]
  *              [--timeout S] [--grace S] [--cors-origins LIST] [--access-log MODE]
  *              [--guard GUARD_MODEL [--guard-categories S1,..] [--guard-on input,output]]
+ *              [--pooling mean|last] [--max-choices N]
  *
  * The API key may also come from HERD_API_KEY, so it need not show in the process list.
  */
@@ -25,10 +26,11 @@ static const char usage_text[] =
     "                  [--max-conns-per-client N] [--timeout S] [--grace S]\n"
     "                  [--cors-origins LIST] [--access-log off|text|json]\n"
     "                  [--guard GUARD_MODEL [--guard-categories S1,..] [--guard-on WHAT]]\n"
-    "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models,\n"
-    "/tokenize, /detokenize, /health, /metrics). SIGINT or SIGTERM stops it: no new\n"
-    "requests, running ones get --grace seconds, then each remaining stream ends with an\n"
-    "error event and [DONE].\n"
+    "                  [--pooling mean|last] [--max-choices N]\n"
+    "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions,\n"
+    "/v1/embeddings, /v1/models, /tokenize, /detokenize, /health, /metrics). SIGINT or\n"
+    "SIGTERM stops it: no new requests, running ones get --grace seconds, then each\n"
+    "remaining stream ends with an error event and [DONE].\n"
     "  -m, --model M     a GGUF file or a Hugging Face folder (default: $HERD_MODEL, else\n"
     "                    the embedded SmolLM2-135M-Instruct that make deps installs)\n"
     "  --host H          address to bind (default 127.0.0.1; 0.0.0.0 for all)\n"
@@ -61,6 +63,11 @@ static const char usage_text[] =
     "                    categories in choices[0].content_filter_results (docs/guard.md)\n"
     "  --guard-categories L  only these default categories, e.g. S1,S9,S10 (default all)\n"
     "  --guard-on WHAT   input, output or input,output (default input,output)\n"
+    "  --pooling P       /v1/embeddings: a text's vector is the mean of its tokens' final\n"
+    "                    hidden states (mean, default) or the last token's (last), then\n"
+    "                    L2-normalised; a request may say \"pooling\": \"mean\"|\"last\"\n"
+    "  --max-choices N   most choices one request may ask for: n, times the prompts of a\n"
+    "                    /v1/completions prompt list (default 16); more is a 400\n"
     "Every response carries X-Request-Id (the client's, or one made). Log level: HERD_LOG\n"
     "(debug shows libmicrohttpd's own messages).\n"
     "Environment: HERD_API_KEY (--api-key), HERD_SERVER_TEST_STEP_MS (a test knob: ms to\n"
@@ -162,6 +169,14 @@ int cmd_serve(int argc, char **argv)
                 o.access_log = 2;
             else
                 return cli_fail("--access-log: expected off, text or json, got '%s'", v);
+        } else if (!strcmp(a, "--pooling")) {
+            if (strcmp(v, "mean") != 0 && strcmp(v, "last") != 0)
+                return cli_fail("--pooling: expected mean or last, got '%s'", v);
+            o.pooling = !strcmp(v, "last");
+        } else if (!strcmp(a, "--max-choices")) {
+            if (cli_parse_int(v, 1, 4096, &n))
+                return cli_fail("--max-choices: expected 1 to 4096, got '%s'", v);
+            o.max_choices = n;
         } else {
             fprintf(stderr, "herd: serve: unknown option '%s'\n", a);
             return usage();

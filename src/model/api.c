@@ -71,6 +71,27 @@ herd_status herd_decode(herd_context *c, const herd_batch *b, float *out)
     return ops->decode(c, b, out);
 }
 
+herd_status herd_decode_hidden(herd_context *c, const herd_batch *b, float *out,
+                               const int8_t *hidden, float *hidden_out)
+{
+    herd_clear_error();
+    herd_status s = check_batch(c, b, out);
+    if (s != HERD_OK)
+        return s;
+    int32_t n_hidden = 0;
+    for (int32_t i = 0; hidden && i < b->n_tokens; i++)
+        n_hidden += hidden[i] != 0;
+    if (n_hidden == 0)
+        return ops->decode(c, b, out);
+    if (!hidden_out)
+        return herd_fail(HERD_ERR_INVALID, "batch wants hidden states but no buffer given");
+    /* the followers of a job have no part in it yet: their ops table sends decode only */
+    if (ops != &model_ops_local || c->m->sh.n_ranks > 1)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "hidden states (embeddings) are not available "
+                         "in a multi-rank job yet");
+    return decode_run_hidden(c, b, out, hidden, hidden_out);
+}
+
 herd_status herd_seq_truncate(herd_context *c, int32_t seq, int32_t from)
 {
     return ops->seq_truncate(c, seq, from);

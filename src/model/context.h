@@ -39,6 +39,10 @@ herd_status context_new_local(const herd_model *m, const herd_context_params *p,
 void context_free_local(herd_context *c);
 herd_status check_batch(const herd_context *c, const herd_batch *b, const float *out);
 herd_status decode_run(herd_context *c, const herd_batch *b, float *out);
+/* decode_run plus the final normed hidden state of the tokens with hidden[i] != 0 (one
+ * process only; api.c checks). */
+herd_status decode_run_hidden(herd_context *c, const herd_batch *b, float *out,
+                              const int8_t *hidden, float *hidden_out);
 herd_status seq_truncate_local(herd_context *c, int32_t seq, int32_t from);
 herd_status seq_copy_local(herd_context *c, int32_t dst, int32_t src, int32_t n);
 

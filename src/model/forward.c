@@ -161,6 +161,30 @@ static herd_status chunk_logits(herd_context *c, const herd_batch *b, int64_t t0
     return HERD_OK;
 }
 
+/* The final norm of the chunk's rows whose hidden state is wanted (hidden[t]), gathered
+ * to the front of xb and copied out; x is left as it was, so the logits that follow are
+ * computed exactly as without this. One process only (api.c). */
+static herd_status chunk_hidden(herd_context *c, const int8_t *hidden, int64_t t0, int64_t n,
+                                float *hidden_out, int64_t *hid_row)
+{
+    const struct backend_ops *be = c->b;
+    int64_t dim = c->m->info.dim, row = 0;
+    if (!hidden)
+        return HERD_OK;
+    for (int64_t t = 0; t < n; t++)
+        row += hidden[t0 + t] != 0;
+    if (row == 0)
+        return HERD_OK;
+    be->rmsnorm(c->bc, c->xb, c->x, c->m->out_norm_dev, n, dim);
+    row = 0;
+    for (int64_t t = 0; t < n; t++)
+        if (hidden[t0 + t])
+            be->copy_row(c->bc, c->xb, dim, row++, t);
+    herd_status s = be->download(c->bc, hidden_out + *hid_row * dim, c->xb, row * dim);
+    *hid_row += row;
+    return s;
+}
+
 /* Embedding (or the previous stage's rows) and this rank's blocks, recorded once per n
  * where the backend records and no other rank takes part. */
 static herd_status chunk_blocks(herd_context *c, const struct bstep *st)
@@ -185,7 +209,8 @@ static herd_status chunk_blocks(herd_context *c, const struct bstep *st)
 }
 
 static herd_status forward_chunk(herd_context *c, const herd_batch *b, int64_t t0, int64_t n,
-                                 float *out, int64_t *out_row)
+                                 float *out, int64_t *out_row, const int8_t *hidden,
+                                 float *hidden_out, int64_t *hid_row)
 {
     const struct shard *sh = &c->m->sh;
     const struct bstep *st;
@@ -201,6 +226,8 @@ static herd_status forward_chunk(herd_context *c, const herd_batch *b, int64_t t
                                       "sending activations to the next stage")))
             return s;
     }
+    if ((s = chunk_hidden(c, hidden, t0, n, hidden_out, hid_row)))
+        return s;
     return chunk_logits(c, b, t0, n, out, out_row);
 }
 
@@ -241,11 +268,17 @@ herd_status check_batch(const herd_context *c, const herd_batch *b, const float 
 
 herd_status decode_run(herd_context *c, const herd_batch *b, float *out)
 {
-    int64_t out_row = 0;
+    return decode_run_hidden(c, b, out, NULL, NULL);
+}
+
+herd_status decode_run_hidden(herd_context *c, const herd_batch *b, float *out,
+                              const int8_t *hidden, float *hidden_out)
+{
+    int64_t out_row = 0, hid_row = 0;
     herd_status s;
     for (int64_t t0 = 0; t0 < b->n_tokens; t0 += c->n_batch) {
         int64_t n = b->n_tokens - t0 < c->n_batch ? b->n_tokens - t0 : c->n_batch;
-        if ((s = forward_chunk(c, b, t0, n, out, &out_row)))
+        if ((s = forward_chunk(c, b, t0, n, out, &out_row, hidden, hidden_out, &hid_row)))
             return s;
         for (int64_t t = t0; t < t0 + n; t++)
             if (b->pos[t] + 1 > c->seq_len[b->seq[t]])

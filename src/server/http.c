@@ -67,6 +67,7 @@ struct server {
     unsigned timeout_s; /* idle limit of a connection that is not being answered */
     const char *cors;  /* allowed origins ("*" or a comma list), NULL when CORS is off */
     int32_t access_log; /* 0 off, 1 text, 2 JSON lines */
+    enum srv_pooling pooling; /* embeddings' default (--pooling) */
     atomic_int n_conns;
     atomic_int ip_conns[IP_BUCKETS];
     atomic_bool stopping; /* herd_server_stop began: new requests get 503 */
@@ -616,6 +617,80 @@ fail:
     return reply_error(sv, ep, c, &e);
 }
 
+/* ---------------------------------------------------------------- embeddings */
+
+/* The model name check of every model endpoint: the served name, the model's own, or none. */
+static bool model_known(struct server *sv, struct srv_params *p, struct srv_error *e)
+{
+    if (p->model && strcmp(p->model, sv->model_name) != 0 &&
+        !(sv->info->name && !strcmp(p->model, sv->info->name))) {
+        srv_error_set(e, 404, "invalid_request_error", "model_not_found", "model",
+                      "The model '%.100s' does not exist; this server serves '%.100s'",
+                      p->model, sv->model_name);
+        return false;
+    }
+    if (!p->model && !(p->model = herd_strdup(sv->model_name))) {
+        srv_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result handle_embeddings(struct server *sv, struct MHD_Connection *c,
+                                         struct conn *cs)
+{
+    static const char ep[] = "/v1/embeddings";
+    struct srv_error e;
+    struct srv_req *r = srv_req_new();
+    if (!r)
+        return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
+    int32_t dim = sv->info->dim;
+    if (!srv_parse_embed(cs->body.data ? cs->body.data : "", cs->body.len, sv->info->n_vocab,
+                         dim, sv->pooling, &r->p, &e) ||
+        !model_known(sv, &r->p, &e) ||
+        !srv_embed_inputs(sv->tok, srv_sched_n_ctx(sv->sched),
+                          srv_sched_longest_token(sv->sched), r, &e))
+        goto fail;
+    r->embd = herd_calloc((size_t)r->n_inputs * (size_t)dim, sizeof *r->embd);
+    if (!r->embd) {
+        srv_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+        goto fail;
+    }
+    r->t_arrival = herd_time_s();
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    if (!srv_sched_submit(sv->sched, r)) {
+        srv_error_set(&e, 503, "server_error", "server_overloaded", NULL,
+                      "The server is busy: too many requests are waiting. Retry shortly.");
+        goto fail;
+    }
+    if (!wait_req(r, c, true)) {
+        srv_metrics_cancelled(sv->metrics);
+        srv_metrics_request(sv->metrics, ep, 499);
+        srv_req_unref(r);
+        return MHD_NO;
+    }
+    struct taken t;
+    take(r, &t);
+    herd_free(t.text);
+    cJSON_Delete(t.lp);
+    struct sock *so = sock_of(c);
+    if (so)
+        so->n_prompt = r->n_prompt;
+    enum MHD_Result ret;
+    if (t.finish == SRV_FINISH_ERROR) {
+        srv_error_set(&e, 500, "server_error", NULL, NULL, "embedding failed: %s",
+                      t.errmsg[0] ? t.errmsg : "unknown error");
+        ret = reply_error(sv, ep, c, &e);
+    } else {
+        ret = reply_json(sv, ep, c, 200, srv_embed_response(r, dim));
+    }
+    srv_req_unref(r);
+    return ret;
+fail:
+    srv_req_unref(r);
+    return reply_error(sv, ep, c, &e);
+}
+
 /* ---------------------------------------------------------------- small endpoints */
 
 static cJSON *model_object(struct server *sv)
@@ -864,6 +939,10 @@ static enum MHD_Result route(struct server *sv, struct MHD_Connection *c, const 
                              "use POST for this endpoint");
         return handle_generate(sv, ep, c, chat ? SRV_CHAT : SRV_COMPLETION, cs);
     }
+    if (!strcmp(path, "/embeddings"))
+        return post ? handle_embeddings(sv, c, cs)
+                    : reply_err(sv, "/v1/embeddings", c, 405, "invalid_request_error", NULL,
+                                "use POST for this endpoint");
     bool tokenize = !strcmp(path, "/tokenize");
     if (tokenize || !strcmp(path, "/detokenize")) {
         if (!post)
@@ -1272,6 +1351,7 @@ herd_status herd_server_start(const herd_model *m, const herd_server_options *op
     sv->max_per_client = o.max_conns_per_client > 0 ? o.max_conns_per_client
                                                     : (sv->max_conns + 1) / 2;
     sv->access_log = o.access_log;
+    sv->pooling = o.pooling == 1 ? SRV_POOL_LAST : SRV_POOL_MEAN;
     sv->timeout_s = (unsigned)(o.timeout_s > 0 ? o.timeout_s : 10);
     h->grace_s = o.grace_s > 0 ? o.grace_s : 0;
     if (!sv->model_name || (o.api_key && !h->api_key) || (cors && !h->cors)) {

@@ -24,6 +24,8 @@ void srv_req_unref(struct srv_req *r)
         return;
     srv_params_free(&r->p);
     herd_free(r->prompt);
+    herd_free(r->in_off);
+    herd_free(r->embd);
     buf_free(&r->text);
     cJSON_Delete(r->lp);
     cJSON_Delete(r->filter);

@@ -13,6 +13,12 @@
  * Invariant: slot->cache[0..n_cache) are exactly the tokens whose KV sequence slot->id
  * holds (herd_seq_len == n_cache), whether or not the slot serves a request. A slot keeps
  * its cache after a request ends; that is the prefix cache.
+ *
+ * Embeddings go through the same steps: an input is a prompt prefilled in a slot (from
+ * position 0: mean pooling needs every token's row) whose tokens ask herd_decode_hidden for
+ * their final hidden state instead of logits; the rows are summed in the slot and pooled
+ * when the input ends. A request with several inputs runs them one slot each, and takes
+ * idle slots for more while no other request waits for one.
  */
 #include "server.h"
 
@@ -40,6 +46,10 @@ struct slot {
     struct srv_jsonc jc;      /* what the output so far is, as a JSON prefix */
     float *scratch;           /* (n_vocab) masked logits; made on first constrained use */
     int64_t text_off;         /* bytes of generated token text, for text_offset */
+    int32_t input;            /* embeddings: the input being run */
+    double *acc;              /* embeddings: (dim) sum of its pooled rows */
+    int32_t n_pooled;         /* rows in acc */
+    int32_t hid_row, n_hid;   /* this step's hidden rows of the slot */
     uint64_t last_used;
     double t_last;
 };
@@ -53,6 +63,9 @@ struct srv_sched {
     struct slot *slots;
     int32_t *b_tok, *b_pos, *b_seq; /* (n_batch) */
     int8_t *b_logits;               /* (n_batch) */
+    int8_t *b_hidden;               /* (n_batch) tokens whose hidden state is wanted */
+    float *hidden;                  /* (n_batch, dim) those hidden states */
+    int32_t dim;
     float *logits;                  /* (n_slots, n_vocab) */
     uint8_t *tok_class;             /* (n_vocab) SRV_TOK_*, for constrained decoding */
     struct srv_vocab_index *vocab;  /* the vocabulary by first byte, for the same */
@@ -237,6 +250,103 @@ static bool slot_assign(struct srv_sched *s, struct srv_req *r)
     return true;
 }
 
+/* The tokens a slot feeds: its request's prompt, or an embedding request's current input. */
+static const int32_t *slot_prompt(const struct slot *sl, int32_t *n)
+{
+    const struct srv_req *r = sl->req;
+    if (r->p.kind != SRV_EMBED) {
+        *n = r->n_prompt;
+        return r->prompt;
+    }
+    *n = r->in_off[sl->input + 1] - r->in_off[sl->input];
+    return r->prompt + r->in_off[sl->input];
+}
+
+/* The idle slot used longest ago (embeddings need no prefix: keep the recent caches). */
+static struct slot *idle_lru(struct srv_sched *s)
+{
+    struct slot *best = NULL;
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        if (!sl->req && (!best || sl->last_used < best->last_used))
+            best = sl;
+    }
+    return best;
+}
+
+/* Starts r's next input in sl, from position 0. */
+static void embed_start(struct srv_sched *s, struct slot *sl, struct srv_req *r)
+{
+    sl->input = r->next_input++;
+    slot_forget(s, sl);
+    sl->n_fed = 0;
+    sl->n_gen = 0;
+    sl->n_pooled = 0;
+    memset(sl->acc, 0, (size_t)s->dim * sizeof *sl->acc);
+}
+
+/* Gives sl (idle) to r, which holds one more reference for it. */
+static void embed_take(struct srv_sched *s, struct slot *sl, struct srv_req *r)
+{
+    sl->req = r;
+    pthread_mutex_lock(&s->mu);
+    s->n_active++;
+    pthread_mutex_unlock(&s->mu);
+    embed_start(s, sl, r);
+}
+
+/* While no request waits for a slot, idle slots take more inputs of running embedding
+ * requests, so one request's inputs run side by side. */
+static void embed_spread(struct srv_sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool waiting = s->q_len > 0;
+    pthread_mutex_unlock(&s->mu);
+    for (int32_t i = 0; i < s->n_slots && !waiting; i++) {
+        struct srv_req *r = s->slots[i].req;
+        struct slot *idle;
+        while (r && r->p.kind == SRV_EMBED && r->next_input < r->n_inputs &&
+               (idle = idle_lru(s))) {
+            atomic_fetch_add(&r->refs, 1);
+            embed_take(s, idle, r);
+        }
+    }
+}
+
+/* After a step: adds the slot's hidden rows to its sum; when its input is complete, pools
+ * it into the request and goes on with the next input, or lets the slot go (to a waiting
+ * request first, unless this is the request's last slot). */
+static void embed_step(struct srv_sched *s, struct slot *sl)
+{
+    struct srv_req *r = sl->req;
+    for (int32_t k = 0; k < sl->n_hid; k++) {
+        const float *h = s->hidden + (size_t)(sl->hid_row + k) * (size_t)s->dim;
+        for (int32_t d = 0; d < s->dim; d++)
+            sl->acc[d] += h[d];
+    }
+    sl->n_pooled += sl->n_hid;
+    int32_t n = 0;
+    slot_prompt(sl, &n);
+    if (sl->n_fed < n)
+        return;
+    srv_embed_finish(sl->acc, sl->n_pooled, s->dim, r->embd + (size_t)sl->input * s->dim);
+    if (++r->n_embd_done == r->n_inputs) {
+        req_finish(r, SRV_FINISH_STOP, NULL);
+        slot_release(s, sl);
+        return;
+    }
+    int32_t mine = 0;
+    for (int32_t i = 0; i < s->n_slots; i++)
+        mine += s->slots[i].req == r;
+    pthread_mutex_lock(&s->mu);
+    bool waiting = s->q_len > 0;
+    pthread_mutex_unlock(&s->mu);
+    if (r->next_input < r->n_inputs && (!waiting || mine == 1))
+        embed_start(s, sl, r);
+    else
+        slot_release(s, sl);
+}
+
 /* ---------------------------------------------------------------- one token */
 
 /* logprob of the chosen id and the top alternatives, from the raw logits row. */
@@ -397,6 +507,7 @@ static void add_token(struct srv_sched *s, int32_t *n, struct slot *sl, int32_t 
     s->b_pos[*n] = sl->n_cache + sl->n_new;
     s->b_seq[*n] = sl->id;
     s->b_logits[*n] = want_logits ? 1 : 0;
+    s->b_hidden[*n] = 0;
     sl->n_new++;
     (*n)++;
 }
@@ -414,22 +525,32 @@ static int32_t build_batch(struct srv_sched *s, int32_t *rows)
             finish_slot(s, sl, SRV_FINISH_ERROR); /* the HTTP side counted it */
             continue;
         }
-        if (sl->req && sl->n_fed == sl->req->n_prompt) {
+        if (sl->req && sl->req->p.kind != SRV_EMBED && sl->n_fed == sl->req->n_prompt) {
             add_token(s, &n, sl, sl->next_tok, true);
             sl->logit_row = (*rows)++;
         }
     }
+    int32_t n_hidden = 0;
     for (int32_t k = 0; k < s->n_slots && n < s->n_batch; k++) {
         struct slot *sl = &s->slots[(s->rr + k) % s->n_slots];
         struct srv_req *r = sl->req;
-        if (!r || sl->n_fed == r->n_prompt)
+        int32_t n_p = 0;
+        const int32_t *pr = r ? slot_prompt(sl, &n_p) : NULL;
+        if (!r || sl->n_fed == n_p)
             continue;
-        int32_t chunk = r->n_prompt - sl->n_fed;
+        int32_t chunk = n_p - sl->n_fed;
         if (chunk > s->n_batch - n)
             chunk = s->n_batch - n;
-        for (int32_t j = 0; j < chunk; j++)
-            add_token(s, &n, sl, r->prompt[sl->n_fed + j], sl->n_fed + j == r->n_prompt - 1);
-        if (sl->n_fed + chunk == r->n_prompt)
+        bool embed = r->p.kind == SRV_EMBED, mean = r->p.pooling == SRV_POOL_MEAN;
+        sl->hid_row = n_hidden;
+        for (int32_t j = 0; j < chunk; j++) {
+            bool last = sl->n_fed + j == n_p - 1;
+            add_token(s, &n, sl, pr[sl->n_fed + j], !embed && last);
+            s->b_hidden[n - 1] = embed && (mean || last);
+            n_hidden += s->b_hidden[n - 1];
+        }
+        sl->n_hid = n_hidden - sl->hid_row;
+        if (!embed && sl->n_fed + chunk == n_p)
             sl->logit_row = (*rows)++;
     }
     s->rr = (s->rr + 1) % s->n_slots;
@@ -443,7 +564,7 @@ static void step(struct srv_sched *s)
     if (n == 0)
         return;
     herd_batch b = {n, s->b_tok, s->b_pos, s->b_seq, s->b_logits};
-    herd_status st = herd_decode(s->ctx, &b, s->logits);
+    herd_status st = herd_decode_hidden(s->ctx, &b, s->logits, s->b_hidden, s->hidden);
     for (int32_t i = 0; i < s->n_slots; i++) {
         struct slot *sl = &s->slots[i];
         if (!sl->n_new)
@@ -454,14 +575,17 @@ static void step(struct srv_sched *s)
             slot_forget(s, sl);
             continue;
         }
-        bool decoding = sl->n_fed == sl->req->n_prompt;
-        if (decoding) {
+        int32_t n_p = 0;
+        const int32_t *pr = slot_prompt(sl, &n_p);
+        if (sl->n_fed == n_p) { /* decoding */
             sl->cache[sl->n_cache++] = sl->next_tok;
         } else {
-            memcpy(sl->cache + sl->n_cache, sl->req->prompt + sl->n_fed,
+            memcpy(sl->cache + sl->n_cache, pr + sl->n_fed,
                    (size_t)sl->n_new * sizeof *sl->cache);
             sl->n_cache += sl->n_new;
             sl->n_fed += sl->n_new;
+            if (sl->req->p.kind == SRV_EMBED)
+                embed_step(s, sl);
         }
     }
     if (st != HERD_OK) {
@@ -502,8 +626,12 @@ static void *sched_main(void *arg)
                 srv_req_unref(admit[i]);
                 continue;
             }
-            slot_assign(s, admit[i]);
+            if (admit[i]->p.kind == SRV_EMBED)
+                embed_take(s, idle_lru(s), admit[i]);
+            else
+                slot_assign(s, admit[i]);
         }
+        embed_spread(s);
         int32_t active = 0, queued = 0;
         srv_sched_load(s, &active, &queued);
         srv_metrics_gauges(s->metrics, queued, active);
@@ -537,6 +665,7 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
         s->n_batch = s->n_slots; /* every decoding slot needs its token in each step */
     s->max_queue = sp->max_queue > 0 ? sp->max_queue : 256;
     s->n_vocab = s->info->n_vocab;
+    s->dim = s->info->dim;
     herd_status st = HERD_OK;
     if (!s->tok) {
         st = herd_fail(HERD_ERR_INVALID, "the model has no tokenizer; the server needs one");
@@ -557,17 +686,20 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     s->b_pos = herd_calloc((size_t)s->n_batch, sizeof *s->b_pos);
     s->b_seq = herd_calloc((size_t)s->n_batch, sizeof *s->b_seq);
     s->b_logits = herd_calloc((size_t)s->n_batch, sizeof *s->b_logits);
+    s->b_hidden = herd_calloc((size_t)s->n_batch, sizeof *s->b_hidden);
+    s->hidden = herd_calloc((size_t)s->n_batch * (size_t)s->dim, sizeof *s->hidden);
     s->logits = herd_calloc((size_t)s->n_slots * (size_t)s->n_vocab, sizeof *s->logits);
     s->queue = herd_calloc((size_t)s->max_queue, sizeof *s->queue);
     if (!s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_logits || !s->logits ||
-        !s->queue) {
+        !s->queue || !s->b_hidden || !s->hidden) {
         st = herd_fail(HERD_ERR_NOMEM, "cannot allocate the scheduler's buffers");
         goto fail;
     }
     for (int32_t i = 0; i < s->n_slots; i++) {
         s->slots[i].id = i;
         s->slots[i].cache = herd_calloc((size_t)s->n_ctx, sizeof(int32_t));
-        if (!s->slots[i].cache) {
+        s->slots[i].acc = herd_calloc((size_t)s->dim, sizeof(double));
+        if (!s->slots[i].cache || !s->slots[i].acc) {
             st = herd_fail(HERD_ERR_NOMEM, "cannot allocate slot caches");
             goto fail;
         }
@@ -627,6 +759,7 @@ void srv_sched_free(struct srv_sched *s)
     for (int32_t i = 0; s->slots && i < s->n_slots; i++) {
         herd_free(s->slots[i].cache);
         herd_free(s->slots[i].scratch);
+        herd_free(s->slots[i].acc);
     }
     herd_free(s->tok_class);
     srv_vocab_index_free(s->vocab);
@@ -637,6 +770,8 @@ void srv_sched_free(struct srv_sched *s)
     herd_free(s->b_pos);
     herd_free(s->b_seq);
     herd_free(s->b_logits);
+    herd_free(s->b_hidden);
+    herd_free(s->hidden);
     herd_free(s->logits);
     herd_free(s->queue);
     pthread_mutex_destroy(&s->mu);

@@ -30,7 +30,8 @@
 #define SRV_MAX_STOP 4        /* OpenAI accepts up to 4 stop sequences */
 #define SRV_MAX_TOP_LOGPROBS 20 /* OpenAI's limit for top_logprobs */
 
-enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1 };
+enum srv_kind { SRV_CHAT = 0, SRV_COMPLETION = 1, SRV_EMBED = 2 };
+enum srv_pooling { SRV_POOL_MEAN = 0, SRV_POOL_LAST = 1 };
 
 /* A validated request, as the scheduler and the response writers need it. */
 struct srv_params {
@@ -71,6 +72,9 @@ struct srv_params {
      * lose digits), and the prompt must show them as the client wrote them. */
     char *raw;
     size_t raw_len;
+    /* embeddings: encoding_format "base64", and the pooling of this request */
+    bool base64;
+    enum srv_pooling pooling;
 };
 
 void srv_params_free(struct srv_params *p);
@@ -137,6 +141,14 @@ struct srv_req {
      * (owned, NULL when none) and the last verdict for the access log ("" when none) */
     cJSON *filter;
     char guard_note[64];
+    /* Embeddings (SRV_EMBED): prompt holds the inputs one after another, input i at
+     * [in_off[i], in_off[i + 1]). Each input runs in a slot of its own (a request may use
+     * several); the scheduler writes input i's vector (dim floats) to embd before done. */
+    int32_t n_inputs;
+    int32_t *in_off;          /* owned; n_inputs + 1 */
+    float *embd;              /* owned; n_inputs * dim */
+    int32_t next_input;       /* scheduler only: the next input to start */
+    int32_t n_embd_done;      /* scheduler only: inputs pooled */
 };
 
 struct srv_req *srv_req_new(void);
@@ -165,6 +177,29 @@ cJSON *srv_logprob_entry(const char *tok_bytes, size_t tok_len, float logprob,
 cJSON *srv_json_text(const char *s, size_t n);
 /* Length of valid UTF-8 prefix; used so a JSON string never carries a broken sequence. */
 size_t srv_utf8_valid_prefix(const char *s, size_t n);
+
+/* ---- embed.c: /v1/embeddings */
+
+#define SRV_MAX_EMBED_INPUTS 2048 /* OpenAI's limit of inputs per request */
+
+/* Parses and validates an embeddings body (input, model, encoding_format, dimensions against
+ * dim, the "pooling" extension; default_pool when absent). False with err (400) on failure,
+ * p left empty. */
+bool srv_parse_embed(const char *body, size_t len, int32_t n_vocab, int32_t dim,
+                     enum srv_pooling default_pool, struct srv_params *p,
+                     struct srv_error *err);
+/* Fills r->prompt / in_off / n_inputs from r->p.body: strings are tokenized (BOS first,
+ * special-token text as plain text), token arrays taken as given. An empty input or one
+ * longer than n_ctx is a 400 naming its index. longest: the tokenizer's longest token in
+ * bytes (a string that cannot fit is refused before it is tokenized). */
+bool srv_embed_inputs(const herd_tokenizer *tok, int32_t n_ctx, size_t longest,
+                      struct srv_req *r, struct srv_error *err);
+/* The response object, {"object":"list","data":[...],"model","usage"}, owned (herd_free);
+ * NULL when out of memory. */
+char *srv_embed_response(const struct srv_req *r, int32_t dim);
+/* L2-normalises a pooled vector (sum of n rows) into out: mean (divides by n) then unit
+ * length; a zero vector stays zero. */
+void srv_embed_finish(const double *sum, int32_t n, int32_t dim, float *out);
 
 /* ---- stop strings (openai.c): text is withheld while it may still become a stop */
 

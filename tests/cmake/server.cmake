@@ -12,8 +12,9 @@
 # to the non-stream answer (openai client, langchain-openai); server_toolstream (unit): the
 # text rules, fed byte by byte. server_structured: response_format json_schema and named
 # tool calls held to JSON Schema (random schemas checked with jsonschema, pydantic parse()).
-# The
-# model tests write their models with tests/models/make_model.py into the build tree; they
+# server_embed: /v1/embeddings against the numpy reference (scripts/reference_llama.py) and
+# through the openai client (float, base64, lists, token arrays, errors).
+# The model tests write their models with tests/models/make_model.py into the build tree; they
 # skip (77) when Python's openai/numpy/gguf (server_prompt: jinja2,
 # tokenizers) are missing.
 if(TARGET herd_server)
@@ -62,6 +63,11 @@ if(TARGET herd_server)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_robust.py
                      --herd ${HERD_BIN} --work ${server_work})
     set_tests_properties(server_robust PROPERTIES LABELS server SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+    add_test(NAME server_embed
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_embed.py
+                     --herd ${HERD_BIN} --work ${server_work})
+    set_tests_properties(server_embed PROPERTIES LABELS server SKIP_RETURN_CODE 77
                          TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
     add_test(NAME server_load_sigterm
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/load_test.py
