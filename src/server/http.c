@@ -68,6 +68,7 @@ struct server {
     const char *cors;  /* allowed origins ("*" or a comma list), NULL when CORS is off */
     int32_t access_log; /* 0 off, 1 text, 2 JSON lines */
     enum srv_pooling pooling; /* embeddings' default (--pooling) */
+    int32_t max_choices;      /* n x prompts per request (--max-choices) */
     atomic_int n_conns;
     atomic_int ip_conns[IP_BUCKETS];
     atomic_bool stopping; /* herd_server_stop began: new requests get 503 */
@@ -172,6 +173,8 @@ static enum MHD_Result reply_err(struct server *sv, const char *ep, struct MHD_C
     return reply_error(sv, ep, c, &e);
 }
 
+static bool model_known(struct server *sv, struct srv_params *p, struct srv_error *e);
+
 /* ---------------------------------------------------------------- waiting */
 
 /* Whether the peer closed the connection (only a hang-up counts: pipelined bytes do not). */
@@ -185,11 +188,45 @@ static bool client_gone(struct MHD_Connection *c)
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-/* Waits until r has news (any, or only the end when until_done). False: client gone. */
-static bool wait_req(struct srv_req *r, struct MHD_Connection *c, bool until_done)
+/* One choice of a request as the HTTP side follows it (n > 1 and prompt lists have several,
+ * all sharing the first one's lock: srv_req_mu). */
+struct choice {
+    struct srv_req *r;
+    char *echo;                /* completions echo: the prompt text, or NULL */
+    struct srv_toolstream *ts; /* a stream with tools: content and calls as text decides */
+    struct srv_guard_stream *gs; /* --guard output: text held until checked */
+    bool tool_calls;           /* the answer was tool calls */
+    bool ended;                /* its end was taken */
+    int32_t n_completion;
+};
+
+/* Under the group's lock: some choice has news (text, logprobs, an end not yet taken), or
+ * with until_done every choice is done. */
+static bool has_news(const struct choice *ch, int n, bool until_done)
 {
-    pthread_mutex_lock(&r->mu);
-    while (!r->done && (until_done || (r->text.len == 0 && !r->lp))) {
+    bool all = true;
+    for (int i = 0; i < n; i++) {
+        const struct srv_req *r = ch[i].r;
+        all = all && r->done;
+        if (!until_done && ((r->done && !ch[i].ended) || r->text.len || r->lp))
+            return true;
+    }
+    return all;
+}
+
+static void cancel_all(struct choice *ch, int n)
+{
+    for (int i = 0; i < n; i++)
+        atomic_store(&ch[i].r->cancelled, true);
+}
+
+/* Waits until the choices have news (any, or only the end of all when until_done). False:
+ * the client is gone (every choice is then cancelled). */
+static bool wait_choices(struct choice *ch, int n, struct MHD_Connection *c, bool until_done)
+{
+    pthread_mutex_t *mu = srv_req_mu(ch[0].r);
+    pthread_mutex_lock(mu);
+    while (!has_news(ch, n, until_done)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += WAIT_MS * 1000000L;
@@ -197,17 +234,25 @@ static bool wait_req(struct srv_req *r, struct MHD_Connection *c, bool until_don
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0 && !r->done) {
-            pthread_mutex_unlock(&r->mu);
+        if (pthread_cond_timedwait(srv_req_cv(ch[0].r), mu, &ts) != 0 &&
+            !has_news(ch, n, until_done)) {
+            pthread_mutex_unlock(mu);
             if (client_gone(c)) {
-                atomic_store(&r->cancelled, true);
+                cancel_all(ch, n);
                 return false;
             }
-            pthread_mutex_lock(&r->mu);
+            pthread_mutex_lock(mu);
         }
     }
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(mu);
     return true;
+}
+
+/* Waits until r has news (any, or only the end when until_done). False: client gone. */
+static bool wait_req(struct srv_req *r, struct MHD_Connection *c, bool until_done)
+{
+    struct choice one = {.r = r};
+    return wait_choices(&one, 1, c, until_done);
 }
 
 /* Takes what the scheduler produced so far. */
@@ -223,7 +268,7 @@ struct taken {
 
 static void take(struct srv_req *r, struct taken *t)
 {
-    pthread_mutex_lock(&r->mu);
+    pthread_mutex_lock(srv_req_mu(r));
     t->len = r->text.len;
     t->text = r->text.len ? buf_take(&r->text, NULL) : NULL;
     t->lp = r->lp;
@@ -232,7 +277,7 @@ static void take(struct srv_req *r, struct taken *t)
     t->finish = r->finish;
     t->n_completion = r->n_completion;
     memcpy(t->errmsg, r->errmsg, sizeof t->errmsg);
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(srv_req_mu(r));
 }
 
 /* Non-streaming tool_calls carry no "index" (that is a stream delta field). */
@@ -243,34 +288,55 @@ static void drop_index(cJSON *calls)
         cJSON_DeleteItemFromObjectCaseSensitive(it, "index");
 }
 
+/* Usage over the choices: each prompt counted once (its first choice), completions summed. */
+static void usage_totals(const struct choice *ch, int n, int32_t *prompt, int32_t *cached)
+{
+    *prompt = 0;
+    *cached = 0;
+    for (int i = 0; i < n; i++)
+        if (!ch[i].r->leader) {
+            *prompt += ch[i].r->n_prompt;
+            *cached += ch[i].r->n_cached;
+        }
+}
+
+static void choices_free(struct choice *ch, int n)
+{
+    for (int i = 0; ch && i < n; i++) {
+        herd_free(ch[i].echo);
+        srv_toolstream_free(ch[i].ts);
+        srv_guard_stream_free(ch[i].gs);
+        srv_req_unref(ch[i].r);
+    }
+    herd_free(ch);
+}
+
 /* ---------------------------------------------------------------- streaming */
 
 struct stream {
     struct server *sv;
-    struct srv_req *r;
+    struct choice *ch;     /* n choices, owned */
+    int n;
     struct MHD_Connection *c;
     struct herd_buf out;   /* bytes formatted, not yet handed to MHD */
     size_t out_pos;
-    struct srv_toolstream *ts; /* with tools: content and calls as the text decides them */
-    struct srv_guard_stream *gs; /* --guard output: text held until checked */
-    bool tool_calls;       /* the answer was tool calls */
-    char *echo;            /* completions echo: prompt text sent first */
+    int n_ended;
     bool started, finished;
 };
 
 /* With tools: passes new text through the tool-call stream and sends what it lets out
  * (content, tool-call deltas), with the logprob entries of this round on the first chunk. */
-static void stream_tools(struct stream *st, struct taken *t)
+static void stream_tools(struct stream *st, struct choice *ch, struct taken *t)
 {
-    struct srv_req *r = st->r;
+    struct srv_req *r = ch->r;
     struct herd_buf content;
     buf_init(&content, 0);
     cJSON *deltas = NULL, *lp = t->lp;
     t->lp = NULL;
     if (t->len)
-        srv_toolstream_feed(st->ts, t->text, t->len, &content, &deltas);
+        srv_toolstream_feed(ch->ts, t->text, t->len, &content, &deltas);
     if (t->done && t->finish != SRV_FINISH_ERROR)
-        srv_toolstream_finish(st->ts, &content, &deltas, &st->tool_calls);
+        srv_toolstream_finish(ch->ts, &content, &deltas, &ch->tool_calls);
     if (content.len) {
         srv_chunk_sse(&st->out, r, content.data, content.len, NULL, lp, false,
                       SRV_FINISH_NONE);
@@ -281,9 +347,31 @@ static void stream_tools(struct stream *st, struct taken *t)
     buf_free(&content);
 }
 
-static void stream_finish(struct stream *st, struct taken *t)
+/* The end of the stream: usage when asked for, [DONE], the access log's counts. */
+static void stream_done(struct stream *st, bool failed)
 {
-    struct srv_req *r = st->r;
+    int32_t prompt, cached, completion = 0;
+    usage_totals(st->ch, st->n, &prompt, &cached);
+    for (int i = 0; i < st->n; i++)
+        completion += st->ch[i].n_completion;
+    if (st->ch[0].r->p.include_usage && !failed)
+        srv_usage_sse_totals(&st->out, st->ch[0].r, prompt, completion, cached);
+    buf_puts(&st->out, "data: [DONE]\n\n");
+    st->finished = true;
+    struct sock *so = sock_of(st->c);
+    if (so) {
+        so->n_prompt = prompt;
+        so->n_completion = completion;
+        snprintf(so->guard, sizeof so->guard, "%s", st->ch[0].r->guard_note);
+    }
+}
+
+/* A choice ended: its finish chunk; an error ends the whole stream (error event, [DONE]). */
+static void stream_finish(struct stream *st, struct choice *ch, struct taken *t)
+{
+    ch->ended = true;
+    ch->n_completion = t->n_completion;
+    st->n_ended++;
     if (t->finish == SRV_FINISH_ERROR) {
         struct srv_error e;
         srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
@@ -295,55 +383,58 @@ static void stream_finish(struct stream *st, struct taken *t)
             buf_puts(&st->out, "\n\n");
             herd_free(ej);
         }
-    } else if (st->tool_calls && t->finish != SRV_FINISH_FILTER) {
-        srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false, SRV_FINISH_TOOLS);
-    } else {
-        srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, false, t->finish);
+        cancel_all(st->ch, st->n);
+        stream_done(st, true);
+        return;
     }
-    if (r->p.include_usage && t->finish != SRV_FINISH_ERROR)
-        srv_usage_sse(&st->out, r, t->n_completion);
-    buf_puts(&st->out, "data: [DONE]\n\n");
-    st->finished = true;
-    struct sock *so = sock_of(st->c);
-    if (so) {
-        so->n_prompt = r->n_prompt;
-        so->n_completion = t->n_completion;
-        snprintf(so->guard, sizeof so->guard, "%s", r->guard_note);
-    }
+    srv_chunk_sse(&st->out, ch->r, NULL, 0, NULL, NULL, false,
+                  ch->tool_calls && t->finish != SRV_FINISH_FILTER ? SRV_FINISH_TOOLS
+                                                                  : t->finish);
+    if (st->n_ended == st->n)
+        stream_done(st, false);
 }
 
 /* Formats the next events into st->out. False: the client is gone. */
 static bool stream_fill(struct stream *st)
 {
-    struct srv_req *r = st->r;
     if (!st->started) {
         st->started = true;
-        if (r->p.kind == SRV_CHAT)
-            srv_chunk_sse(&st->out, r, NULL, 0, NULL, NULL, true, SRV_FINISH_NONE);
-        if (st->echo)
-            srv_chunk_sse(&st->out, r, st->echo, strlen(st->echo), NULL, NULL, false,
-                          SRV_FINISH_NONE);
+        for (int i = 0; i < st->n; i++) {
+            struct choice *ch = &st->ch[i];
+            if (ch->r->p.kind == SRV_CHAT)
+                srv_chunk_sse(&st->out, ch->r, NULL, 0, NULL, NULL, true, SRV_FINISH_NONE);
+            if (ch->echo)
+                srv_chunk_sse(&st->out, ch->r, ch->echo, strlen(ch->echo), NULL, NULL, false,
+                              SRV_FINISH_NONE);
+        }
         if (st->out.len)
             return true;
     }
-    if (!wait_req(r, st->c, false))
+    if (!wait_choices(st->ch, st->n, st->c, false))
         return false;
-    struct taken t;
-    take(r, &t);
-    if (st->gs && srv_guard_stream_feed(st->sv->guard, st->sv->metrics, r, st->gs, &t.text,
-                                        &t.len, &t.done, &t.finish) != HERD_OK) {
-        t.done = true; /* out of memory: end the stream rather than send unchecked text */
-        t.finish = SRV_FINISH_ERROR;
-        snprintf(t.errmsg, sizeof t.errmsg, "guard: %s", herd_last_error());
+    for (int i = 0; i < st->n && !st->finished; i++) {
+        struct choice *ch = &st->ch[i];
+        if (ch->ended)
+            continue;
+        struct taken t;
+        take(ch->r, &t);
+        if (ch->gs && srv_guard_stream_feed(st->sv->guard, st->sv->metrics, ch->r, ch->gs,
+                                            &t.text, &t.len, &t.done, &t.finish) != HERD_OK) {
+            t.done = true; /* out of memory: end the stream rather than send unchecked text */
+            t.finish = SRV_FINISH_ERROR;
+            snprintf(t.errmsg, sizeof t.errmsg, "guard: %s", herd_last_error());
+        }
+        if (ch->ts) {
+            stream_tools(st, ch, &t);
+        } else if (t.len || t.lp) {
+            srv_chunk_sse(&st->out, ch->r, t.text, t.len, NULL, t.lp, false, SRV_FINISH_NONE);
+            t.lp = NULL;
+        }
+        cJSON_Delete(t.lp);
+        herd_free(t.text);
+        if (t.done)
+            stream_finish(st, ch, &t);
     }
-    if (st->ts) {
-        stream_tools(st, &t);
-    } else if (t.len || t.lp) {
-        srv_chunk_sse(&st->out, r, t.text, t.len, NULL, t.lp, false, SRV_FINISH_NONE);
-    }
-    herd_free(t.text);
-    if (t.done)
-        stream_finish(st, &t);
     return st->out.err == HERD_OK;
 }
 
@@ -372,37 +463,35 @@ static void stream_free(void *cls)
 {
     struct stream *st = cls;
     if (!st->finished) {
-        atomic_store(&st->r->cancelled, true);
+        cancel_all(st->ch, st->n);
         srv_metrics_cancelled(st->sv->metrics);
     }
-    srv_req_unref(st->r);
+    choices_free(st->ch, st->n);
     buf_free(&st->out);
-    srv_toolstream_free(st->ts);
-    srv_guard_stream_free(st->gs);
-    herd_free(st->echo);
     herd_free(st);
 }
 
+/* Streams the choices (ownership passes in). */
 static enum MHD_Result start_stream(struct server *sv, const char *ep, struct MHD_Connection *c,
-                                    struct srv_req *r, char *echo)
+                                    struct choice *ch, int n)
 {
     struct stream *st = herd_calloc(1, sizeof *st);
     if (!st) {
-        herd_free(echo);
-        srv_req_unref(r);
+        choices_free(ch, n);
         return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
     }
     st->sv = sv;
-    st->r = r;
+    st->ch = ch;
+    st->n = n;
     st->c = c;
-    st->echo = echo;
     buf_init(&st->out, 0);
-    if ((r->p.tools_active && srv_toolstream_new(r->id, &st->ts) != HERD_OK) ||
-        (r->p.kind == SRV_CHAT && srv_guard_on(sv->guard, SRV_GUARD_OUTPUT) &&
-         srv_guard_stream_new(&st->gs) != HERD_OK)) {
-        stream_free(st);
-        return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
-    }
+    for (int i = 0; i < n; i++)
+        if ((ch[i].r->p.tools_active && srv_toolstream_new(ch[i].r->id, &ch[i].ts) != HERD_OK) ||
+            (ch[i].r->p.kind == SRV_CHAT && srv_guard_on(sv->guard, SRV_GUARD_OUTPUT) &&
+             srv_guard_stream_new(&ch[i].gs) != HERD_OK)) {
+            stream_free(st);
+            return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
+        }
     /* 16 KiB blocks: MHD's buffer per call to stream_read */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
                                                                   stream_read, st, stream_free);
@@ -421,10 +510,26 @@ static enum MHD_Result start_stream(struct server *sv, const char *ep, struct MH
 
 /* ---------------------------------------------------------------- completions */
 
-static bool completion_prompt(struct server *sv, struct srv_req *r, struct srv_error *e)
+/* The prompts of a completions request: a string, token ids, or a list of either. */
+static int prompt_count(const cJSON *pr)
 {
-    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(r->p.body, "prompt");
-    if (cJSON_IsArray(pr) && !cJSON_IsString(cJSON_GetArrayItem(pr, 0))) {
+    if (!cJSON_IsArray(pr) || cJSON_IsNumber(cJSON_GetArrayItem(pr, 0)))
+        return 1;
+    return cJSON_GetArraySize(pr);
+}
+
+static const cJSON *prompt_item(const cJSON *pr, int i)
+{
+    if (!cJSON_IsArray(pr) || cJSON_IsNumber(cJSON_GetArrayItem(pr, 0)))
+        return pr;
+    return cJSON_GetArrayItem(pr, i);
+}
+
+static bool completion_prompt(struct server *sv, struct srv_req *r, int which,
+                              struct srv_error *e)
+{
+    const cJSON *pr = prompt_item(cJSON_GetObjectItemCaseSensitive(r->p.body, "prompt"), which);
+    if (cJSON_IsArray(pr)) {
         int n = cJSON_GetArraySize(pr);
         r->prompt = herd_malloc((size_t)n * sizeof *r->prompt);
         if (!r->prompt) {
@@ -436,8 +541,7 @@ static bool completion_prompt(struct server *sv, struct srv_req *r, struct srv_e
             r->prompt[r->n_prompt++] = (int32_t)it->valuedouble;
         return true;
     }
-    const char *text = cJSON_IsString(pr) ? pr->valuestring
-                                          : cJSON_GetArrayItem(pr, 0)->valuestring;
+    const char *text = pr->valuestring;
     size_t len = strlen(text), n = 0;
     /* Refused before the tokenizer runs when it cannot fit: no token covers more than the
      * longest token's bytes (special-token text included), so BOS + ceil(len / longest) ids
@@ -491,59 +595,128 @@ static bool check_context(struct server *sv, struct srv_req *r, struct srv_error
     return true;
 }
 
+/* A non-streaming answer: every choice's text (with tool calls parsed), in index order. */
 static enum MHD_Result finish_plain(struct server *sv, const char *ep, struct MHD_Connection *c,
-                                    struct srv_req *r, char *echo)
+                                    struct choice *ch, int n)
 {
-    if (!wait_req(r, c, true)) {
+    if (!wait_choices(ch, n, c, true)) {
         srv_metrics_cancelled(sv->metrics);
         srv_metrics_request(sv->metrics, ep, 499); /* nginx's "client closed request" */
-        herd_free(echo);
-        srv_req_unref(r);
+        choices_free(ch, n);
         return MHD_NO;
     }
-    struct taken t;
-    take(r, &t);
-    if (t.finish != SRV_FINISH_ERROR && t.finish != SRV_FINISH_FILTER &&
-        srv_guard_output(sv->guard, sv->metrics, r, t.text, t.len)) {
-        t.len = 0; /* the flagged answer is cut */
-        t.finish = SRV_FINISH_FILTER;
+    int32_t prompt, cached, completion = 0;
+    usage_totals(ch, n, &prompt, &cached);
+    cJSON *choices = cJSON_CreateArray();
+    struct srv_error e;
+    bool failed = false;
+    for (int i = 0; i < n && !failed; i++) {
+        struct srv_req *r = ch[i].r;
+        struct taken t;
+        take(r, &t);
+        if (t.finish != SRV_FINISH_ERROR && t.finish != SRV_FINISH_FILTER &&
+            srv_guard_output(sv->guard, sv->metrics, r, t.text, t.len)) {
+            t.len = 0; /* the flagged answer is cut */
+            t.finish = SRV_FINISH_FILTER;
+        }
+        completion += t.n_completion;
+        if (t.finish == SRV_FINISH_ERROR) {
+            srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
+                          t.errmsg[0] ? t.errmsg : "unknown error");
+            failed = true;
+        } else {
+            struct herd_buf text;
+            buf_init(&text, 0);
+            buf_puts(&text, ch[i].echo ? ch[i].echo : "");
+            buf_append(&text, t.text ? t.text : "", t.len);
+            char *content = NULL;
+            cJSON *calls = NULL;
+            if (r->p.tools_active)
+                calls = srv_parse_tool_calls(text.data, text.len, r->id, &content);
+            drop_index(calls);
+            enum srv_finish f = calls && t.finish != SRV_FINISH_FILTER ? SRV_FINISH_TOOLS
+                                                                      : t.finish;
+            cJSON_AddItemToArray(choices, srv_choice_json(r, calls ? content : text.data,
+                                                          calls, t.lp, f));
+            t.lp = NULL;
+            herd_free(content);
+            buf_free(&text);
+        }
+        cJSON_Delete(t.lp);
+        herd_free(t.text);
     }
     struct sock *so = sock_of(c);
     if (so) {
-        so->n_prompt = r->n_prompt;
-        so->n_completion = t.n_completion;
-        snprintf(so->guard, sizeof so->guard, "%s", r->guard_note);
+        so->n_prompt = prompt;
+        so->n_completion = completion;
+        snprintf(so->guard, sizeof so->guard, "%s", ch[0].r->guard_note);
     }
     enum MHD_Result ret;
-    if (t.finish == SRV_FINISH_ERROR) {
-        struct srv_error e;
-        srv_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
-                      t.errmsg[0] ? t.errmsg : "unknown error");
+    if (failed) {
+        cJSON_Delete(choices);
         ret = reply_error(sv, ep, c, &e);
     } else {
-        struct herd_buf text;
-        buf_init(&text, 0);
-        buf_puts(&text, echo ? echo : "");
-        buf_append(&text, t.text ? t.text : "", t.len);
-        char *content = NULL;
-        cJSON *calls = NULL;
-        if (r->p.tools_active)
-            calls = srv_parse_tool_calls(text.data, text.len, r->id, &content);
-        drop_index(calls);
-        enum srv_finish f = calls && t.finish != SRV_FINISH_FILTER ? SRV_FINISH_TOOLS
-                                                                  : t.finish;
-        char *json = srv_response_json(r, calls ? content : text.data, calls, t.lp, f,
-                                       t.n_completion);
-        t.lp = NULL;
-        ret = reply_json(sv, ep, c, 200, json);
-        herd_free(content);
-        buf_free(&text);
+        ret = reply_json(sv, ep, c, 200,
+                         srv_response_choices(ch[0].r, choices, prompt, completion, cached));
     }
-    cJSON_Delete(t.lp);
-    herd_free(t.text);
-    herd_free(echo);
-    srv_req_unref(r);
+    choices_free(ch, n);
     return ret;
+}
+
+/* Choice i > 0 of head: the head's params (borrowed, a reference held), its own seed
+ * (seed + i when seeded), and the prompt of its leader when it is not one itself. */
+static struct srv_req *choice_new(struct srv_req *head, int32_t i, struct srv_req *leader)
+{
+    struct srv_req *r = srv_req_new();
+    if (!r)
+        return NULL;
+    r->p = head->p;
+    r->head = head;
+    atomic_fetch_add(&head->refs, 1);
+    r->index = i;
+    if (r->p.has_seed)
+        r->p.seed = head->p.seed + (uint64_t)i;
+    memcpy(r->id, head->id, sizeof r->id);
+    if (leader) {
+        r->leader = leader;
+        atomic_fetch_add(&leader->refs, 1);
+        r->prompt = herd_malloc((size_t)leader->n_prompt * sizeof *r->prompt);
+        if (!r->prompt) {
+            srv_req_unref(r);
+            return NULL;
+        }
+        memcpy(r->prompt, leader->prompt, (size_t)leader->n_prompt * sizeof *r->prompt);
+        r->n_prompt = leader->n_prompt;
+    }
+    return r;
+}
+
+/* The prompt ids of choice ch (chat: rendered; completions: its prompt), checked against the
+ * context, with the echo text. */
+static bool choice_prompt(struct server *sv, struct choice *ch, int which, struct srv_error *e)
+{
+    struct srv_req *r = ch->r;
+    if (!r->leader && r->p.kind == SRV_CHAT) {
+        size_t n = 0;
+        if (!srv_render_chat(sv->tok, sv->info, &r->p, srv_sched_n_ctx(sv->sched), &r->prompt,
+                             &n, e))
+            return false;
+        r->n_prompt = (int32_t)n;
+    } else if (!r->leader && !completion_prompt(sv, r, which, e)) {
+        return false;
+    }
+    if (!check_context(sv, r, e))
+        return false;
+    if (r->p.echo) {
+        size_t len = 0;
+        /* skip BOS: echo gives the prompt text as the user wrote it */
+        int32_t skip = r->n_prompt > 0 && r->prompt[0] == sv->info->bos_id ? 1 : 0;
+        if (herd_detokenize(sv->tok, r->prompt + skip, (size_t)(r->n_prompt - skip), &ch->echo,
+                            &len) != HERD_OK)
+            ch->echo = NULL;
+        r->text_base = ch->echo ? (int64_t)len : 0;
+    }
+    return true;
 }
 
 static enum MHD_Result handle_generate(struct server *sv, const char *ep,
@@ -552,67 +725,79 @@ static enum MHD_Result handle_generate(struct server *sv, const char *ep,
 {
     struct srv_error e;
     struct srv_req *r = srv_req_new();
-    char *echo = NULL;
+    struct choice *ch = NULL;
+    struct srv_req **list = NULL;
+    int n_ch = 0;
     if (!r)
         return reply_err(sv, ep, c, 500, "server_error", NULL, "out of memory");
     if (!srv_parse_request(kind, cs->body.data ? cs->body.data : "", cs->body.len,
-                           sv->info->n_vocab, &r->p, &e))
+                           sv->info->n_vocab, &r->p, &e) ||
+        !model_known(sv, &r->p, &e))
         goto fail;
-    if (r->p.model && strcmp(r->p.model, sv->model_name) != 0 &&
-        !(sv->info->name && !strcmp(r->p.model, sv->info->name))) {
-        srv_error_set(&e, 404, "invalid_request_error", "model_not_found", "model",
-                      "The model '%.100s' does not exist; this server serves '%.100s'",
-                      r->p.model, sv->model_name);
+    int n_prompts = kind == SRV_COMPLETION
+                        ? prompt_count(cJSON_GetObjectItemCaseSensitive(r->p.body, "prompt"))
+                        : 1;
+    int64_t total = (int64_t)n_prompts * r->p.n;
+    if (total > sv->max_choices) {
+        srv_error_set(&e, 400, "invalid_request_error", NULL, n_prompts > 1 ? "prompt" : "n",
+                      "%d prompt%s x n = %d gives %lld choices; this server allows at most "
+                      "%d per request (--max-choices)", n_prompts, n_prompts > 1 ? "s" : "",
+                      (int)r->p.n, (long long)total, (int)sv->max_choices);
         goto fail;
-    }
-    if (!r->p.model) {
-        r->p.model = herd_strdup(sv->model_name);
-        if (!r->p.model) {
-            srv_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
-            goto fail;
-        }
-    }
-    if (kind == SRV_CHAT) {
-        size_t n = 0;
-        if (!srv_render_chat(sv->tok, sv->info, &r->p, srv_sched_n_ctx(sv->sched), &r->prompt,
-                             &n, &e))
-            goto fail;
-        r->n_prompt = (int32_t)n;
-    } else if (!completion_prompt(sv, r, &e)) {
-        goto fail;
-    }
-    if (!check_context(sv, r, &e))
-        goto fail;
-    if (r->p.echo) {
-        size_t len = 0;
-        /* skip BOS: echo gives the prompt text as the user wrote it */
-        int32_t skip = r->n_prompt > 0 && r->prompt[0] == sv->info->bos_id ? 1 : 0;
-        if (herd_detokenize(sv->tok, r->prompt + skip, (size_t)(r->n_prompt - skip), &echo,
-                            &len) != HERD_OK)
-            echo = NULL;
-        r->text_base = echo ? (int64_t)len : 0;
     }
     uint64_t seq = atomic_fetch_add(&sv->next_id, 1);
     snprintf(r->id, sizeof r->id, "%s-%llx%06llx", kind == SRV_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)sv->started, (unsigned long long)seq);
     r->created = (int64_t)time(NULL);
     r->t_arrival = herd_time_s();
+    ch = herd_calloc((size_t)total, sizeof *ch);
+    list = herd_calloc((size_t)total, sizeof *list);
+    if (!ch || !list) {
+        srv_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+        goto fail;
+    }
+    ch[0].r = r;
+    n_ch = 1;
+    r = NULL; /* owned by ch now */
+    for (int i = 0; i < (int)total; i++) {
+        struct srv_req *lead = i % ch[0].r->p.n ? ch[i - i % ch[0].r->p.n].r : NULL;
+        if (i > 0) {
+            if (!(ch[i].r = choice_new(ch[0].r, i, lead))) {
+                srv_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+                goto fail;
+            }
+            ch[i].r->created = ch[0].r->created;
+            ch[i].r->t_arrival = ch[0].r->t_arrival;
+            n_ch++;
+        }
+        if (!choice_prompt(sv, &ch[i], i / ch[0].r->p.n, &e))
+            goto fail;
+        list[i] = ch[i].r;
+    }
     /* MHD counts the time a handler blocks as idle: a request that waits in the queue or
      * in a long prefill longer than --timeout would be cut. No limit while it is answered;
      * on_completed restores it for the keep-alive wait. */
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
-    /* --guard input: a flagged request is answered (content_filter) without generating */
-    bool flagged = srv_guard_input(sv->guard, sv->metrics, r);
-    if (!flagged && !srv_sched_submit(sv->sched, r)) {
+    /* --guard input: a flagged request is answered (content_filter) without generating;
+     * every choice carries the verdict */
+    bool flagged = srv_guard_input(sv->guard, sv->metrics, ch[0].r);
+    for (int i = 1; flagged && i < n_ch; i++) {
+        ch[i].r->done = true;
+        ch[i].r->finish = SRV_FINISH_FILTER;
+        ch[i].r->filter = cJSON_Duplicate(ch[0].r->filter, true);
+    }
+    if (!flagged && !srv_sched_submit_n(sv->sched, list, n_ch)) {
         srv_error_set(&e, 503, "server_error", "server_overloaded", NULL,
                       "The server is busy: too many requests are waiting. Retry shortly.");
         goto fail;
     }
-    if (r->p.stream)
-        return start_stream(sv, ep, c, r, echo);
-    return finish_plain(sv, ep, c, r, echo);
+    herd_free(list);
+    if (ch[0].r->p.stream)
+        return start_stream(sv, ep, c, ch, n_ch);
+    return finish_plain(sv, ep, c, ch, n_ch);
 fail:
-    herd_free(echo);
+    herd_free(list);
+    choices_free(ch, n_ch);
     srv_req_unref(r);
     return reply_error(sv, ep, c, &e);
 }
@@ -1352,6 +1537,7 @@ herd_status herd_server_start(const herd_model *m, const herd_server_options *op
                                                     : (sv->max_conns + 1) / 2;
     sv->access_log = o.access_log;
     sv->pooling = o.pooling == 1 ? SRV_POOL_LAST : SRV_POOL_MEAN;
+    sv->max_choices = o.max_choices > 0 ? o.max_choices : 16;
     sv->timeout_s = (unsigned)(o.timeout_s > 0 ? o.timeout_s : 10);
     h->grace_s = o.grace_s > 0 ? o.grace_s : 0;
     if (!sv->model_name || (o.api_key && !h->api_key) || (cors && !h->cors)) {

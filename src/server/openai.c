@@ -554,6 +554,22 @@ static bool parse_tools(const cJSON *o, struct srv_params *p, struct srv_error *
     return false;
 }
 
+static bool check_prompt_ids(const cJSON *a, int32_t n_vocab, struct srv_error *e)
+{
+    if (cJSON_GetArraySize(a) == 0)
+        return bad(e, "prompt", "a token-id prompt must not be empty");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (!cJSON_IsNumber(it) || floor(v) != v || v < 0 || (n_vocab > 0 && v >= n_vocab))
+            return bad(e, "prompt", "token ids in 'prompt' must be integers below the "
+                                    "vocabulary size");
+    }
+    return true;
+}
+
+/* A string, an array of token ids, or a list of either strings or token-id arrays (one
+ * choice per prompt, times n). */
 static bool parse_prompt(const cJSON *o, int32_t n_vocab, struct srv_error *e)
 {
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
@@ -562,20 +578,21 @@ static bool parse_prompt(const cJSON *o, int32_t n_vocab, struct srv_error *e)
     if (cJSON_IsString(pr))
         return true;
     if (!cJSON_IsArray(pr) || cJSON_GetArraySize(pr) == 0)
-        return bad(e, "prompt", "'prompt' must be a string, an array of token ids, or an "
-                                "array holding one string");
+        return bad(e, "prompt", "'prompt' must be a string, an array of token ids, an array "
+                                "of strings or an array of token-id arrays");
     const cJSON *first = cJSON_GetArrayItem(pr, 0);
-    if (cJSON_IsString(first)) {
-        if (cJSON_GetArraySize(pr) != 1)
-            return bad(e, "prompt", "only one prompt per request is supported");
-        return true;
-    }
+    if (cJSON_IsNumber(first))
+        return check_prompt_ids(pr, n_vocab, e);
+    bool strings = cJSON_IsString(first);
     const cJSON *it;
     cJSON_ArrayForEach(it, pr) {
-        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
-        if (!cJSON_IsNumber(it) || floor(v) != v || v < 0 || (n_vocab > 0 && v >= n_vocab))
-            return bad(e, "prompt", "token ids in 'prompt' must be integers below the "
-                                    "vocabulary size");
+        if (strings && !cJSON_IsString(it))
+            return bad(e, "prompt", "a list of prompts must hold only strings or only "
+                                    "token-id arrays");
+        if (!strings && (!cJSON_IsArray(it) || !check_prompt_ids(it, n_vocab, e)))
+            return cJSON_IsArray(it) ? false
+                                     : bad(e, "prompt", "a list of prompts must hold only "
+                                                        "strings or only token-id arrays");
     }
     return true;
 }
@@ -651,8 +668,7 @@ static bool parse_sampling(const cJSON *o, struct srv_params *p, struct srv_erro
     int64_t n = 1;
     if (!get_int(o, "n", 1, 128, &n, NULL, e))
         return false;
-    if (n != 1)
-        return bad(e, "n", "only n = 1 is supported");
+    p->n = (int32_t)n;
     int64_t best_of = 1;
     if (!get_int(o, "best_of", 1, 128, &best_of, NULL, e))
         return false;
@@ -907,14 +923,14 @@ const char *srv_finish_str(enum srv_finish f)
     }
 }
 
-static cJSON *usage_json(const struct srv_req *r, int32_t n_completion)
+static cJSON *usage_json(int32_t n_prompt, int32_t n_completion, int32_t n_cached)
 {
     cJSON *u = cJSON_CreateObject();
-    cJSON_AddNumberToObject(u, "prompt_tokens", r->n_prompt);
+    cJSON_AddNumberToObject(u, "prompt_tokens", n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", n_completion);
-    cJSON_AddNumberToObject(u, "total_tokens", (double)r->n_prompt + n_completion);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)n_prompt + n_completion);
     cJSON *pd = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-    cJSON_AddNumberToObject(pd, "cached_tokens", r->n_cached);
+    cJSON_AddNumberToObject(pd, "cached_tokens", n_cached);
     return u;
 }
 
@@ -940,15 +956,12 @@ static char *print_owned(cJSON *o)
     return out;
 }
 
-char *srv_response_json(const struct srv_req *r, const char *text, cJSON *tool_calls,
-                        cJSON *lp, enum srv_finish finish, int32_t n_completion)
+cJSON *srv_choice_json(const struct srv_req *r, const char *text, cJSON *tool_calls,
+                       cJSON *lp, enum srv_finish finish)
 {
     bool chat = r->p.kind == SRV_CHAT;
-    cJSON *o = envelope(r, chat ? "chat.completion" : "text_completion");
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
     cJSON *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON_AddNumberToObject(c, "index", r->index);
     if (chat) {
         cJSON *msg = cJSON_AddObjectToObject(c, "message");
         cJSON_AddStringToObject(msg, "role", "assistant");
@@ -972,8 +985,24 @@ char *srv_response_json(const struct srv_req *r, const char *text, cJSON *tool_c
     cJSON_AddStringToObject(c, "finish_reason", srv_finish_str(finish));
     if (finish == SRV_FINISH_FILTER && r->filter) /* guard.c: why the answer was cut */
         cJSON_AddItemToObject(c, "content_filter_results", cJSON_Duplicate(r->filter, true));
-    cJSON_AddItemToObject(o, "usage", usage_json(r, n_completion));
+    return c;
+}
+
+char *srv_response_choices(const struct srv_req *r, cJSON *choices, int32_t n_prompt,
+                           int32_t n_completion, int32_t n_cached)
+{
+    cJSON *o = envelope(r, r->p.kind == SRV_CHAT ? "chat.completion" : "text_completion");
+    cJSON_AddItemToObject(o, "choices", choices);
+    cJSON_AddItemToObject(o, "usage", usage_json(n_prompt, n_completion, n_cached));
     return print_owned(o);
+}
+
+char *srv_response_json(const struct srv_req *r, const char *text, cJSON *tool_calls,
+                        cJSON *lp, enum srv_finish finish, int32_t n_completion)
+{
+    cJSON *choices = cJSON_CreateArray();
+    cJSON_AddItemToArray(choices, srv_choice_json(r, text, tool_calls, lp, finish));
+    return srv_response_choices(r, choices, r->n_prompt, n_completion, r->n_cached);
 }
 
 static herd_status sse_event(struct herd_buf *out, cJSON *o)
@@ -997,7 +1026,7 @@ herd_status srv_chunk_sse(struct herd_buf *out, const struct srv_req *r, const c
     cJSON *choices = cJSON_AddArrayToObject(o, "choices");
     cJSON *c = cJSON_CreateObject();
     cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON_AddNumberToObject(c, "index", r->index);
     if (chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (role_chunk) {
@@ -1027,12 +1056,18 @@ herd_status srv_chunk_sse(struct herd_buf *out, const struct srv_req *r, const c
     return sse_event(out, o);
 }
 
-herd_status srv_usage_sse(struct herd_buf *out, const struct srv_req *r, int32_t n_completion)
+herd_status srv_usage_sse_totals(struct herd_buf *out, const struct srv_req *r,
+                                 int32_t n_prompt, int32_t n_completion, int32_t n_cached)
 {
     cJSON *o = envelope(r, r->p.kind == SRV_CHAT ? "chat.completion.chunk" : "text_completion");
     cJSON_AddArrayToObject(o, "choices");
-    cJSON_AddItemToObject(o, "usage", usage_json(r, n_completion));
+    cJSON_AddItemToObject(o, "usage", usage_json(n_prompt, n_completion, n_cached));
     return sse_event(out, o);
+}
+
+herd_status srv_usage_sse(struct herd_buf *out, const struct srv_req *r, int32_t n_completion)
+{
+    return srv_usage_sse_totals(out, r, r->n_prompt, n_completion, r->n_cached);
 }
 
 /* ---------------------------------------------------------------- stop strings */

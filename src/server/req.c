@@ -22,7 +22,8 @@ void srv_req_unref(struct srv_req *r)
 {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
         return;
-    srv_params_free(&r->p);
+    if (!r->head)
+        srv_params_free(&r->p); /* a choice after the first borrows its head's */
     herd_free(r->prompt);
     herd_free(r->in_off);
     herd_free(r->embd);
@@ -31,5 +32,8 @@ void srv_req_unref(struct srv_req *r)
     cJSON_Delete(r->filter);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
+    struct srv_req *head = r->head, *leader = r->leader;
     herd_free(r);
+    srv_req_unref(leader);
+    srv_req_unref(head);
 }

@@ -50,6 +50,8 @@ struct slot {
     double *acc;              /* embeddings: (dim) sum of its pooled rows */
     int32_t n_pooled;         /* rows in acc */
     int32_t hid_row, n_hid;   /* this step's hidden rows of the slot */
+    int32_t follow;           /* n > 1: the slot whose prefill of the same prompt this one
+                               * waits for, to copy its KV and logits; -1 none */
     uint64_t last_used;
     double t_last;
 };
@@ -91,7 +93,7 @@ struct srv_sched {
 /* Hands text / a logprob entry to the HTTP side. */
 static void req_emit(struct srv_req *r, const char *text, size_t n, cJSON *lp, int32_t n_gen)
 {
-    pthread_mutex_lock(&r->mu);
+    pthread_mutex_lock(srv_req_mu(r));
     if (n)
         buf_append(&r->text, text, n);
     if (lp) {
@@ -103,19 +105,19 @@ static void req_emit(struct srv_req *r, const char *text, size_t n, cJSON *lp, i
             cJSON_Delete(lp);
     }
     r->n_completion = n_gen;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    pthread_cond_broadcast(srv_req_cv(r));
+    pthread_mutex_unlock(srv_req_mu(r));
 }
 
 static void req_finish(struct srv_req *r, enum srv_finish f, const char *errmsg)
 {
-    pthread_mutex_lock(&r->mu);
+    pthread_mutex_lock(srv_req_mu(r));
     r->done = true;
     r->finish = f;
     if (errmsg)
         snprintf(r->errmsg, sizeof r->errmsg, "%s", errmsg);
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    pthread_cond_broadcast(srv_req_cv(r));
+    pthread_mutex_unlock(srv_req_mu(r));
 }
 
 /* ---------------------------------------------------------------- slots */
@@ -181,11 +183,25 @@ static bool slot_constrain(struct srv_sched *s, struct slot *sl, const struct sr
 
 /* Places r in an idle slot, reusing the longest cached prefix. Returns false (and finishes
  * r with an error) when its per-request state cannot be made. */
+static struct slot *idle_lru(struct srv_sched *s);
+
+/* The slot where r's leader (the first choice of the same prompt) is still prefilling. */
+static struct slot *leader_prefilling(struct srv_sched *s, const struct srv_req *r)
+{
+    for (int32_t i = 0; r->leader && i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        if (sl->req == r->leader && sl->follow < 0 && sl->n_fed < sl->req->n_prompt)
+            return sl;
+    }
+    return NULL;
+}
+
 static bool slot_assign(struct srv_sched *s, struct srv_req *r)
 {
     struct slot *target = NULL;
     int32_t own = -1;
-    for (int32_t i = 0; i < s->n_slots; i++) {
+    struct slot *lead = leader_prefilling(s, r);
+    for (int32_t i = 0; i < s->n_slots && !lead; i++) {
         struct slot *sl = &s->slots[i];
         if (sl->req)
             continue;
@@ -197,7 +213,11 @@ static bool slot_assign(struct srv_sched *s, struct srv_req *r)
     }
     struct slot *donor = NULL;
     int32_t best = own;
-    for (int32_t i = 0; i < s->n_slots; i++) {
+    if (lead) { /* no prefill of its own: the leader's is copied when it ends (step) */
+        target = idle_lru(s);
+        own = 0;
+    }
+    for (int32_t i = 0; i < s->n_slots && !lead; i++) {
         struct slot *sl = &s->slots[i];
         int32_t l = sl == target ? -1 : common_prefix(sl->cache, sl->n_cache, r->prompt,
                                                       r->n_prompt);
@@ -210,7 +230,11 @@ static bool slot_assign(struct srv_sched *s, struct srv_req *r)
     int32_t keep = (donor ? best : own);
     if (keep > r->n_prompt - 1)
         keep = r->n_prompt - 1;
-    if (donor) {
+    target->follow = lead ? lead->id : -1;
+    if (lead) {
+        keep = 0;
+        slot_forget(s, target);
+    } else if (donor) {
         herd_seq_truncate(s->ctx, target->id, 0);
         if (keep > 0 && herd_seq_copy(s->ctx, target->id, donor->id, keep) != HERD_OK) {
             herd_log(HERD_LOG_WARN, "server: prefix copy failed (%s); recomputing",
@@ -289,6 +313,7 @@ static void embed_start(struct srv_sched *s, struct slot *sl, struct srv_req *r)
 static void embed_take(struct srv_sched *s, struct slot *sl, struct srv_req *r)
 {
     sl->req = r;
+    sl->follow = -1;
     pthread_mutex_lock(&s->mu);
     s->n_active++;
     pthread_mutex_unlock(&s->mu);
@@ -536,7 +561,7 @@ static int32_t build_batch(struct srv_sched *s, int32_t *rows)
         struct srv_req *r = sl->req;
         int32_t n_p = 0;
         const int32_t *pr = r ? slot_prompt(sl, &n_p) : NULL;
-        if (!r || sl->n_fed == n_p)
+        if (!r || sl->n_fed == n_p || sl->follow >= 0)
             continue;
         int32_t chunk = n_p - sl->n_fed;
         if (chunk > s->n_batch - n)
@@ -555,6 +580,40 @@ static int32_t build_batch(struct srv_sched *s, int32_t *rows)
     }
     s->rr = (s->rr + 1) % s->n_slots;
     return n;
+}
+
+/* Choices waiting for their leader's prefill: once it is in (this step), they copy its KV
+ * and its logits row and are sampled in this same step; the prompt is computed once. When
+ * the leader is gone (failed, cancelled) the follower prefills on its own. */
+static void follow_leaders(struct srv_sched *s, int32_t *rows)
+{
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        struct slot *sl = &s->slots[i];
+        if (!sl->req || sl->follow < 0)
+            continue;
+        struct slot *lead = &s->slots[sl->follow];
+        struct srv_req *r = sl->req;
+        if (lead->req != r->leader || lead->follow >= 0) {
+            sl->follow = -1;
+            continue;
+        }
+        if (lead->n_fed < r->n_prompt || lead->logit_row < 0)
+            continue;
+        sl->follow = -1;
+        if (herd_seq_copy(s->ctx, sl->id, lead->id, r->n_prompt) != HERD_OK) {
+            herd_log(HERD_LOG_WARN, "server: choice copy failed (%s); recomputing",
+                     herd_last_error());
+            slot_forget(s, sl);
+            continue;
+        }
+        memcpy(sl->cache, r->prompt, (size_t)r->n_prompt * sizeof *sl->cache);
+        sl->n_cache = sl->n_fed = r->n_prompt;
+        r->n_cached = r->n_prompt;
+        sl->logit_row = (*rows)++;
+        memcpy(s->logits + (size_t)sl->logit_row * (size_t)s->n_vocab,
+               s->logits + (size_t)lead->logit_row * (size_t)s->n_vocab,
+               (size_t)s->n_vocab * sizeof *s->logits);
+    }
 }
 
 static void step(struct srv_sched *s)
@@ -592,6 +651,7 @@ static void step(struct srv_sched *s)
         herd_log(HERD_LOG_ERROR, "server: decode failed: %s", herd_last_error());
         return;
     }
+    follow_leaders(s, &rows);
     herd_pool_run(s->pool, sample_rows, s);
     for (int32_t i = 0; i < s->n_slots; i++) {
         struct slot *sl = &s->slots[i];
@@ -697,6 +757,7 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     }
     for (int32_t i = 0; i < s->n_slots; i++) {
         s->slots[i].id = i;
+        s->slots[i].follow = -1;
         s->slots[i].cache = herd_calloc((size_t)s->n_ctx, sizeof(int32_t));
         s->slots[i].acc = herd_calloc((size_t)s->dim, sizeof(double));
         if (!s->slots[i].cache || !s->slots[i].acc) {
@@ -806,14 +867,20 @@ size_t srv_sched_longest_token(const struct srv_sched *s)
 
 bool srv_sched_submit(struct srv_sched *s, struct srv_req *r)
 {
+    return srv_sched_submit_n(s, &r, 1);
+}
+
+bool srv_sched_submit_n(struct srv_sched *s, struct srv_req *const *r, int32_t n)
+{
     pthread_mutex_lock(&s->mu);
-    bool ok = !s->stopping && s->q_len < s->max_queue;
-    if (ok) {
-        atomic_fetch_add(&r->refs, 1);
-        s->queue[(s->q_head + s->q_len) % s->max_queue] = r;
+    bool ok = !s->stopping && s->q_len + n <= s->max_queue;
+    for (int32_t i = 0; ok && i < n; i++) {
+        atomic_fetch_add(&r[i]->refs, 1);
+        s->queue[(s->q_head + s->q_len) % s->max_queue] = r[i];
         s->q_len++;
-        pthread_cond_signal(&s->cv);
     }
+    if (ok)
+        pthread_cond_signal(&s->cv);
     int32_t queued = s->q_len, active = s->n_active;
     pthread_mutex_unlock(&s->mu);
     srv_metrics_gauges(s->metrics, queued, active);

@@ -54,6 +54,7 @@ struct srv_params {
     bool logprobs;
     int top_logprobs;         /* 0..20 */
     bool echo;                /* completions: prompt text first */
+    int32_t n;                /* choices per prompt (1..128) */
     bool json_object;         /* response_format {"type":"json_object"} */
     /* response_format json_schema, or a named tool_choice's call with the tool's
      * parameters schema: the output is held to it (owned), NULL when not */
@@ -149,7 +150,26 @@ struct srv_req {
     float *embd;              /* owned; n_inputs * dim */
     int32_t next_input;       /* scheduler only: the next input to start */
     int32_t n_embd_done;      /* scheduler only: inputs pooled */
+    /* n > 1 and prompt lists: one request per choice, the first being the group's head.
+     * The others borrow the head's params (p is a shallow copy; each holds a reference on
+     * the head), and every choice's result fields are guarded by the head's mu and
+     * signalled on its cv (srv_req_mu / srv_req_cv), so one wait sees them all. */
+    struct srv_req *head;     /* NULL for a head or a single request */
+    int32_t index;            /* choice index: prompt * n + j */
+    /* the first choice of the same prompt (a reference is held), whose prompt KV this
+     * choice copies when it is admitted during that prefill; NULL when none */
+    struct srv_req *leader;
 };
+
+static inline pthread_mutex_t *srv_req_mu(struct srv_req *r)
+{
+    return r->head ? &r->head->mu : &r->mu;
+}
+
+static inline pthread_cond_t *srv_req_cv(struct srv_req *r)
+{
+    return r->head ? &r->head->cv : &r->cv;
+}
 
 struct srv_req *srv_req_new(void);
 void srv_req_unref(struct srv_req *r);
@@ -169,6 +189,16 @@ herd_status srv_chunk_sse(struct herd_buf *out, const struct srv_req *r, const c
                           enum srv_finish finish);
 /* The include_usage chunk (choices: []). */
 herd_status srv_usage_sse(struct herd_buf *out, const struct srv_req *r, int32_t n_completion);
+/* Several choices: one choice object (index r->index) for srv_response_choices; tool_calls
+ * and lp pass in as in srv_response_json. */
+cJSON *srv_choice_json(const struct srv_req *r, const char *text, cJSON *tool_calls,
+                       cJSON *lp, enum srv_finish finish);
+/* A whole response with these choices (an array, ownership passes in) and usage totals. */
+char *srv_response_choices(const struct srv_req *r, cJSON *choices, int32_t n_prompt,
+                           int32_t n_completion, int32_t n_cached);
+/* The include_usage chunk with usage totals. */
+herd_status srv_usage_sse_totals(struct herd_buf *out, const struct srv_req *r,
+                                 int32_t n_prompt, int32_t n_completion, int32_t n_cached);
 /* A logprob entry for one token: chosen id with its logprob and the top alternatives. */
 cJSON *srv_logprob_entry(const char *tok_bytes, size_t tok_len, float logprob,
                          const float *top_lps, const char *const *top_bytes,
@@ -440,6 +470,8 @@ int32_t srv_sched_n_ctx(const struct srv_sched *s);
 int64_t srv_sched_kv_bytes(const struct srv_sched *s); /* all slots' KV cache */
 /* Queues r (taking one reference). False when the queue is full or stopping. */
 bool srv_sched_submit(struct srv_sched *s, struct srv_req *r);
+/* Queues the n requests of a group in order, all or none. */
+bool srv_sched_submit_n(struct srv_sched *s, struct srv_req *const *r, int32_t n);
 /* Slots in use and requests waiting, for /health and tests. */
 void srv_sched_load(struct srv_sched *s, int32_t *active, int32_t *queued);
 /* The model's tokenizer and facts, for the HTTP side's validation. */

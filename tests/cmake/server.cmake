@@ -13,7 +13,8 @@
 # text rules, fed byte by byte. server_structured: response_format json_schema and named
 # tool calls held to JSON Schema (random schemas checked with jsonschema, pydantic parse()).
 # server_embed: /v1/embeddings against the numpy reference (scripts/reference_llama.py) and
-# through the openai client (float, base64, lists, token arrays, errors).
+# through the openai client (float, base64, lists, token arrays, errors). server_choices:
+# n > 1 (one prefill, seeds seed + i, interleaved streams) and /v1/completions prompt lists.
 # The model tests write their models with tests/models/make_model.py into the build tree; they
 # skip (77) when Python's openai/numpy/gguf (server_prompt: jinja2,
 # tokenizers) are missing.
@@ -68,6 +69,11 @@ if(TARGET herd_server)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_embed.py
                      --herd ${HERD_BIN} --work ${server_work})
     set_tests_properties(server_embed PROPERTIES LABELS server SKIP_RETURN_CODE 77
+                         TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
+    add_test(NAME server_choices
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/test_choices.py
+                     --herd ${HERD_BIN} --work ${server_work})
+    set_tests_properties(server_choices PROPERTIES LABELS server SKIP_RETURN_CODE 77
                          TIMEOUT 600 RESOURCE_LOCK herd_server ENVIRONMENT "${server_env}")
     add_test(NAME server_load_sigterm
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/server/load_test.py

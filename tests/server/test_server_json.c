@@ -53,7 +53,11 @@ static const struct parse_case parse_cases[] = {
      "max_tokens"},
     {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1e300}",
      false, "max_tokens"},
-    {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}", false, "n"},
+    /* n > 1 and prompt lists are served since issue 16 (they were refused before) */
+    {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}", true, ""},
+    {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":129}", false,
+     "n"},
+    {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":0}", false, "n"},
     {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[\"a\",\"b\","
                "\"c\",\"d\",\"e\"]}", false, "stop"},
     {SRV_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", false,
@@ -89,7 +93,12 @@ static const struct parse_case parse_cases[] = {
     {SRV_COMPLETION, "{\"prompt\":[\"one\"]}", true, ""},
     {SRV_COMPLETION, "{}", false, "prompt"},
     {SRV_COMPLETION, "{\"prompt\":[]}", false, "prompt"},
-    {SRV_COMPLETION, "{\"prompt\":[\"a\",\"b\"]}", false, "prompt"},
+    {SRV_COMPLETION, "{\"prompt\":[\"a\",\"b\"]}", true, ""},
+    {SRV_COMPLETION, "{\"prompt\":[[1,2],[3]]}", true, ""},
+    {SRV_COMPLETION, "{\"prompt\":[\"a\",[1]]}", false, "prompt"},
+    {SRV_COMPLETION, "{\"prompt\":[[1],\"a\"]}", false, "prompt"},
+    {SRV_COMPLETION, "{\"prompt\":[[1],[]]}", false, "prompt"},
+    {SRV_COMPLETION, "{\"prompt\":[[1],[99999]]}", false, "prompt"},
     {SRV_COMPLETION, "{\"prompt\":[1,99999]}", false, "prompt"},
     {SRV_COMPLETION, "{\"prompt\":[1,-1]}", false, "prompt"},
     {SRV_COMPLETION, "{\"prompt\":[1,1.5]}", false, "prompt"},
@@ -159,7 +168,7 @@ static void test_parse_values(void)
     CHECK(!p.tools_active);
     srv_params_free(&p);
 
-    const char *legacy = parse_cases[37].body;
+    const char *legacy = "{\"prompt\":[1,2,3],\"logprobs\":2,\"echo\":true}";
     CHECK(srv_parse_request(SRV_COMPLETION, legacy, strlen(legacy), 1000, &p, &e));
     CHECK(p.logprobs && p.top_logprobs == 2 && p.echo);
     srv_params_free(&p);
