@@ -106,6 +106,9 @@ herd_status herd_pool_new(int n_threads, struct herd_pool **out);
 void herd_pool_free(struct herd_pool *p);
 int herd_pool_size(const struct herd_pool *p);
 void herd_pool_run(struct herd_pool *p, herd_pool_fn fn, void *arg);
+/* fn(arg, 0, 1) on the calling thread alone, in the floating-point mode of pool jobs (for
+ * work too small to wake the pool for). */
+void herd_pool_run_here(herd_pool_fn fn, void *arg);
 /* Splits [0, n) evenly: thread ith gets [*lo, *hi). */
 static inline void herd_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
 {

@@ -161,6 +161,13 @@ int herd_pool_size(const struct herd_pool *p)
     return p ? p->n : 1;
 }
 
+void herd_pool_run_here(herd_pool_fn fn, void *arg)
+{
+    unsigned long fp = fp_flush_subnormals();
+    fn(arg, 0, 1);
+    fp_restore(fp);
+}
+
 void herd_pool_run(struct herd_pool *p, herd_pool_fn fn, void *arg)
 {
     unsigned long fp = fp_flush_subnormals();

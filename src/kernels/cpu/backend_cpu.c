@@ -286,7 +286,7 @@ static herd_status cpu_step_set(struct bctx *bc, const int32_t *tokens, const in
 /* ---- operations */
 
 static herd_status cpu_embed_run(struct bctx *bc, float *x, const struct weight *emb,
-                             const struct bstep *st)
+                                 const struct bstep *st)
 {
     (void)bc;
     herd_status s;
@@ -296,6 +296,16 @@ static herd_status cpu_embed_run(struct bctx *bc, float *x, const struct weight 
             return s;
     }
     return HERD_OK;
+}
+
+/* A job split over n tokens: one token (decode) runs on the calling thread, since the others
+ * would have nothing to do but wake up and meet at the barrier. */
+static void run_tokens(struct herd_pool *pool, herd_pool_fn fn, void *arg, int64_t n)
+{
+    if (n == 1)
+        herd_pool_run_here(fn, arg);
+    else
+        herd_pool_run(pool, fn, arg);
 }
 
 /* One pool job over the tokens of a step: the arguments of whichever operation runs. */
@@ -319,10 +329,10 @@ static void rmsnorm_rows(void *arg, int ith, int nth)
 }
 
 static void cpu_rmsnorm_run(struct bctx *bc, float *out, const float *x, const float *w, int64_t n,
-                        int64_t dim)
+                            int64_t dim)
 {
     struct tok_job j = {.c = cpu(bc), .n = n, .dim = dim, .out = out, .b = x, .w = w};
-    herd_pool_run(j.c->pool, rmsnorm_rows, &j);
+    run_tokens(j.c->pool, rmsnorm_rows, &j, n);
 }
 
 struct mm_job {
@@ -373,7 +383,7 @@ static void cpu_matmul(struct bctx *bc, float *y, int64_t ldy, const struct weig
         if (!(c->memo.x == x && c->memo.ldx == ldx && c->memo.n == n &&
               c->memo.cols == w->n_cols && c->memo.type == j.mk->act_type)) {
             double t0 = c->prof.on ? herd_time_s() : 0.0;
-            herd_pool_run(c->pool, convert_rows, &j);
+            run_tokens(c->pool, convert_rows, &j, n);
             prof_op(c, PR_CONVERT, t0);
             c->memo.x = x;
             c->memo.ldx = ldx;
@@ -422,11 +432,11 @@ static void rope_rows(void *arg, int ith, int nth)
 }
 
 static void cpu_rope_run(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk,
-                     const struct bstep *st)
+                         const struct bstep *st)
 {
     struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .out = q, .lda = ldq, .a = k,
                         .ldb = ldk};
-    herd_pool_run(j.c->pool, rope_rows, &j);
+    run_tokens(j.c->pool, rope_rows, &j, j.n);
 }
 
 static void store_row(const struct cpu_ctx *c, uint8_t *dst, const float *src)
@@ -453,11 +463,11 @@ static void store_rows(void *arg, int ith, int nth)
 }
 
 static void cpu_kv_store_run(struct bctx *bc, int layer, const float *k, int64_t ldk,
-                         const float *v, int64_t ldv, const struct bstep *st)
+                             const float *v, int64_t ldv, const struct bstep *st)
 {
     struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .layer = layer, .b = k, .lda = ldk,
                         .w = v, .ldb = ldv};
-    herd_pool_run(j.c->pool, store_rows, &j);
+    run_tokens(j.c->pool, store_rows, &j, j.n);
 }
 
 /* Q8_0 cache rows (--kv-type q8_0): a head is head_dim / 32 whole blocks. */
@@ -558,7 +568,7 @@ static void attention_rows(void *arg, int ith, int nth)
 }
 
 static void cpu_attention_run(struct bctx *bc, float *out, const float *q, int layer,
-                          const struct bstep *st)
+                              const struct bstep *st)
 {
     struct tok_job j = {.c = cpu(bc), .st = st, .n = st->n, .layer = layer, .out = out, .b = q};
     herd_pool_run(j.c->pool, attention_rows, &j);
@@ -574,11 +584,11 @@ static void swiglu_rows(void *arg, int ith, int nth)
 }
 
 static void cpu_swiglu_run(struct bctx *bc, float *out, const float *gate, const float *up,
-                       int64_t n, int64_t hidden)
+                           int64_t n, int64_t hidden)
 {
     struct tok_job j = {.c = cpu(bc), .n = n, .dim = hidden, .out = out, .a = (float *)gate,
                         .b = up};
-    herd_pool_run(j.c->pool, swiglu_rows, &j);
+    run_tokens(j.c->pool, swiglu_rows, &j, n);
 }
 
 static void cpu_add_run(struct bctx *bc, float *x, const float *y, int64_t n)
@@ -609,7 +619,8 @@ static herd_status cpu_kv_copy(struct bctx *bc, int32_t dst, int32_t src, int32_
 
 /* ---- the operations as the table has them: timed when profiling */
 
-static herd_status cpu_embed(struct bctx *bc, float *x, const struct weight *emb, const struct bstep *st)
+static herd_status cpu_embed(struct bctx *bc, float *x, const struct weight *emb,
+                             const struct bstep *st)
 {
     double t0 = op_start(cpu(bc));
     herd_status s = cpu_embed_run(bc, x, emb, st);
@@ -617,35 +628,40 @@ static herd_status cpu_embed(struct bctx *bc, float *x, const struct weight *emb
     return s;
 }
 
-static void cpu_rmsnorm(struct bctx *bc, float *out, const float *x, const float *w, int64_t n, int64_t dim)
+static void cpu_rmsnorm(struct bctx *bc, float *out, const float *x, const float *w, int64_t n,
+                        int64_t dim)
 {
     double t0 = op_start(cpu(bc));
     cpu_rmsnorm_run(bc, out, x, w, n, dim);
     prof_op(cpu(bc), PR_NORM, t0);
 }
 
-static void cpu_rope(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk, const struct bstep *st)
+static void cpu_rope(struct bctx *bc, float *q, int64_t ldq, float *k, int64_t ldk,
+                     const struct bstep *st)
 {
     double t0 = op_start(cpu(bc));
     cpu_rope_run(bc, q, ldq, k, ldk, st);
     prof_op(cpu(bc), PR_ROPE, t0);
 }
 
-static void cpu_kv_store(struct bctx *bc, int layer, const float *k, int64_t ldk, const float *v, int64_t ldv, const struct bstep *st)
+static void cpu_kv_store(struct bctx *bc, int layer, const float *k, int64_t ldk, const float *v,
+                         int64_t ldv, const struct bstep *st)
 {
     double t0 = op_start(cpu(bc));
     cpu_kv_store_run(bc, layer, k, ldk, v, ldv, st);
     prof_op(cpu(bc), PR_KV, t0);
 }
 
-static void cpu_attention(struct bctx *bc, float *out, const float *q, int layer, const struct bstep *st)
+static void cpu_attention(struct bctx *bc, float *out, const float *q, int layer,
+                          const struct bstep *st)
 {
     double t0 = op_start(cpu(bc));
     cpu_attention_run(bc, out, q, layer, st);
     prof_op(cpu(bc), PR_ATTN, t0);
 }
 
-static void cpu_swiglu(struct bctx *bc, float *out, const float *gate, const float *up, int64_t n, int64_t hidden)
+static void cpu_swiglu(struct bctx *bc, float *out, const float *gate, const float *up, int64_t n,
+                       int64_t hidden)
 {
     double t0 = op_start(cpu(bc));
     cpu_swiglu_run(bc, out, gate, up, n, hidden);
