@@ -9,6 +9,7 @@
  * The template is 3.1 unless --template says otherwise or -m names a Llama 3.2 model (its
  * name, or the 1B/3B shape); the choice is reported on stderr. --ids prints the prompt as
  * the engine feeds it (one JSON array of token ids; needs -m or --tokenizer).
+ * --template guard-8b|guard-1b renders the Llama Guard 3 prompt instead (cmd_guard.c).
  */
 #include "cli.h"
 
@@ -32,8 +33,37 @@ static int print_ids(const herd_tokenizer *tok, const char *req, size_t len,
     return 0;
 }
 
+/* --template guard-8b|guard-1b: the Llama Guard 3 prompt, which `herd guard --render`
+ * makes; the other options (-m, --ids, --tokenizer) mean the same there. */
+static int render_guard(int argc, char **argv, const char *format)
+{
+    char **av = malloc(((size_t)argc + 3) * sizeof *av);
+    if (!av)
+        return cli_fail("out of memory");
+    int n = 0;
+    av[n++] = "guard";
+    av[n++] = "--render";
+    av[n++] = "--format";
+    av[n++] = (char *)format;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--template")) {
+            i++;
+            continue;
+        }
+        av[n++] = argv[i];
+    }
+    int rc = cmd_guard(n, av);
+    free(av);
+    return rc;
+}
+
 int cmd_render(int argc, char **argv)
 {
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--template") &&
+            (!strcmp(argv[i + 1], "guard-8b") || !strcmp(argv[i + 1], "guard-1b")))
+            return render_guard(argc, argv, argv[i + 1][6] == '8' ? "8b" : "1b");
+
     const char *model = NULL, *tmpl = NULL, *tokenizer = NULL;
     herd_chat_options opt = herd_chat_default_options();
     int want_ids = 0;
@@ -57,7 +87,9 @@ int cmd_render(int argc, char **argv)
             want_ids = 1;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             printf("usage: herd render [-m MODEL | --template 3.1|3.2|chatml] [--date D | --today] "
-                   "[--ids [--tokenizer FILE]] < request.json\n");
+                   "[--ids [--tokenizer FILE]] < request.json\n"
+                   "       herd render --template guard-8b|guard-1b [--ids ...]: the Llama "
+                   "Guard 3 prompt (= herd guard --render)\n");
             return 0;
         } else {
             return cli_fail("render: unknown option '%s'", a);

@@ -11,7 +11,8 @@
  *
  * Policy: only "unsafe" is flagged; an unparseable answer passes (and is counted); a check
  * that cannot run (the conversation does not fit the guard's context, an allocation
- * failure) is flagged with verdict "error": a shield fails closed.
+ * failure) is flagged with verdict "error": a shield fails closed. A conversation with no
+ * user text, or an answer with no text, has nothing to check (verdict "none").
  *
  * Concurrency: the checks run on the HTTP threads, not the scheduler's: the guard model has
  * its own context (and thread pool), and one mutex lets one check at a time use it. The
@@ -150,8 +151,8 @@ static bool check(struct srv_guard *g, struct srv_metrics *mt, struct srv_req *r
     herd_free(conv);
     const char *verdict;
     bool flagged;
-    if (s == HERD_ERR_INVALID && !answer) {
-        /* no user message with text: nothing to check */
+    if (s == HERD_ERR_INVALID) {
+        /* no user message with text, or an answer without text: nothing to check */
         verdict = "none";
         flagged = false;
     } else if (s != HERD_OK) {

@@ -82,6 +82,13 @@ def main():
     if t.returncode == 0:
         check(json.loads(q.stdout) == json.loads(t.stdout),
               "--ids equals the rendered text tokenized with special tokens")
+    # herd render --template guard-1b is herd guard --render --format 1b
+    r1 = subprocess.run([a.herd, "render", "--template", "guard-1b"],
+                        input=json.dumps(conv).encode(), capture_output=True)
+    r2 = subprocess.run([a.herd, "guard", "--render", "--format", "1b"],
+                        input=json.dumps(conv).encode(), capture_output=True)
+    check(r1.returncode == 0 and r1.stdout == r2.stdout and r1.stdout.startswith(b"<|begin"),
+          "render --template guard-1b")
     # failures: one line on stderr, exit 1
     for args, stdin, what in [
             (["-m", m["guard_unsafe"]], b"not json", "not JSON"),

@@ -106,7 +106,7 @@ def test_input(herd, model, g):
         check(results == ["content_filter"] * 6, f"6 concurrent: {results}")
         srv.wait_idle()
     finally:
-        srv.stop()
+        check(srv.stop() == 0, "clean exit (no sanitizer report)")
     check(any("guard=input:unsafe:S1,S10" in line for line in srv.log),
           "access log names the verdict")
 
@@ -118,7 +118,7 @@ def test_output(herd, model, g):
         ref = chat(client(srv))[0]
         ref_stream = chat(client(srv), stream=True)[0]
     finally:
-        srv.stop()
+        check(srv.stop() == 0, "clean exit (no sanitizer report)")
     check(ref == ref_stream and len(ref) > 0, "reference answer")
     srv = Server(herd, model, "--guard", g["guard_safe"], "-t", "1")
     try:
@@ -130,7 +130,7 @@ def test_output(herd, model, g):
         check(metric(srv, "input", "safe") == 2 and metric(srv, "output", "safe") >= 2,
               "safe verdicts counted")
     finally:
-        srv.stop()
+        check(srv.stop() == 0, "clean exit (no sanitizer report)")
     srv = Server(herd, model, "--guard", g["guard_unsafe"], "--guard-on", "output", "-t", "1",
                  "--guard-categories", "S1,S10")
     try:
@@ -144,7 +144,7 @@ def test_output(herd, model, g):
         check(metric(srv, "output", "unsafe") == 2 and metric(srv, "input", "unsafe") == 0,
               "output verdicts counted")
     finally:
-        srv.stop()
+        check(srv.stop() == 0, "clean exit (no sanitizer report)")
     # an unparseable verdict passes (only "unsafe" cuts), and is counted
     srv = Server(herd, model, "--guard", g["guard_garbage"], "-t", "1", "--access-log", "json")
     try:
@@ -152,7 +152,7 @@ def test_output(herd, model, g):
         check(text == ref and filt is None, f"unparseable passes: {finish}")
         check(metric(srv, "input", "unparseable") == 1, "unparseable counted")
     finally:
-        srv.stop()
+        check(srv.stop() == 0, "clean exit (no sanitizer report)")
     logs = [json.loads(line) for line in srv.log if line.startswith("{")]
     check(any(entry.get("guard", "").startswith("output:unparseable") for entry in logs),
           "JSON access log carries the verdict")
