@@ -168,6 +168,8 @@ size_t kernels_act_row_bytes(herd_dtype t, int64_t n)
         return (size_t)(n / 32) * 34;
     case HERD_DTYPE_Q8_K:
         return (size_t)(n / 256) * 292;
+    case HERD_DTYPE_F8_E4M3:
+        return (size_t)n + 8;
     default:
         return 0;
     }

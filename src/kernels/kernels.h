@@ -24,9 +24,13 @@ typedef void (*matmul_fn)(float *y, int64_t ldy, const void *w, const void *xa,
                           size_t xa_row_bytes, int64_t n_cols, int64_t n_b, int64_t r0,
                           int64_t r1);
 
+/* As act_convert_fn, for a partner format that depends on the weight w (row 0's address):
+ * FP8's per-token quantization takes its upper bound from the weight's row header. */
+typedef void (*act_convert_w_fn)(void *dst, const float *x, int64_t n, const void *w);
+
 struct matmul_kernel {
     herd_dtype act_type;   /* partner format (HERD_DTYPE_F32 = plain floats) */
-    act_convert_fn convert; /* NULL when act_type is F32 */
+    act_convert_fn convert; /* NULL when act_type is F32 or convert_w[type] is set */
     matmul_fn matmul;      /* NULL: weight type not supported */
 };
 
@@ -35,6 +39,8 @@ struct matmul_kernel {
 struct herd_cpu_kernels {
     const char *isa; /* "ref", "avx2", "avx512", "amx", "neon" */
     struct matmul_kernel mm[HERD_N_DTYPES];
+    /* (optional) per weight type, used instead of mm[t].convert: F8_E4M3 */
+    act_convert_w_fn convert_w[HERD_N_DTYPES];
     /* out = x * w / sqrt(mean(x^2) + eps) */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     /* dot of two f32 vectors (attention scores) */
@@ -92,15 +98,17 @@ void act_convert_bf16_ref(void *dst, const float *x, int64_t n);
 void q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 void act_group_sums(herd_dtype act_type, const void *xa, int64_t n, float *da, float *ds);
 void kernels_fill_matmul_q_avx2(struct herd_cpu_kernels *k);
-/* FP8 e4m3 with row scales (cpu/{ref,avx2,avx512}/matmul_f8_*.c); FP8_CHUNK columns are
- * quantized at a time */
+/* FP8 e4m3 with row scales (cpu/{ref,avx2,avx512}/matmul_f8_*.c). The partner format is an
+ * F8_E4M3 row too: {token scale, bound, n e4m3 codes}, quantized once per call by
+ * act_quantize_f8_ref (convert_w) before the threads split the weight rows. */
 #define FP8_CHUNK 1024
+void act_quantize_f8_ref(void *dst, const float *x, int64_t n, const void *w);
 void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
                         int64_t n, int64_t n_b, int64_t r0, int64_t r1);
 /* The FP8 product's frame, one for every variant (ref/matmul_f8_ref.c): per activation row
- * the token's scale, per chunk of FP8_CHUNK columns its e4m3 values in q (aligned 64), then
- * chunk() adds each weight row's partial sum over the chunk (codes at base + r * rb) to
- * yb[r0..r1), and the row scales end it. Variants differ only in chunk(). */
+ * the token's scale, per chunk of FP8_CHUNK columns its e4m3 values decoded into q (aligned
+ * 64), then chunk() adds each weight row's partial sum over the chunk (codes at base + r *
+ * rb) to yb[r0..r1), and the row scales end it. Variants differ only in chunk(). */
 typedef void (*fp8_chunk_fn)(float *yb, const uint8_t *base, size_t rb, const float *q,
                              int64_t nc, int64_t r0, int64_t r1);
 void matmul_f8_frame(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,

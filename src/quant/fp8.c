@@ -19,12 +19,18 @@
 
 float fp8_e4m3_to_f32(uint8_t b)
 {
-    /* (b & 0x7f) << 20 puts exponent and mantissa in an f32's fields 4 bits lower in the
-     * exponent; 2^120 moves the bias from 127 to 7 and maps e4m3 subnormals exactly. */
-    uint32_t bits = (uint32_t)(b & 0x7f) << 20;
+    /* Normal codes: exponent and mantissa in an f32's fields 4 bits lower, the exponent
+     * rebased from bias 7 to 127 by an integer add. Subnormal codes (exponent 0) are m * 2^-9,
+     * converted from the integer: no f32 subnormal is ever formed, so the value is exact
+     * even in pool jobs, which run with denormals-are-zero (base/threads.c). */
+    uint32_t mag = b & 0x7fu;
     float f;
-    memcpy(&f, &bits, sizeof f);
-    f *= 0x1p120f;
+    if (mag < 8) {
+        f = (float)mag * 0x1p-9f;
+    } else {
+        uint32_t bits = (mag << 20) + (120u << 23);
+        memcpy(&f, &bits, sizeof f);
+    }
     return (b & 0x80) ? -f : f;
 }
 

@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static float decode_def(uint8_t b)
 {
@@ -39,6 +40,24 @@ static void test_codes(void)
     CHECK(fp8_e4m3_round(0x1.8p-9f) == 0x1p-8f);  /* 1.5 steps -> 2 steps */
 }
 
+/* Half the rows on each of two pool threads: pool jobs run with subnormals flushed
+ * (base/threads.c), which must not touch e4m3 subnormal codes (m * 2^-9). */
+struct pool_mm {
+    const struct matmul_kernel *mk;
+    float *y;
+    const uint8_t *w, *xa;
+    size_t xrb;
+    int64_t n, nb, rows;
+};
+
+static void pool_mm_job(void *arg, int ith, int nth)
+{
+    struct pool_mm *j = arg;
+    int64_t lo, hi;
+    herd_split(j->rows, ith, nth, &lo, &hi);
+    j->mk->matmul(j->y, j->rows, j->w, j->xa, j->xrb, j->n, j->nb, lo, hi);
+}
+
 static void test_matmul(void)
 {
     const int64_t n = 1056, rows = 37, nb = 3; /* n: a chunk and a tail, not a multiple of 16 */
@@ -53,6 +72,9 @@ static void test_matmul(void)
             uint8_t b = (uint8_t)(rand() & 0xff);
             codes[c] = (b & 0x7f) == 0x7f ? 0x3c : b;
         }
+        if (r == 1) /* a row of e4m3 subnormals: m * 2^-9, m = 1..7 */
+            for (int64_t c = 0; c < n; c++)
+                codes[c] = (uint8_t)((c % 7 + 1) | (c % 2 ? 0x80 : 0));
         fp8_pack_row(w + r * rb, codes, 0.001f * (float)(r + 1), ub, n);
     }
     for (int64_t i = 0; i < n * nb; i++)
@@ -72,20 +94,48 @@ static void test_matmul(void)
         }
     }
     const char *isas[] = {"ref", "avx2", "avx512"};
+    size_t xrb = kernels_act_row_bytes(HERD_DTYPE_F8_E4M3, n);
+    uint8_t *xa = malloc(xrb * nb);
+    float *y2 = malloc(sizeof(float) * rows * nb);
     for (int i = 0; i < 3; i++) {
         const struct herd_cpu_kernels *k = kernels_get_isa(isas[i]);
-        if (!k || !k->mm[HERD_DTYPE_F8_E4M3].matmul)
+        const struct matmul_kernel *mk = k ? &k->mm[HERD_DTYPE_F8_E4M3] : NULL;
+        if (!mk || !mk->matmul)
             continue;
-        CHECK(k->mm[HERD_DTYPE_F8_E4M3].act_type == HERD_DTYPE_F32);
-        k->mm[HERD_DTYPE_F8_E4M3].matmul(y, rows, w, x, (size_t)n * sizeof(float), n, nb, 0,
-                                         rows);
+        /* activations quantized once per call, before the row split */
+        CHECK(mk->act_type == HERD_DTYPE_F8_E4M3 && k->convert_w[HERD_DTYPE_F8_E4M3] &&
+              xrb == (size_t)n + 8);
+        for (int64_t b = 0; b < nb; b++)
+            k->convert_w[HERD_DTYPE_F8_E4M3](xa + b * xrb, x + b * n, n, w);
+        mk->matmul(y, rows, w, xa, xrb, n, nb, 0, rows);
         double worst = 0;
         for (int64_t j = 0; j < rows * nb; j++) {
             double d = fabs(y[j] - want[j]) / (fabs(want[j]) + 1e-3);
             worst = d > worst ? d : worst;
         }
         CHECK_MSG(worst < 1e-4, "%s: relative error %g", isas[i], worst);
+        /* threads taking row ranges [0,5), [5,21), [21,37) give the same bits */
+        mk->matmul(y2, rows, w, xa, xrb, n, nb, 0, 5);
+        mk->matmul(y2, rows, w, xa, xrb, n, nb, 5, 21);
+        mk->matmul(y2, rows, w, xa, xrb, n, nb, 21, rows);
+        CHECK_MSG(memcmp(y, y2, sizeof(float) * rows * nb) == 0, "%s: split rows differ",
+                  isas[i]);
+        struct herd_pool *pool = NULL;
+        if (herd_pool_new(2, &pool) == HERD_OK) {
+            struct pool_mm j = {mk, y2, w, xa, xrb, n, nb, rows};
+            memset(y2, 0, sizeof(float) * rows * nb);
+            herd_pool_run(pool, pool_mm_job, &j);
+            CHECK_MSG(memcmp(y, y2, sizeof(float) * rows * nb) == 0, "%s: pool jobs differ",
+                      isas[i]);
+            herd_pool_free(pool);
+        }
     }
+    /* the partner row: the token's scale, the weight's bound, the rounded codes */
+    float xs0, ub0;
+    fp8_row_header(xa, &xs0, &ub0);
+    CHECK(ub0 == ub && xs0 == 1.0f / (448.0f / ub)); /* row 0 hits the bound */
+    CHECK(fp8_e4m3_to_f32(xa[8 + 3]) == fp8_e4m3_round(x[3] * (448.0f / ub)));
+    free(xa); free(y2);
     /* dequantize_row reads the same rows */
     float row[1056];
     CHECK(dequantize_row(HERD_DTYPE_F8_E4M3, row, w + rb, n) == HERD_OK);

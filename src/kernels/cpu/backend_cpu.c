@@ -337,6 +337,7 @@ static void cpu_rmsnorm_run(struct bctx *bc, float *out, const float *x, const f
 
 struct mm_job {
     const struct matmul_kernel *mk;
+    act_convert_w_fn convert_w; /* when the partner format depends on the weight */
     const struct weight *w;
     float *y;
     int64_t ldy;
@@ -352,9 +353,13 @@ static void convert_rows(void *arg, int ith, int nth)
     struct mm_job *j = arg;
     int64_t lo, hi;
     herd_split(j->n_b, ith, nth, &lo, &hi);
-    for (int64_t b = lo; b < hi; b++)
-        j->mk->convert((uint8_t *)j->xa + (size_t)b * j->xa_row_bytes, j->x + b * j->ldx,
-                       j->w->n_cols);
+    for (int64_t b = lo; b < hi; b++) {
+        uint8_t *dst = (uint8_t *)j->xa + (size_t)b * j->xa_row_bytes;
+        if (j->convert_w)
+            j->convert_w(dst, j->x + b * j->ldx, j->w->n_cols, j->w->dev);
+        else
+            j->mk->convert(dst, j->x + b * j->ldx, j->w->n_cols);
+    }
 }
 
 static void matmul_rows(void *arg, int ith, int nth)
@@ -371,8 +376,8 @@ static void cpu_matmul(struct bctx *bc, float *y, int64_t ldy, const struct weig
                        const float *x, int64_t ldx, int64_t n)
 {
     struct cpu_ctx *c = cpu(bc);
-    struct mm_job j = {.mk = &c->k->mm[w->type], .w = w, .y = y, .ldy = ldy, .x = x,
-                       .ldx = ldx, .n_b = n};
+    struct mm_job j = {.mk = &c->k->mm[w->type], .convert_w = c->k->convert_w[w->type],
+                       .w = w, .y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_b = n};
     if (j.mk->act_type == HERD_DTYPE_F32) {
         /* f32 partner rows are read in place; they must be contiguous */
         j.xa = x;
@@ -380,12 +385,13 @@ static void cpu_matmul(struct bctx *bc, float *y, int64_t ldy, const struct weig
     } else {
         j.xa = c->act;
         j.xa_row_bytes = dtype_row_bytes(j.mk->act_type, w->n_cols);
-        if (!(c->memo.x == x && c->memo.ldx == ldx && c->memo.n == n &&
-              c->memo.cols == w->n_cols && c->memo.type == j.mk->act_type)) {
+        /* a conversion that depends on the weight (FP8: its activation bound) is not kept */
+        if (j.convert_w || !(c->memo.x == x && c->memo.ldx == ldx && c->memo.n == n &&
+                             c->memo.cols == w->n_cols && c->memo.type == j.mk->act_type)) {
             double t0 = c->prof.on ? herd_time_s() : 0.0;
             run_tokens(c->pool, convert_rows, &j, n);
             prof_op(c, PR_CONVERT, t0);
-            c->memo.x = x;
+            c->memo.x = j.convert_w ? NULL : x;
             c->memo.ldx = ldx;
             c->memo.n = n;
             c->memo.cols = w->n_cols;

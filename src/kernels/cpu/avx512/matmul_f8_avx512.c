@@ -58,11 +58,17 @@ static void chunk_avx512(float *yb, const uint8_t *base, size_t rb, const float 
 static void matmul_f8_e4m3_avx512(float *y, int64_t ldy, const void *w, const void *xa,
                                   size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
+    /* decode16 multiplies e4m3 subnormals, f32 subnormals after the shift, by 2^120: pool
+     * jobs run with denormals-are-zero (base/threads.c), which would read them as 0 */
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr & ~0x40u);
     matmul_f8_frame(y, ldy, w, xa, xrb, n, n_b, r0, r1, chunk_avx512);
+    _mm_setcsr(csr);
 }
 
 void kernels_fill_matmul_f8_avx512(struct herd_cpu_kernels *k)
 {
     k->mm[HERD_DTYPE_F8_E4M3] =
-        (struct matmul_kernel){HERD_DTYPE_F32, NULL, matmul_f8_e4m3_avx512};
+        (struct matmul_kernel){HERD_DTYPE_F8_E4M3, NULL, matmul_f8_e4m3_avx512};
+    k->convert_w[HERD_DTYPE_F8_E4M3] = act_quantize_f8_ref;
 }

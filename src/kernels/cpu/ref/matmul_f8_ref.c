@@ -6,30 +6,42 @@
  * chunks of FP8_CHUNK columns (each chunk's sum left to right, then added to y).
  * e4m3 x e4m3 products are exact in f32, so variants differ only by summation order.
  *
- * The activations arrive as f32 (act_type F32) because the bound is the weight's; each
- * thread quantizes the chunk it needs on its stack, an O(n) cost per call against the
- * O(n * rows) product.
+ * The activations arrive as F8_E4M3 rows too (act_quantize_f8_ref, once per call before
+ * the threads split the weight rows): {token scale, bound, codes}. Each thread decodes the
+ * codes of the chunk it needs on its stack, the exact values the quantizer rounded to.
  */
 #include "kernels/kernels.h"
 #include "quant/quant.h"
+
+/* The bound is the weight's (row 0's header: every row of a weight carries the same). */
+void act_quantize_f8_ref(void *dst, const float *x, int64_t n, const void *w)
+{
+    float ws, ub, inv;
+    fp8_row_header(w, &ws, &ub);
+    float xs = fp8_act_scale(x, n, ub, &inv);
+    uint8_t *codes = (uint8_t *)dst + 8;
+    for (int64_t c = 0; c < n; c++)
+        codes[c] = fp8_e4m3_from_f32(x[c] * inv);
+    memcpy(dst, &xs, 4);
+    memcpy((uint8_t *)dst + 4, &ub, 4);
+}
 
 void matmul_f8_frame(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
                      int64_t n, int64_t n_b, int64_t r0, int64_t r1, fp8_chunk_fn chunk)
 {
     const size_t rb = (size_t)n + 8;
-    float ws0, ub;
-    fp8_row_header(w, &ws0, &ub);
     float q[FP8_CHUNK] __attribute__((aligned(64)));
     for (int64_t b = 0; b < n_b; b++) {
-        const float *x = (const float *)((const uint8_t *)xa + (size_t)b * xrb);
-        float inv, xs = fp8_act_scale(x, n, ub, &inv);
+        const uint8_t *xrow = (const uint8_t *)xa + (size_t)b * xrb;
+        float xs, ub;
+        fp8_row_header(xrow, &xs, &ub);
         float *yb = y + b * ldy;
         for (int64_t r = r0; r < r1; r++)
             yb[r] = 0.0f;
         for (int64_t c0 = 0; c0 < n; c0 += FP8_CHUNK) {
             int64_t nc = n - c0 < FP8_CHUNK ? n - c0 : FP8_CHUNK;
             for (int64_t c = 0; c < nc; c++)
-                q[c] = fp8_e4m3_round(x[c0 + c] * inv);
+                q[c] = fp8_e4m3_to_f32(xrow[8 + c0 + c]);
             chunk(yb, (const uint8_t *)w + 8 + c0, rb, q, nc, r0, r1);
         }
         for (int64_t r = r0; r < r1; r++) {
@@ -61,5 +73,6 @@ void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, si
 
 void kernels_fill_matmul_f8_ref(struct herd_cpu_kernels *k)
 {
-    k->mm[HERD_DTYPE_F8_E4M3] = (struct matmul_kernel){HERD_DTYPE_F32, NULL, matmul_f8_e4m3_ref};
+    k->mm[HERD_DTYPE_F8_E4M3] = (struct matmul_kernel){HERD_DTYPE_F8_E4M3, NULL, matmul_f8_e4m3_ref};
+    k->convert_w[HERD_DTYPE_F8_E4M3] = act_quantize_f8_ref;
 }
