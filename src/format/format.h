@@ -140,9 +140,10 @@ struct pth_file {
     size_t n_tensors;
     struct tensor_info *tensors; /* (n_tensors) names as in the state dict */
 };
-/* Reads the state dict with a restricted unpickler (pth.c): tensors of F32, F16 and BF16
- * storages, contiguous, pointing into the mapping; anything else torch.save would not
- * write for a dict of tensors is refused with a one-line error. Nothing is executed. */
+/* Reads the state dict with a restricted unpickler (pth.c): tensors of F32, F16, BF16 and
+ * float8_e4m3fn (DTYPE_F8_E4M3_RAW) storages, contiguous, pointing into the mapping;
+ * anything else torch.save would not write for a dict of tensors is refused with a
+ * one-line error. Nothing is executed. */
 herd_status pth_open(const char *path, struct pth_file **out);
 void pth_close(struct pth_file *f);
 const struct tensor_info *pth_find_tensor(const struct pth_file *f, const char *name);

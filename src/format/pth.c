@@ -13,7 +13,8 @@
  *   LONG_BINGET GLOBAL BINPERSID REDUCE SETITEM SETITEMS BUILD STOP
  * and globals from an allow-list: collections.OrderedDict, torch._utils._rebuild_tensor_v2
  * and the storage classes of the dtypes herd reads (torch.FloatStorage, HalfStorage,
- * BFloat16Storage). Nothing is ever called: REDUCE of OrderedDict
+ * BFloat16Storage, and Float8_e4m3fnStorage: the e4m3 codes of Meta's FP8 release, whose
+ * row scales load_meta.c reads from fp8_scales_N.pt). Nothing is ever called: REDUCE of OrderedDict
  * makes an empty dict, REDUCE of _rebuild_tensor_v2 records a tensor (storage, offset,
  * size, stride), BINPERSID turns ('storage', class, key, location, numel) into a storage
  * reference. Any other opcode or global is refused with a one-line error naming it and its
@@ -22,6 +23,7 @@
  * inside the file.
  */
 #include "format/format.h"
+#include "quant/quant.h" /* DTYPE_F8_E4M3_RAW */
 
 #include <stdio.h> /* snprintf for entry names */
 
@@ -323,6 +325,8 @@ static herd_status global(struct upk *u)
         g = (struct pv){.kind = PV_GLOBAL, .global = G_STORAGE, .dtype = HERD_DTYPE_F16};
     else if (IS("torch", "BFloat16Storage"))
         g = (struct pv){.kind = PV_GLOBAL, .global = G_STORAGE, .dtype = HERD_DTYPE_BF16};
+    else if (IS("torch", "Float8_e4m3fnStorage")) /* Meta's FP8 release; scaled at load */
+        g = (struct pv){.kind = PV_GLOBAL, .global = G_STORAGE, .dtype = DTYPE_F8_E4M3_RAW};
     else
         return herd_fail(HERD_ERR_UNSUPPORTED, "%s: data.pkl: global %.*s.%.*s is not allowed "
                          "(only tensors, storages and OrderedDict are read; nothing is "
@@ -551,7 +555,7 @@ void pth_close(struct pth_file *f)
 
 static herd_status elem_bytes(herd_dtype t, size_t *es)
 {
-    *es = t == HERD_DTYPE_F32 ? 4 : 2;
+    *es = t == HERD_DTYPE_F32 ? 4 : t == DTYPE_F8_E4M3_RAW ? 1 : 2;
     return HERD_OK;
 }
 

@@ -573,9 +573,12 @@ void model_free_local(herd_model *m)
     for (int i = 0; i < m->n_joined; i++)
         herd_free_aligned(m->joined[i]);
     herd_free(m->joined);
-    for (int i = 0; i < m->n_pth; i++)
+    for (int i = 0; i < m->n_pth; i++) {
         pth_close(m->pth[i]);
+        pth_close(m->pth_fp8 ? m->pth_fp8[i] : NULL);
+    }
     herd_free(m->pth);
+    herd_free(m->pth_fp8);
     herd_free(m->hf);
     herd_free(m->name);
     herd_free(m->chat_template);

@@ -17,18 +17,34 @@
  * split: ColumnParallelLinear (wq, wk, wv, w1, w3, output) on rows, RowParallelLinear (wo,
  * w2) and ParallelEmbedding (tok_embeddings) on columns; norms are replicated and taken
  * from shard 0. A single shard is read in place from its mapping; a joined tensor is
- * copied once, at load, into owned memory.
+ * copied once, at load, into owned memory, tensor by tensor, and the mapped pages of its
+ * parts are released right after (MADV_DONTNEED): the peak resident set is one copy of the
+ * weights plus one tensor's parts, not the shards' pages and the copy together.
+ *
+ * Meta's FP8 release ("fp8_mixed" in llama-models: models/llama3/quantization/loader.py and
+ * quantize_impls.py) is the same folder plus fp8_scales_N.pt, one per shard: torch.save'd
+ * dicts of float32 row scales named "<layer>_feed_forward.<w1|w2|w3>_<shard>". The weights
+ * they scale are float8_e4m3fn storages (or BF16 ones holding e4m3 values: llama-models
+ * loads the state dict into a BF16 model, then casts to float8 with weight.to(float8_e4m3fn));
+ * the reference quantizes activations per token with fp8_activation_scale_ub = 1200 (its
+ * default; nothing in the folder overrides it), exactly as fbgemm_fp8 does. Such weights are
+ * repacked into HERD_DTYPE_F8_E4M3 rows at load. Joining: w1/w3 shards stack their rows and
+ * scales; w2 shards cannot be joined, since each shard's rows have their own scales and the
+ * reference quantizes each shard's slice of the activations on its own: a folder of several
+ * FP8 shards is refused with a message (one shard, MP1, loads exactly).
  *
  * params.json is also turned into a struct hf_config, so `herd quantize` writes a GGUF
  * from this folder exactly as from a Hugging Face one.
  */
 #include "model.h"
+#include "quant/quant.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h> /* snprintf */
 
 #define META_MAX_SHARDS 64
+#define META_FP8_UB 1200.0f /* llama-models' fp8_activation_scale_ub default */
 
 /* Meta name -> GGUF name; false when the name is not one of Meta's Llama tensors. *split:
  * 0 rows, 1 columns, -1 replicated. */
@@ -244,6 +260,140 @@ static herd_status open_shards(herd_model *m, const char *dir)
             return s;
         m->n_pth++;
     }
+    /* Meta's FP8 release: one fp8_scales_N.pt per shard */
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "fp8_scales_%d.pt", i);
+        char *p = herd_path_join(dir, name);
+        if (!p)
+            return herd_fail(HERD_ERR_NOMEM, "path");
+        int there = herd_file_exists(p);
+        herd_status s = HERD_OK;
+        if (there && !m->pth_fp8 && !(m->pth_fp8 = herd_calloc((size_t)n, sizeof *m->pth_fp8)))
+            s = herd_fail(HERD_ERR_NOMEM, "scales");
+        else if (there)
+            s = pth_open(p, &m->pth_fp8[i]);
+        else if (m->pth_fp8)
+            s = herd_fail(HERD_ERR_FORMAT, "%s: missing (fp8_scales_0.pt is there)", p);
+        herd_free(p);
+        if (s != HERD_OK)
+            return s;
+    }
+    return HERD_OK;
+}
+
+/* The rows of one FFN weight of Meta's FP8 release, layer l, shard k: F8_E4M3 rows
+ * {scale, bound, codes} into dst. BF16 storages must hold e4m3 values exactly. */
+static herd_status fp8_rows(const herd_model *m, const struct tensor_info *part, int l,
+                            const char *w, int k, uint8_t *dst)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%d_feed_forward.%s_%d", l, w, k);
+    const struct tensor_info *sc = pth_find_tensor(m->pth_fp8[k], key);
+    int64_t cols = part->ne[0], rows = part->ne[1];
+    if (!sc || sc->type != HERD_DTYPE_F32 || sc->ne[0] * sc->ne[1] * sc->ne[2] * sc->ne[3] != rows)
+        return herd_fail(HERD_ERR_FORMAT, "fp8_scales_%d.pt: expected %s, %lld float32 row "
+                         "scales of layers.%d.feed_forward.%s", k, key, (long long)rows, l, w);
+    uint8_t *codes = herd_malloc((size_t)cols);
+    if (!codes)
+        return herd_fail(HERD_ERR_NOMEM, "FP8 row");
+    size_t rb = dtype_row_bytes(HERD_DTYPE_F8_E4M3, cols);
+    herd_status s = HERD_OK;
+    for (int64_t r = 0; r < rows && s == HERD_OK; r++) {
+        float scale;
+        memcpy(&scale, (const uint8_t *)sc->data + (size_t)r * 4, 4);
+        const uint8_t *src = (const uint8_t *)part->data + (size_t)r * (size_t)cols *
+                             (part->type == DTYPE_F8_E4M3_RAW ? 1 : 2);
+        for (int64_t c = 0; c < cols && part->type == HERD_DTYPE_BF16; c++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * c, 2);
+            float v = bf16_to_f32(h);
+            codes[c] = fp8_e4m3_from_f32(v);
+            if (fp8_e4m3_to_f32(codes[c]) != v && !(v == 0 && codes[c] == 0))
+                s = herd_fail(HERD_ERR_FORMAT, "layers.%d.feed_forward.%s.weight (shard %d): "
+                              "row %lld holds %g, not an e4m3 value", l, w, k, (long long)r,
+                              (double)v);
+        }
+        if (!isfinite(scale))
+            s = herd_fail(HERD_ERR_FORMAT, "fp8_scales_%d.pt: %s row %lld is not finite", k,
+                          key, (long long)r);
+        fp8_pack_row(dst + (size_t)r * rb, part->type == DTYPE_F8_E4M3_RAW ? src : codes, scale,
+                     META_FP8_UB, cols);
+    }
+    herd_free(codes);
+    return s;
+}
+
+/* Whether Meta name `name` is an FFN weight with FP8 scales; *l and *w name it. */
+static bool fp8_weight(const herd_model *m, const char *name, int *l, const char **w)
+{
+    static const char *const ws[] = {"w1", "w2", "w3"};
+    if (!m->pth_fp8 || strncmp(name, "layers.", 7) != 0)
+        return false;
+    long v = 0;
+    const char *p = name + 7;
+    while (*p >= '0' && *p <= '9' && v < 1000000)
+        v = v * 10 + (*p++ - '0');
+    for (int i = 0; i < 3; i++) {
+        char want[40];
+        snprintf(want, sizeof want, ".feed_forward.%s.weight", ws[i]);
+        if (strcmp(p, want) == 0) {
+            char key[64];
+            snprintf(key, sizeof key, "%ld_feed_forward.%s_0", v, ws[i]);
+            *l = (int)v;
+            *w = ws[i];
+            return pth_find_tensor(m->pth_fp8[0], key) != NULL;
+        }
+    }
+    return false;
+}
+
+/* An owned buffer of n bytes, freed with the model. */
+static uint8_t *owned_buf(herd_model *m, size_t n)
+{
+    uint8_t *buf = herd_malloc_aligned(n ? n : 1, 64);
+    void **grown = buf ? herd_realloc(m->joined, (size_t)(m->n_joined + 1) * sizeof *grown)
+                       : NULL;
+    if (!grown) {
+        herd_free_aligned(buf);
+        return NULL;
+    }
+    m->joined = grown;
+    m->joined[m->n_joined++] = buf;
+    return buf;
+}
+
+/* An FFN weight of Meta's FP8 release: the shards' rows stacked (w1/w3) as F8_E4M3 rows. */
+static herd_status join_fp8(herd_model *m, const struct tensor_info *const *parts, int split,
+                            int l, const char *wn, struct tensor_info *t)
+{
+    const struct tensor_info *t0 = parts[0];
+    int n = m->n_pth;
+    if (t0->n_dims != 2 || (t0->type != DTYPE_F8_E4M3_RAW && t0->type != HERD_DTYPE_BF16))
+        return herd_fail(HERD_ERR_FORMAT, "tensor %s: expected a float8_e4m3fn or bfloat16 "
+                         "matrix beside its FP8 scales", t0->name);
+    if (split != 0 && n > 1)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: Meta's FP8 w2 in %d shards has row "
+                         "scales per shard and its activations are quantized per shard; herd "
+                         "joins FP8 shards only along rows (w1, w3) for now: use a one-shard "
+                         "(MP1) FP8 folder or the Hugging Face FP8 checkpoint", t0->name, n);
+    int64_t cols = t0->ne[0], rows = t0->ne[1];
+    size_t rb = dtype_row_bytes(HERD_DTYPE_F8_E4M3, cols);
+    if (rb == 0 || (uint64_t)rows * (uint64_t)n > SIZE_MAX / rb)
+        return herd_fail(HERD_ERR_FORMAT, "tensor %s is too large", t0->name);
+    uint8_t *buf = owned_buf(m, rb * (size_t)rows * (size_t)n);
+    if (!buf)
+        return herd_fail(HERD_ERR_NOMEM, "tensor %s: cannot allocate the FP8 rows", t0->name);
+    for (int k = 0; k < n; k++) {
+        herd_status s = fp8_rows(m, parts[k], l, wn, k, buf + (size_t)k * (size_t)rows * rb);
+        if (s != HERD_OK)
+            return s;
+        model_release_pages(parts[k]->data, parts[k]->nbytes);
+    }
+    t->type = HERD_DTYPE_F8_E4M3;
+    t->ne[0] = cols;
+    t->ne[1] = rows * n;
+    t->data = buf;
+    t->nbytes = rb * (size_t)rows * (size_t)n;
     return HERD_OK;
 }
 
@@ -264,6 +414,13 @@ static herd_status join(herd_model *m, const struct tensor_info *t0, int split,
             return herd_fail(HERD_ERR_FORMAT, "tensor %s: consolidated.%02d.pth's shape or "
                              "dtype differs from consolidated.00.pth's", t0->name, k);
     }
+    int l;
+    const char *wn;
+    if (fp8_weight(m, t0->name, &l, &wn))
+        return join_fp8(m, parts, split, l, wn, t);
+    if (t0->type == DTYPE_F8_E4M3_RAW)
+        return herd_fail(HERD_ERR_FORMAT, "tensor %s is float8_e4m3fn but fp8_scales_0.pt has "
+                         "no row scales for it", t0->name);
     if (split < 0 || n == 1)
         return HERD_OK; /* replicated, or one shard: in place */
     if (t0->n_dims != 2)
@@ -272,16 +429,9 @@ static herd_status join(herd_model *m, const struct tensor_info *t0, int split,
     int64_t cols = t0->ne[0], rows = t0->ne[1];
     if (t0->nbytes > SIZE_MAX / (size_t)n)
         return herd_fail(HERD_ERR_FORMAT, "tensor %s is too large", t0->name);
-    uint8_t *buf = herd_malloc_aligned(t0->nbytes ? t0->nbytes * (size_t)n : 1, 64);
+    uint8_t *buf = owned_buf(m, t0->nbytes * (size_t)n);
     if (!buf)
         return herd_fail(HERD_ERR_NOMEM, "tensor %s: cannot allocate the joined copy", t0->name);
-    void **grown = herd_realloc(m->joined, (size_t)(m->n_joined + 1) * sizeof *grown);
-    if (!grown) {
-        herd_free_aligned(buf);
-        return herd_fail(HERD_ERR_NOMEM, "joined tensors");
-    }
-    m->joined = grown;
-    m->joined[m->n_joined++] = buf;
     if (split == 0) { /* rows: shard k's rows follow shard k-1's */
         for (int k = 0; k < n; k++)
             memcpy(buf + (size_t)k * t0->nbytes, parts[k]->data, t0->nbytes);
@@ -294,6 +444,10 @@ static herd_status join(herd_model *m, const struct tensor_info *t0, int split,
                        (const uint8_t *)parts[k]->data + (size_t)r * rb, rb);
         t->ne[0] = cols * n;
     }
+    /* The parts' pages leave the resident set as soon as they are copied: loading holds one
+     * copy of the model plus one tensor's parts, not two copies. */
+    for (int k = 0; k < n; k++)
+        model_release_pages(parts[k]->data, parts[k]->nbytes);
     t->data = buf;
     t->nbytes = t0->nbytes * (size_t)n;
     return HERD_OK;

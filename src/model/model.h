@@ -69,6 +69,7 @@ struct herd_model {
     int n_st;
     struct pth_file **pth;    /* (n_pth) Meta's consolidated.NN.pth shards (load_meta.c) */
     int n_pth;
+    struct pth_file **pth_fp8; /* (n_pth or NULL) Meta FP8 release: fp8_scales_N.pt */
     struct tensor_info *meta_t; /* (n_meta_t) their tensors under GGUF names, joined */
     size_t n_meta_t;
     void **joined;            /* (n_joined) owned data of tensors joined across shards */
@@ -159,6 +160,8 @@ herd_status shard_plan(const herd_model *m, int n_ranks, int rank, int force_tp,
                        struct shard *sh);
 /* Narrows the weights of m to m->sh: row slices point into the mapping, column slices (wo,
  * ffn_down) are copied once into owned memory and their mapped pages released. */
+/* Drops the mapped file pages under [p, p + n) from the resident set (shard.c). */
+void model_release_pages(const void *p, size_t n);
 herd_status shard_apply(herd_model *m);
 /* One line on stderr describing the split (rank 0). */
 void shard_describe(const herd_model *m);

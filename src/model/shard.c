@@ -141,8 +141,9 @@ static void slice_rows(struct weight *w, int64_t r0, int64_t n)
 }
 
 /* Tells the kernel this process no longer needs the mapped pages under [p, p + n): they
- * leave its resident set (the file stays in the page cache for whoever reads it next). */
-static void release_pages(const void *p, size_t n)
+ * leave its resident set (the file stays in the page cache for whoever reads it next; a
+ * page shared with a neighbour still in use is simply read again from the file). */
+void model_release_pages(const void *p, size_t n)
 {
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0 || n == 0)
@@ -175,7 +176,7 @@ static herd_status slice_cols(herd_model *m, struct weight *w, int64_t c0, int64
     const uint8_t *src = w->data;
     for (int64_t r = 0; r < w->n_rows; r++)
         memcpy(dst + (size_t)r * rb, src + (size_t)r * w->row_bytes + off, rb);
-    release_pages(src, w->row_bytes * (size_t)w->n_rows);
+    model_release_pages(src, w->row_bytes * (size_t)w->n_rows);
     w->data = dst;
     w->n_cols = nc;
     w->row_bytes = rb;

@@ -89,3 +89,24 @@ add_test(NAME meta_fp8_bad_no_qcfg COMMAND ${META_EXPECT_FAIL} "fbgemm_fp8" --
   ${HERD_BIN} info ${FP8_DIR}/bad_no_qcfg)
 set_tests_properties(meta_fp8_bad_not_convert meta_fp8_bad_no_qcfg PROPERTIES
   LABELS "meta;e2e" FIXTURES_REQUIRED fp8_files)
+
+# Meta's original FP8 release (llama-models "fp8_mixed"): consolidated.NN.pth whose FFN
+# weights (all layers but the first and last) are float8_e4m3fn, plus fp8_scales_NN.pt row
+# scales; activations per token with the loader's bound 1200. Against the numpy reference.
+set(META_FP8_DIR ${META_WORK}/meta_fp8)
+set(META_FP8 ${Python3_EXECUTABLE} ${HERD_TESTS}/meta/meta_fp8_model.py)
+add_test(NAME meta_fp8_orig_make COMMAND ${META_FP8} make ${META_FP8_DIR}
+  --models ${CMAKE_BINARY_DIR}/test-models)
+set_tests_properties(meta_fp8_orig_make PROPERTIES FIXTURES_SETUP meta_fp8_files
+  FIXTURES_REQUIRED model_files LABELS "meta;golden")
+foreach(isa ref avx512)
+  add_test(NAME meta_fp8_orig_golden_${isa} COMMAND ${CMAKE_COMMAND} -E env HERD_CPU_ISA=${isa}
+    ${META_FP8} check ${META_FP8_DIR} --herd ${HERD_BIN} --case f8)
+endforeach()
+add_test(NAME meta_fp8_orig_golden_bf16_storage COMMAND ${META_FP8} check ${META_FP8_DIR}
+  --herd ${HERD_BIN} --case bf16)
+add_test(NAME meta_fp8_orig_bad_mp2_w2 COMMAND ${META_EXPECT_FAIL} "row scales per shard" --
+  ${HERD_BIN} info ${META_FP8_DIR}/mp2)
+set_tests_properties(meta_fp8_orig_golden_ref meta_fp8_orig_golden_avx512
+  meta_fp8_orig_golden_bf16_storage meta_fp8_orig_bad_mp2_w2 PROPERTIES LABELS "meta;golden"
+  FIXTURES_REQUIRED meta_fp8_files RESOURCE_LOCK meta_fp8_orig)

@@ -101,7 +101,8 @@ def shard_state(meta_store, n, k):
 # ---------------------------------------------------------------------------------------
 # The mimic writer: torch.save's byte layout without torch.
 # ---------------------------------------------------------------------------------------
-STORAGE_CLASS = {"F32": "FloatStorage", "F16": "HalfStorage", "BF16": "BFloat16Storage"}
+STORAGE_CLASS = {"F32": "FloatStorage", "F16": "HalfStorage", "BF16": "BFloat16Storage",
+                 "F8_E4M3": "Float8_e4m3fnStorage"}  # torch >= 2.1: float8_e4m3fn
 
 
 def _fake_torch():
@@ -142,16 +143,16 @@ class _Tensor:
 
 
 def mimic_pickle(state, dtype):
-    """data.pkl bytes and [(key, bytes)] for {name: array} of one dtype."""
+    """data.pkl bytes and [(key, bytes)] for {name: array} of one dtype (or {name: dtype})."""
     import pickle
     torch, utils = _fake_torch()
     saved = {m: sys.modules.get(m) for m in ("torch", "torch._utils")}
     sys.modules["torch"], sys.modules["torch._utils"] = torch, utils
     try:
-        cls = getattr(torch, STORAGE_CLASS[dtype])
         blobs, obj = [], {}
         for i, (name, arr) in enumerate(state.items()):
-            st = _Storage(str(i), cls, int(arr.size))
+            dt = dtype if isinstance(dtype, str) else dtype[name]
+            st = _Storage(str(i), getattr(torch, STORAGE_CLASS[dt]), int(arr.size))
             blobs.append((st.key, arr.tobytes()))
             obj[name] = _Tensor(st, list(arr.shape), utils._rebuild_tensor_v2)
 
@@ -198,7 +199,10 @@ def torch_save(state, dtype, path):
     import torch
     sd = {}
     for name, arr in state.items():
-        if dtype == "BF16":
+        dt = dtype if isinstance(dtype, str) else dtype[name]
+        if dt == "F8_E4M3":  # the e4m3 codes (uint8) as float8_e4m3fn, torch >= 2.1
+            t = torch.from_numpy(np.ascontiguousarray(arr).view(np.uint8)).view(torch.float8_e4m3fn)
+        elif dt == "BF16":
             t = torch.from_numpy(np.ascontiguousarray(arr).view(np.int16)).view(torch.bfloat16)
         else:
             t = torch.from_numpy(np.ascontiguousarray(arr))
