@@ -378,6 +378,29 @@ static inline float offset_ratio(enum qtype t)
     return t == QT_Q8_0 ? -128.0f : t == QT_Q4_0 ? -8.0f : t == QT_Q6_K ? -32.0f : 0.0f;
 }
 
+/* One group's float steps for one activation row: it = the 16 rows' int32 sums of u * q,
+ * da and ds its factors, s and m the rows' scales and offsets. Offset types (m = ratio * s):
+ * s * (da * it + ratio * DS) in two FMAs, ds holding ratio * DS (gemm scales it once per
+ * pass); else da * it * s + m * DS. The VNNI and AMX tiles share it, so they round alike. */
+static inline __attribute__((always_inline)) __m512 group_step(enum qtype t, __m512i it,
+                                                               float da, float ds, __m512 s,
+                                                               __m512 m, __m512 acc)
+{
+    if (offset_ratio(t) != 0.0f)
+        return _mm512_fmadd_ps(
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(it), _mm512_set1_ps(da), _mm512_set1_ps(ds)), s,
+            acc);
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(it), _mm512_set1_ps(da)), s, acc);
+    return _mm512_fmadd_ps(m, _mm512_set1_ps(ds), acc);
+}
+
+/* The panel's offsets of group g where group_step reads them (offset types: unused) */
+static inline __attribute__((always_inline)) __m512 m_of(enum qtype t, const struct panel *p,
+                                                         int g, __m512 s)
+{
+    return offset_ratio(t) != 0.0f ? s : _mm512_loadu_ps(p->m[g]);
+}
+
 /* y[b][r..r+16) (+)= panel . activation rows b0..b0+nb; nb <= NR, known at compile time. */
 static inline __attribute__((always_inline)) void
 tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float *da,
@@ -402,27 +425,10 @@ tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float
                 it[j] = _mm512_dpbusd_epi32(it[j], wq,
                                             _mm512_broadcastd_epi32(_mm_loadu_si32(aq + j)));
         }
-        __m512 s = _mm512_loadu_ps(p->s[g]);
-        if (offset_ratio(t) != 0.0f) {
-            /* m = ratio * s: s * (da * sum(u q) + ratio * DS) in two FMAs; ds holds
-             * ratio * DS here (gemm scales it once per pass) */
-            #pragma GCC unroll 8
-            for (int j = 0; j < nb; j++) {
-                __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(it[j]),
-                                           _mm512_set1_ps(da[j * gpc + g]),
-                                           _mm512_set1_ps(ds[j * gpc + g]));
-                acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
-            }
-        } else {
-            __m512 m = _mm512_loadu_ps(p->m[g]);
-            #pragma GCC unroll 8
-            for (int j = 0; j < nb; j++) {
-                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(it[j]),
-                                         _mm512_set1_ps(da[j * gpc + g]));
-                acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
-                acc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(ds[j * gpc + g]), acc[j]);
-            }
-        }
+        __m512 s = _mm512_loadu_ps(p->s[g]), m = m_of(t, p, g, s);
+        #pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = group_step(t, it[j], da[j * gpc + g], ds[j * gpc + g], s, m, acc[j]);
     }
     #pragma GCC unroll 8
     for (int j = 0; j < nb; j++) {
@@ -438,27 +444,12 @@ static inline __attribute__((always_inline)) void
 amx_epilogue(enum qtype t, int nb, const struct panel *p, const int32_t (*c)[16],
              const float *da, const float *ds, int gpc, int g, __m512 *acc)
 {
-    __m512 s = _mm512_loadu_ps(p->s[g]);
-    if (offset_ratio(t) != 0.0f) {
-        #pragma GCC unroll 16
-        for (int j = 0; j < 16; j++)
-            if (j < nb) {
-                __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[j])),
-                                           _mm512_set1_ps(da[j * gpc + g]),
-                                           _mm512_set1_ps(ds[j * gpc + g]));
-                acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
-            }
-    } else {
-        __m512 m = _mm512_loadu_ps(p->m[g]);
-        #pragma GCC unroll 16
-        for (int j = 0; j < 16; j++)
-            if (j < nb) {
-                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[j])),
-                                         _mm512_set1_ps(da[j * gpc + g]));
-                acc[j] = _mm512_fmadd_ps(f, s, acc[j]);
-                acc[j] = _mm512_fmadd_ps(m, _mm512_set1_ps(ds[j * gpc + g]), acc[j]);
-            }
-    }
+    __m512 s = _mm512_loadu_ps(p->s[g]), m = m_of(t, p, g, s);
+    #pragma GCC unroll 16
+    for (int j = 0; j < 16; j++)
+        if (j < nb)
+            acc[j] = group_step(t, _mm512_load_si512(c[j]), da[j * gpc + g], ds[j * gpc + g], s,
+                                m, acc[j]);
 }
 
 /* GCC's tile intrinsics are asm without a memory clobber: this orders the tile loads after
