@@ -646,6 +646,73 @@ HERD_API void herd_sampler_accept(herd_sampler *s, int32_t token);
 /* Forgets the accepted tokens and restarts the generator from the seed. */
 HERD_API void herd_sampler_reset(herd_sampler *s);
 
+/* ---------------------------------------------------------------- speculative decoding */
+
+/* A draft proposes tokens after a sequence's history and the target checks them in one
+ * batched herd_decode (docs/speculative.md). The draft is a second, smaller model with the
+ * same tokenizer, or prompt lookup (no model: the continuation of the latest earlier
+ * occurrence of the history's last n-gram). Greedy output (temperature 0) is exactly the
+ * target's alone; with sampling, each drafted token d is kept with probability
+ * min(1, p(d)/q(d)) and a rejection draws from norm(max(0, p - q)), so every token still
+ * follows p. p and q are the distributions the sampler draws from (logit bias, penalties,
+ * temperature, top-k, top-p, min-p, renormalised) of the target and of the draft (its
+ * logits through the same chain without the penalties); lookup drafts have q = 1 on d. */
+typedef struct herd_spec herd_spec;
+
+typedef struct herd_spec_params {
+    int32_t draft_max;    /* most tokens drafted per step (K); default 8 */
+    int32_t draft_min;    /* the fewest K adapts down to; default 1. K starts at draft_max,
+                             grows by 2 when a step keeps every drafted token and shrinks by
+                             1 when one is rejected (transformers' "heuristic" schedule) */
+    int32_t lookup_ngram; /* prompt lookup: the longest n-gram matched; default 3 */
+    int32_t lookup_min;   /* prompt lookup: the shortest; default 2 */
+    int32_t n_threads;    /* the draft's context; 0 = the draft model's */
+    herd_dtype kv_type;   /* the draft's KV cache; default F16 */
+} herd_spec_params;
+
+HERD_API herd_spec_params herd_spec_default_params(void);
+
+/* Speculative decoding for the sequences of target with draft as the proposer (NULL:
+ * prompt lookup). The draft gets its own context of target's n_ctx x n_seq. Fails with
+ * HERD_ERR_INVALID when the two vocabularies differ (count or any token's bytes). target
+ * and draft are borrowed and must outlive s. One thread at a time, like the context. */
+HERD_API herd_status herd_spec_new(herd_context *target, const herd_model *draft,
+                                   const herd_spec_params *p, herd_spec **out);
+HERD_API void herd_spec_free(herd_spec *s);
+
+/* Starts a new generation on seq: K back to draft_max, the draw generator seeded. The
+ * draft's cache is kept; what of it matches the next history is reused. */
+HERD_API void herd_spec_seq_reset(herd_spec *s, int32_t seq, uint64_t seed);
+
+/* One step on seq. hist holds the sequence's n_hist tokens; the target's cache holds the
+ * first n_hist - 1 (the last token is fed now). Drafts at most min(K, max_out - 1) tokens,
+ * runs the target once over the last token and the drafts, keeps the longest accepted
+ * prefix plus one token of the target's, and rolls both caches back past it. Writes 1 to
+ * max_out tokens to out; each is already accepted into smp (do not accept them again). */
+HERD_API herd_status herd_spec_step(herd_spec *s, int32_t seq, herd_sampler *smp,
+                                    const int32_t *hist, int32_t n_hist, int32_t max_out,
+                                    int32_t *out, int32_t *n_out);
+
+/* herd_spec_step in two halves for a caller that batches several sequences (the server):
+ * draft writes up to max tokens to draft (*n_draft may be 0); the caller decodes hist's
+ * last token and the drafts at positions n_hist - 1 ... with logits for each, and verify
+ * takes those *n_draft + 1 rows. */
+HERD_API herd_status herd_spec_draft(herd_spec *s, int32_t seq, herd_sampler *smp,
+                                     const int32_t *hist, int32_t n_hist, int32_t max,
+                                     int32_t *draft, int32_t *n_draft);
+HERD_API herd_status herd_spec_verify(herd_spec *s, int32_t seq, herd_sampler *smp,
+                                      const float *rows, int32_t *out, int32_t *n_out);
+
+typedef struct herd_spec_stats {
+    int64_t n_steps;    /* verify passes */
+    int64_t n_drafted;  /* tokens proposed */
+    int64_t n_accepted; /* of those, kept */
+    int64_t n_tokens;   /* tokens produced (accepted + one per step) */
+} herd_spec_stats;
+
+/* Totals since herd_spec_new over all sequences. */
+HERD_API herd_spec_stats herd_spec_get_stats(const herd_spec *s);
+
 /* ---------------------------------------------------------------- dist (MPI) */
 
 /* How a multi-rank job runs. Every rank passes the same options (the herd command fills

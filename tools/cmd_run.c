@@ -16,6 +16,7 @@
  * stays) and stderr says so.
  */
 #include "cli_model.h"
+#include "cli_spec.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@ struct run_opts {
     int n_predict; /* per answer; 0 = until a stop token or the context is full */
     herd_sampler_params sp;
     int have_temp, have_top_p, have_seed;
+    struct cli_spec_opts spec;
 };
 
 struct chat {
@@ -56,6 +58,8 @@ struct chat {
     size_t n_cached, cap_cached;
     int n_predict;
     int interactive;
+    herd_model *draft;        /* --draft; NULL otherwise */
+    herd_spec *spec;          /* speculative decoding; NULL = off */
 };
 
 static volatile sig_atomic_t interrupted;
@@ -218,6 +222,11 @@ static int answer(struct chat *ch, FILE *out)
     const char *why = NULL;
     int32_t n_ctx = herd_context_n_ctx(ch->c);
     interrupted = 0;
+    /* With speculative decoding a step gives several tokens at once (already accepted into
+     * the sampler), and each emitted token is fed by the next step: cached then runs one
+     * token ahead of the cache, which the end of the answer puts right. */
+    int32_t pend[64];
+    int32_t n_pend = 0, i_pend = 0;
     while (text) {
         if (interrupted) {
             why = "stopped (Ctrl-C)";
@@ -228,14 +237,33 @@ static int answer(struct chat *ch, FILE *out)
             break;
         }
         int32_t tok;
-        s = herd_sampler_sample(ch->smp, ch->logits, ch->in->n_vocab, &tok);
-        if (s != HERD_OK) {
-            rc = cli_fail_status(s);
-            break;
+        if (i_pend < n_pend) {
+            tok = pend[i_pend++];
+        } else if (ch->spec && n_gen > 0) {
+            if (ch->n_cached >= (size_t)n_ctx) {
+                why = "stopped: the context is full";
+                break;
+            }
+            int32_t room = ch->n_predict > 0 ? ch->n_predict - n_gen : 64;
+            i_pend = 0;
+            s = herd_spec_step(ch->spec, 0, ch->smp, ch->cached, (int32_t)ch->n_cached,
+                               room < 64 ? room : 64, pend, &n_pend);
+            if (s != HERD_OK) {
+                rc = cli_fail_status(s);
+                break;
+            }
+            continue;
+        } else {
+            s = herd_sampler_sample(ch->smp, ch->logits, ch->in->n_vocab, &tok);
+            if (s != HERD_OK) {
+                rc = cli_fail_status(s);
+                break;
+            }
+            if (herd_chat_stop_kind(ch->tok, tok) == HERD_CHAT_STOP_NONE)
+                herd_sampler_accept(ch->smp, tok);
         }
         if (herd_chat_stop_kind(ch->tok, tok) != HERD_CHAT_STOP_NONE)
             break;
-        herd_sampler_accept(ch->smp, tok);
         n_gen++;
         size_t k = 0;
         if (herd_detok_stream_push(ds, tok, piece, sizeof piece, &k) == HERD_OK && k) {
@@ -254,6 +282,13 @@ static int answer(struct chat *ch, FILE *out)
             memcpy(text + len, piece, k);
             len += k;
         }
+        if (ch->spec) {
+            if (cache_push(ch, &tok, 1)) {
+                rc = 1;
+                break;
+            }
+            continue;
+        }
         if (ch->n_cached + 1 >= (size_t)n_ctx) {
             why = "stopped: the context is full";
             break;
@@ -264,6 +299,12 @@ static int answer(struct chat *ch, FILE *out)
             break;
         }
         cache_push(ch, &tok, 1);
+    }
+    if (ch->spec) { /* cached and the cache agree again: what both hold */
+        size_t held = (size_t)herd_seq_len(ch->c, 0);
+        if (held < ch->n_cached)
+            ch->n_cached = held;
+        herd_seq_truncate(ch->c, 0, (int32_t)ch->n_cached);
     }
     size_t k = 0;
     if (herd_detok_stream_push(ds, -1, piece, sizeof piece, &k) == HERD_OK && k && text &&
@@ -282,6 +323,7 @@ static int answer(struct chat *ch, FILE *out)
         fprintf(stderr, "herd: %s\n", why);
     fprintf(stderr, "[%d tokens, %.1f tokens/s; prompt %zu new tokens, %.1f tokens/s]\n", n_gen,
             t2 > t1 ? n_gen / (t2 - t1) : 0.0, fed, t1 > t0 ? fed / (t1 - t0) : 0.0);
+    cli_spec_report(ch->spec);
     if (rc == 0)
         rc = push_msg(ch, "assistant", text, len);
     free(text);
@@ -488,7 +530,10 @@ static int parse_run_option(struct run_opts *r, int argc, char **argv, int *i)
         r->sp.seed = (uint64_t)s;
         r->have_seed = 1;
     } else {
-        return cli_fail("run: unknown option '%s' (see herd run --help)", a);
+        int rc = cli_spec_option(&r->spec, argc, argv, i);
+        if (rc == 1)
+            return cli_fail("run: unknown option '%s' (see herd run --help)", a);
+        return rc < 0;
     }
     return 0;
 }
@@ -520,6 +565,8 @@ static int setup(struct chat *ch, struct cli_model_opts *o, struct run_opts *r)
 {
     if (cli_model_open(o, &ch->m, &ch->c))
         return 1;
+    if (cli_spec_open(&r->spec, &o->run, ch->c, &ch->draft, &ch->spec))
+        return 1;
     ch->in = herd_model_get_info(ch->m);
     ch->tok = herd_model_tokenizer(ch->m);
     if (!ch->tok)
@@ -544,6 +591,7 @@ static int setup(struct chat *ch, struct cli_model_opts *o, struct run_opts *r)
     herd_status s = herd_sampler_new(&sp, ch->in->n_vocab, &ch->smp);
     if (s != HERD_OK)
         return cli_fail_status(s);
+    herd_spec_seq_reset(ch->spec, 0, sp.seed);
     ch->logits = malloc((size_t)ch->in->n_vocab * sizeof *ch->logits);
     if (!ch->logits)
         return cli_fail("out of memory");
@@ -556,6 +604,7 @@ static const char usage[] =
     "usage: herd run -m MODEL [-p TEXT] [--system TEXT] [-n N] [--temp T] [--top-p P]\n"
     "                [--top-k K] [--min-p P] [--repeat-penalty R] [--seed S]\n"
     "                [--template 3.1|3.2|chatml] [-t N] [-c N] [--kv-type T]\n"
+    "                [--draft M | --lookup N] [--draft-max K] [--draft-min K]\n"
     "Chat with the model: interactive on a terminal; with -p TEXT or text on stdin it\n"
     "answers once to stdout.\n" CLI_MODEL_HELP
     "  -s, --system T    system prompt\n"
@@ -563,6 +612,7 @@ static const char usage[] =
     "  --temp, --top-p, --top-k, --min-p, --seed   sampling, as for herd generate\n"
     "  --repeat-penalty R  penalty for recently seen tokens; 1 = off (default 1)\n"
     "  --template V      chat template 3.1, 3.2 or chatml (default: from the model)\n"
+    CLI_SPEC_HELP
     "In the chat:\n";
 
 int cmd_run(int argc, char **argv)
@@ -612,6 +662,8 @@ int cmd_run(int argc, char **argv)
     free(ch.cached);
     free(ch.logits);
     herd_sampler_free(ch.smp);
+    herd_spec_free(ch.spec);
+    herd_model_free(ch.draft);
     herd_context_free(ch.c);
     herd_model_free(ch.m);
     return rc;

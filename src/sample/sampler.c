@@ -14,6 +14,7 @@
  * allocates. The generator is xoshiro256** seeded through splitmix64.
  */
 #include "base/base.h"
+#include "sample/sample.h"
 
 #include <math.h>   /* expf, INFINITY */
 
@@ -284,23 +285,30 @@ static size_t nucleus(struct cand *c, size_t n, double total, double top_p)
     return hi > lo ? lo + 1 : (lo > 0 ? lo : 1);
 }
 
-herd_status herd_sampler_sample(herd_sampler *s, const float *logits, int32_t n_vocab,
-                                int32_t *token)
+/* The chain up to the draw: fills s->cand and returns in *n the candidates kept (c[0..n))
+ * with unnormalised p summing to *total, or with temperature <= 0 only the argmax in
+ * *greedy (*n = 0). penalise_ok false skips the penalties (a draft's distribution,
+ * spec/spec.c). */
+static herd_status chain(herd_sampler *s, const float *logits, int32_t n_vocab,
+                         bool penalise_ok, size_t *n_kept, double *total_out,
+                         int32_t *greedy)
 {
-    if (!s || !logits || !token || n_vocab != s->n_vocab)
+    if (!s || !logits || n_vocab != s->n_vocab)
         return herd_fail(HERD_ERR_INVALID, "sampler: expected %d logits, got %d",
                          s ? (int)s->n_vocab : -1, (int)n_vocab);
     const herd_sampler_params *p = &s->p;
     struct cand *c = s->cand;
     size_t n = (size_t)n_vocab;
+    *n_kept = 0;
+    *greedy = -1;
     for (size_t i = 0; i < n; i++) {
         c[i].logit = logits[i];
         c[i].id = (int32_t)i;
     }
     for (size_t i = 0; i < s->n_bias; i++)
         c[s->bias[i].token].logit += s->bias[i].bias;
-    bool penalise = p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
-                    p->frequency_penalty != 0.0f;
+    bool penalise = penalise_ok && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
+                                    p->frequency_penalty != 0.0f);
     for (size_t i = 0; penalise && i < n; i++) {
         int32_t cnt = s->counts[i];
         if (cnt == 0)
@@ -314,7 +322,7 @@ herd_status herd_sampler_sample(herd_sampler *s, const float *logits, int32_t n_
         for (size_t i = 1; i < n; i++)
             if (c[i].logit > c[best].logit)
                 best = i;
-        *token = c[best].id;
+        *greedy = c[best].id;
         return HERD_OK;
     }
     for (size_t i = 0; i < n; i++)
@@ -346,6 +354,27 @@ herd_status herd_sampler_sample(herd_sampler *s, const float *logits, int32_t n_
         n = partition_p(c, n, p->min_p, &mass);
         total = mass;
     }
+    *n_kept = n;
+    *total_out = total;
+    return HERD_OK;
+}
+
+herd_status herd_sampler_sample(herd_sampler *s, const float *logits, int32_t n_vocab,
+                                int32_t *token)
+{
+    size_t n;
+    double total = 0;
+    int32_t greedy;
+    if (!token)
+        return herd_fail(HERD_ERR_INVALID, "sampler: no place for the token");
+    herd_status st = chain(s, logits, n_vocab, true, &n, &total, &greedy);
+    if (st != HERD_OK)
+        return st;
+    if (greedy >= 0) {
+        *token = greedy;
+        return HERD_OK;
+    }
+    const struct cand *c = s->cand;
     double u = uniform(s) * total, cum = 0;
     for (size_t i = 0; i < n; i++) {
         cum += c[i].p;
@@ -356,4 +385,28 @@ herd_status herd_sampler_sample(herd_sampler *s, const float *logits, int32_t n_
     }
     *token = c[n - 1].id; /* u rounded up to total */
     return HERD_OK;
+}
+
+herd_status sampler_dist(herd_sampler *s, const float *logits, int32_t n_vocab, bool penalise,
+                         float *probs)
+{
+    size_t n;
+    double total = 0;
+    int32_t greedy;
+    herd_status st = chain(s, logits, n_vocab, penalise, &n, &total, &greedy);
+    if (st != HERD_OK)
+        return st;
+    memset(probs, 0, (size_t)n_vocab * sizeof *probs);
+    if (greedy >= 0) {
+        probs[greedy] = 1.0f;
+        return HERD_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        probs[s->cand[i].id] = (float)(s->cand[i].p / total);
+    return HERD_OK;
+}
+
+const herd_sampler_params *sampler_params(const herd_sampler *s)
+{
+    return &s->p;
 }

@@ -6,11 +6,14 @@
  */
 #include "tokenizer/tokenizer.h"
 
+#include <pthread.h> /* pthread_once */
+
 #define N_META_SPECIAL 256 /* Meta's num_reserved_special_tokens */
 
-/* Base64 digit values, -1 for other bytes (filled once; racing threads write the same). */
+/* Base64 digit values, -1 for other bytes, filled once (pthread_once: two models may load
+ * their tokenizers on two threads at once). */
 static int8_t b64_table[256];
-static int b64_ready;
+static pthread_once_t b64_once = PTHREAD_ONCE_INIT;
 
 static void b64_init(void)
 {
@@ -19,7 +22,6 @@ static void b64_init(void)
     memset(b64_table, -1, sizeof(b64_table));
     for (int i = 0; i < 64; i++)
         b64_table[(uint8_t)digits[i]] = (int8_t)i;
-    b64_ready = 1;
 }
 
 static inline int b64_value(uint8_t c)
@@ -55,8 +57,7 @@ static long b64_decode(const uint8_t *s, size_t n, uint8_t *out)
 herd_status tok_load_tiktoken(const uint8_t *d, size_t len, herd_tokenizer **out)
 {
     *out = NULL;
-    if (!b64_ready)
-        b64_init();
+    pthread_once(&b64_once, b64_init);
     if (len == 0) /* an empty file maps to d == NULL, which memchr must not see */
         return herd_fail(HERD_ERR_FORMAT, "tokenizer.model: empty file");
     size_t lines = 0;

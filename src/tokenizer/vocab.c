@@ -12,6 +12,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h> /* pcre2_compile, pcre2_jit_compile */
+#include <pthread.h> /* pthread_once */
 
 #include <stdio.h>  /* snprintf */
 #include <string.h>
@@ -312,21 +313,26 @@ static int printable_byte(int b)
     return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
 }
 
+/* The 68 non-printable bytes in order, filled once (pthread_once: tokenizers of two models
+ * may load on two threads at once). */
+static int16_t bytelevel_inv[68];
+static pthread_once_t bytelevel_once = PTHREAD_ONCE_INIT;
+
+static void bytelevel_init(void)
+{
+    int n = 0;
+    for (int b = 0; b < 256; b++)
+        if (!printable_byte(b))
+            bytelevel_inv[n++] = (int16_t)b;
+}
+
 int bytelevel_byte(uint32_t cp)
 {
-    static int16_t inv[68];
-    static int ready;
-    if (!ready) {
-        int n = 0;
-        for (int b = 0; b < 256; b++)
-            if (!printable_byte(b))
-                inv[n++] = (int16_t)b;
-        ready = 1; /* idempotent: racing threads write the same values */
-    }
+    pthread_once(&bytelevel_once, bytelevel_init);
     if (cp < 256)
         return printable_byte((int)cp) ? (int)cp : -1;
     if (cp < 256 + 68)
-        return inv[cp - 256];
+        return bytelevel_inv[cp - 256];
     return -1;
 }
 
