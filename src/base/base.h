@@ -103,6 +103,12 @@ struct herd_pool;
 /* fn(arg, ith, nth) runs on nth threads (the caller is thread 0). */
 typedef void (*herd_pool_fn)(void *arg, int ith, int nth);
 herd_status herd_pool_new(int n_threads, struct herd_pool **out);
+/* The process's one pool of that many threads, made on first use and counted: every
+ * context (of every model) with the same thread count shares its workers instead of
+ * starting its own, so two models in one process never run twice the threads. Jobs from
+ * several caller threads take turns (herd_pool_run holds the pool while a job runs).
+ * Released by herd_pool_free like any pool. */
+herd_status herd_pool_share(int n_threads, struct herd_pool **out);
 void herd_pool_free(struct herd_pool *p);
 int herd_pool_size(const struct herd_pool *p);
 void herd_pool_run(struct herd_pool *p, herd_pool_fn fn, void *arg);

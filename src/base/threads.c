@@ -11,6 +11,11 @@
  * the speed of the other matrices (8B Q4_K_M decode 2.9 -> 4.9-5.1 tok/s with the flush). The
  * caller's own mode is restored after each job, so code outside the pool is unchanged.
  *
+ * Pools from herd_pool_share are the process's, one per thread count, counted by their
+ * users: each context of each model takes one, so a draft model beside its target (or a
+ * guard model beside a server's) adds no threads. A pool may so be shared by callers on
+ * several threads (two servers, a server and a guard): run_mu makes their jobs take turns.
+ *
  * herd_n_threads is the one definition of a thread count: n > 0 means n, 0 means every
  * online core, shared evenly among the ranks of an MPI job on this machine.
  */
@@ -64,7 +69,14 @@ struct herd_pool {
     void *arg;
     int stop;
     struct worker_arg *args; /* (n) one per worker; [0] unused */
+    pthread_mutex_t run_mu;  /* held by the caller while its job runs */
+    int refs;                /* users of a shared pool (shared_mu); 0 = not shared */
 };
+
+/* The shared pools, at most one per thread count. */
+#define N_SHARED 16
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct herd_pool *shared[N_SHARED];
 
 struct worker_arg {
     struct herd_pool *p;
@@ -113,6 +125,7 @@ herd_status herd_pool_new(int n_threads, struct herd_pool **out)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done_cv, NULL);
+    pthread_mutex_init(&p->run_mu, NULL);
     atomic_init(&p->gen, 0);
     atomic_init(&p->remaining, 0);
     if (n_threads > 1) {
@@ -138,10 +151,46 @@ herd_status herd_pool_new(int n_threads, struct herd_pool **out)
     return HERD_OK;
 }
 
+herd_status herd_pool_share(int n_threads, struct herd_pool **out)
+{
+    *out = NULL;
+    n_threads = herd_n_threads(n_threads);
+    pthread_mutex_lock(&shared_mu);
+    int free_slot = -1;
+    for (int i = 0; i < N_SHARED; i++) {
+        if (shared[i] && shared[i]->n == n_threads) {
+            shared[i]->refs++;
+            *out = shared[i];
+            pthread_mutex_unlock(&shared_mu);
+            return HERD_OK;
+        }
+        if (!shared[i] && free_slot < 0)
+            free_slot = i;
+    }
+    herd_status s = herd_pool_new(n_threads, out);
+    if (s == HERD_OK && free_slot >= 0) { /* past 16 thread counts a pool is not shared */
+        (*out)->refs = 1;
+        shared[free_slot] = *out;
+    }
+    pthread_mutex_unlock(&shared_mu);
+    return s;
+}
+
 void herd_pool_free(struct herd_pool *p)
 {
     if (!p)
         return;
+    if (p->refs > 0) {
+        pthread_mutex_lock(&shared_mu);
+        int left = --p->refs;
+        if (left == 0)
+            for (int i = 0; i < N_SHARED; i++)
+                if (shared[i] == p)
+                    shared[i] = NULL;
+        pthread_mutex_unlock(&shared_mu);
+        if (left > 0)
+            return;
+    }
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->wake);
@@ -153,6 +202,7 @@ void herd_pool_free(struct herd_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done_cv);
+    pthread_mutex_destroy(&p->run_mu);
     herd_free(p);
 }
 
@@ -176,6 +226,7 @@ void herd_pool_run(struct herd_pool *p, herd_pool_fn fn, void *arg)
         fp_restore(fp);
         return;
     }
+    pthread_mutex_lock(&p->run_mu);
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
@@ -192,6 +243,7 @@ void herd_pool_run(struct herd_pool *p, herd_pool_fn fn, void *arg)
     while (atomic_load(&p->remaining) > 0)
         pthread_cond_wait(&p->done_cv, &p->mu);
     pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->run_mu);
 }
 
 int herd_n_cores(void)

@@ -552,6 +552,8 @@ static void test_two_models(void)
     cb = ctx_for(b, 64);
     int threads_two = n_threads_now();
     printf("  threads: %d with one model's context, %d with two\n", threads_one, threads_two);
+    CHECK_MSG(threads_two == threads_one, "the second context started %d threads",
+              threads_two - threads_one);
     /* interleaved: a's prompt, b's prompt, then one token of each in turn */
     CHECK(feed(ca, ta, 4, xa, nv) == HERD_OK);
     CHECK(feed(cb, tb, 4, xb, nv) == HERD_OK);

@@ -191,7 +191,7 @@ static herd_status cpu_ctx_new(struct backend *be, const struct bctx_params *p,
     c->kv_row_bytes = dtype_row_bytes(p->kv_type, c->kv_dim);
     c->kv_head_bytes = dtype_row_bytes(p->kv_type, p->head_dim);
     int64_t max_cols = p->max_cols;
-    herd_status s = herd_pool_new(p->n_threads, &c->pool);
+    herd_status s = herd_pool_share(p->n_threads, &c->pool); /* one per process */
     if (s != HERD_OK)
         goto fail;
     size_t kv_rows = (size_t)p->n_seq * (size_t)p->n_ctx * (size_t)p->n_layers;
