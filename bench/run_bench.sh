@@ -4,7 +4,10 @@
 # table of bench/README.md (bench/summarize.py).
 #
 #   bench/run_bench.sh [-m MODELS_DIR] [-H HERD] [-L LLAMA_BENCH] [-o OUT_DIR]
-#                      [-t "1 2"] [-r 3] [-p 512] [-n 128] [FILE.gguf ...]
+#                      [-t "1 2"] [-r 3] [-p 512] [-n 128] [-X "avx512"] [FILE.gguf ...]
+#
+# -X: herd again with each of these kernel variants forced (HERD_CPU_ISA), as extra rows
+# (e.g. -X avx512 beside the default amx: what the AMX tiles change).
 #
 # Defaults: models from /work/benchmodels (bench/make_bench_model.py writes them), herd from
 # build/herd, llama-bench from ../llama.cpp/build/bin (llama.cpp built beside the project
@@ -23,10 +26,12 @@ threads="1 2"
 reps=3
 np=512
 ng=128
-while getopts "m:H:L:o:t:r:p:n:" opt; do
+extra=""
+while getopts "m:H:L:o:t:r:p:n:X:" opt; do
   case $opt in
     m) models=$OPTARG ;; H) herd=$OPTARG ;; L) llama=$OPTARG ;; o) out=$OPTARG ;;
     t) threads=$OPTARG ;; r) reps=$OPTARG ;; p) np=$OPTARG ;; n) ng=$OPTARG ;;
+    X) extra=$OPTARG ;;
     *) echo "usage: see the header of $0" >&2; exit 2 ;;
   esac
 done
@@ -68,6 +73,11 @@ run_herd() { # file threads tag
     > "$out/$3.herd.json" 2> "$out/$3.herd.err" || { cat "$out/$3.herd.err" >&2; return 0; }
   tail -2 "$out/$3.herd.err" >&2
 }
+run_herd_isa() { # file threads tag isa
+  HERD_CPU_ISA=$4 "$herd" bench -m "$1" -p "$np" -n "$ng" -t "$2" -r "$reps" --json \
+    > "$out/$3.herd-$4.json" 2> "$out/$3.herd-$4.err" || { cat "$out/$3.herd-$4.err" >&2; return 0; }
+  tail -2 "$out/$3.herd-$4.err" >&2
+}
 run_llama() {
   [ $have_llama = 1 ] || return 0
   /usr/bin/time -f "%M" -o "$out/$3.llama.rss" \
@@ -84,6 +94,7 @@ for f in "${files[@]}"; do
     cat "$f" > /dev/null
     if [ $((i % 2)) -eq 0 ]; then run_herd "$f" "$t" "$tag"; run_llama "$f" "$t" "$tag"
     else run_llama "$f" "$t" "$tag"; run_herd "$f" "$t" "$tag"; fi
+    for isa in $extra; do run_herd_isa "$f" "$t" "$tag" "$isa"; done
     i=$((i + 1))
   done
 done

@@ -9,7 +9,9 @@ Speed: per file, thread count and test (ppN prefill, tgN decode), herd and llama
   prefill wall = measured int8 VNNI peak (same thread count) / (2 x layer matmul weights),
                  i.e. the arithmetic of the layer matmuls of one token at int8 speed; for
                  float weights (F16/BF16/F32, multiplied in fp32 by both engines) the fp32
-                 FMA peak instead.
+                 FMA peak instead;
+  AMX wall     = the same with membw's AMX int8 tile peak, where the machine has AMX.
+Rows "herd ISA" are herd with that kernel variant forced (run_bench.sh -X ISA).
 Memory: file size, herd's KV cache, peak resident set of each process (/usr/bin/time %M).
 """
 import glob
@@ -153,19 +155,29 @@ def main():
         lim = bw.get(t, {})
         tests = [("pp", r["n_prompt"]) for r in herd + llama if r.get("n_prompt")] + \
                 [("tg", r["n_gen"]) for r in herd + llama if r.get("n_gen")]
+        variants = [("herd", herd)] + [
+            ("herd " + os.path.basename(p).split(".")[1][5:], load_json(p))
+            for p in sorted(glob.glob(os.path.join(out, tag + ".herd-*.json")))]
         for test in sorted(set(tests)):
-            h, l = row_of(herd, test), row_of(llama, test)
-            wall = None
+            l = row_of(llama, test)
+            wall = amx = None
             if facts and test[0] == "tg" and lim.get("read"):
                 wall = lim["read"] * 1e9 / facts["per_token"]
             peak = lim.get("fp32 fma" if facts and facts["float"] else "int8 vnni")
             if facts and test[0] == "pp" and peak:
                 wall = peak * 1e9 / facts["layer_flop"]
-            ratio = "%.2f×" % (h["avg_ts"] / l["avg_ts"]) if h and l and l["avg_ts"] else "—"
-            share = lambda r: "%.0f%%" % (100 * r["avg_ts"] / wall) if r and wall else "—"
-            speed.append("| %s | %d | %s%d | %s | %s | %s | %s | %s | %s |" % (
-                name, t, test[0], test[1], fmt_ts(h), fmt_ts(l), ratio,
-                "%.1f" % wall if wall else "—", share(h), share(l)))
+            if facts and test[0] == "pp" and not facts["float"] and lim.get("amx int8"):
+                amx = lim["amx int8"] * 1e9 / facts["layer_flop"]
+            for who, rows in variants:
+                h = row_of(rows, test)
+                if not h and who != "herd":
+                    continue
+                ratio = "%.2f×" % (h["avg_ts"] / l["avg_ts"]) if h and l and l["avg_ts"] else "—"
+                share = lambda r, w: "%.0f%%" % (100 * r["avg_ts"] / w) if r and w else "—"
+                speed.append("| %s | %d | %s%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    name, t, test[0], test[1], who, fmt_ts(h), fmt_ts(l), ratio,
+                    "%.1f" % wall if wall else "—", share(h, wall), share(l, wall),
+                    "%.0f" % amx if amx else "—", share(h, amx)))
         if facts:
             hr, lr = rss(os.path.join(out, tag + ".herd.rss")), rss(os.path.join(out, tag + ".llama.rss"))
             kv = herd[0].get("kv_bytes", 0) if herd else 0
@@ -178,18 +190,22 @@ def main():
     if os.path.exists(mach):
         print("```\n" + open(mach).read().strip() + "\n```\n")
     print("Machine limits (membw, best of the runs before and after):\n")
-    print("| threads | read GB/s | fp32 FMA GFLOP/s | bf16 dot GFLOP/s | int8 VNNI GOP/s |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| threads | read GB/s | fp32 FMA GFLOP/s | bf16 dot GFLOP/s | int8 VNNI GOP/s "
+          "| AMX int8 GOP/s | AMX bf16 GFLOP/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for t in sorted(bw):
         d = bw[t]
-        cell = lambda k: "%.1f (%.1f per cpu-s)" % (d.get(k, 0), d.get(k + " cpu", 0))
-        print("| %d | %s | %s | %s | %s |" % (t, cell("read"), cell("fp32 fma"),
-                                              cell("bf16 dot"), cell("int8 vnni")))
+        cell = lambda k: "%.1f (%.1f per cpu-s)" % (d.get(k, 0), d.get(k + " cpu", 0)) \
+            if k in d else "—"
+        print("| %d | %s | %s | %s | %s | %s | %s |" % (
+            t, cell("read"), cell("fp32 fma"), cell("bf16 dot"), cell("int8 vnni"),
+            cell("amx int8"), cell("amx bf16")))
     print("\nThe walls below use the wall-clock rates (what the engines also got on this "
           "shared host); per cpu-second rates show what the cores do when they run.")
     print("\nSpeed (tokens/s, mean ± sd):\n")
-    print("| model | -t | test | herd | llama.cpp | herd / llama.cpp | wall | herd % of wall | llama.cpp % of wall |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | -t | test | engine | herd | llama.cpp | herd / llama.cpp | wall | herd % of wall "
+          "| llama.cpp % of wall | AMX wall | herd % of AMX wall |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(speed))
     print("\nMemory and start-up (GB = 1e9 bytes):\n")
     print("| model | -t | file | read per token | herd KV | herd peak RSS | herd RSS / (file + KV) | llama.cpp peak RSS | herd load s | herd TTFT s |")
