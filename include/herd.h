@@ -522,8 +522,12 @@ typedef enum herd_guard_format {
     HERD_GUARD_FORMAT_1B = 1,
 } herd_guard_format;
 
-/* 1B for the Llama 3.2 1B shape (dim 2048, 16 layers, or a name containing "1B"), else 8B. */
+/* The format of a model: its file's chat template when that is a Llama Guard one, else 1B
+ * for the pruned 1B shape (dim 2048) or a name containing "1B", else 8B. */
 HERD_API herd_guard_format herd_guard_format_for(const herd_model_info *info);
+/* Whether the model's file carries a Llama Guard chat template (herd render and herd serve
+ * then use the guard format for its chat prompts). */
+HERD_API bool herd_guard_is_template(const herd_model_info *info);
 
 /* Which message the check is about. */
 typedef enum herd_guard_role {
@@ -550,7 +554,7 @@ HERD_API herd_guard_options herd_guard_default_options(void);
 
 /* Renders a conversation to the classifier's prompt. request: {"messages": [...],
  * "categories": {"S1": "Violent Crimes.", ...}, "excluded_category_keys": ["S6"]} (the
- * template's arguments) or a bare message array. A conversation the template refuses (roles
+ * template's arguments, also read from "chat_template_kwargs") or a bare message array. A conversation the template refuses (roles
  * that do not alternate user/assistant, non-text content) fails with its reason. Owned
  * results (herd_free). */
 HERD_API herd_status herd_guard_render(const char *request, size_t len,

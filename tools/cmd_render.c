@@ -9,7 +9,8 @@
  * The template is 3.1 unless --template says otherwise or -m names a Llama 3.2 model (its
  * name, or the 1B/3B shape); the choice is reported on stderr. --ids prints the prompt as
  * the engine feeds it (one JSON array of token ids; needs -m or --tokenizer).
- * --template guard-8b|guard-1b renders the Llama Guard 3 prompt instead (cmd_guard.c).
+ * --template guard-8b|guard-1b, or -m naming a model whose file carries a Llama Guard
+ * template, renders the Llama Guard 3 prompt instead (cmd_guard.c).
  */
 #include "cli.h"
 
@@ -123,6 +124,13 @@ int cmd_render(int argc, char **argv)
             goto done;
         }
         tok = herd_model_tokenizer(m);
+        if (!tmpl && herd_guard_is_template(herd_model_get_info(m))) {
+            /* a Llama Guard model: its own format, as herd guard --render gives it */
+            const char *f = herd_guard_format_for(herd_model_get_info(m)) ==
+                                    HERD_GUARD_FORMAT_1B ? "1b" : "8b";
+            herd_model_free(m);
+            return render_guard(argc, argv, f);
+        }
         if (!tmpl) {
             const herd_model_info *in = herd_model_get_info(m);
             herd_chat_options mo = herd_chat_options_for(in);

@@ -53,6 +53,12 @@ herd_guard_options herd_guard_default_options(void)
     return o;
 }
 
+bool herd_guard_is_template(const herd_model_info *info)
+{
+    return info && info->chat_template &&
+           strstr(info->chat_template, "<BEGIN UNSAFE CONTENT CATEGORIES>");
+}
+
 herd_guard_format herd_guard_format_for(const herd_model_info *info)
 {
     if (!info)
@@ -202,6 +208,19 @@ static herd_status normalize(struct gconv *g)
     return HERD_OK;
 }
 
+/* A template argument: a member of the request, or of its "chat_template_kwargs" (how
+ * OpenAI-style servers pass them). */
+static const struct pj_value *template_arg(const struct pj_value *req, const char *name)
+{
+    if (req->type != PJ_OBJECT)
+        return NULL;
+    const struct pj_value *v = pj_get(req, name);
+    const struct pj_value *kw = pj_get(req, "chat_template_kwargs");
+    if (!v && kw && kw->type == PJ_OBJECT)
+        v = pj_get(kw, name);
+    return v;
+}
+
 static bool code_listed(const char *list, const char *code, size_t code_len)
 {
     for (const char *p = list; *p;) {
@@ -222,9 +241,8 @@ static bool code_listed(const char *list, const char *code, size_t code_len)
  * does not name. */
 static herd_status pick_categories(struct gconv *g, const herd_guard_options *o)
 {
-    const struct pj_value *cats = g->req.type == PJ_OBJECT ? pj_get(&g->req, "categories") : NULL;
-    const struct pj_value *excl = g->req.type == PJ_OBJECT
-                                      ? pj_get(&g->req, "excluded_category_keys") : NULL;
+    const struct pj_value *cats = template_arg(&g->req, "categories");
+    const struct pj_value *excl = template_arg(&g->req, "excluded_category_keys");
     if (cats && cats->type != PJ_OBJECT)
         return herd_fail(HERD_ERR_INVALID, "guard: \"categories\" must be an object of "
                          "\"S1\": \"description\" pairs");
@@ -629,7 +647,7 @@ herd_status herd_guard_parse(const char *text, size_t len, const char *request,
         if (s != HERD_OK)
             return herd_fail_prefix(s, "guard: the request is not JSON: ");
     }
-    const struct pj_value *cats = req.type == PJ_OBJECT ? pj_get(&req, "categories") : NULL;
+    const struct pj_value *cats = template_arg(&req, "categories");
     herd_guard_result *r = herd_calloc(1, sizeof *r);
     herd_status s = HERD_OK;
     if (!r || !(r->raw = herd_strndup(text ? text : "", text ? len : 0))) {

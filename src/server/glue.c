@@ -46,7 +46,15 @@ bool srv_render_chat(const herd_tokenizer *tok, const herd_model_info *info,
      * "none" (tools left out) is one of the renderer's own OpenAI conventions. */
     herd_chat_options opt = herd_chat_options_for(info); /* template + default system */
     opt.max_tokens = n_ctx > 1 ? (size_t)n_ctx - 1 : 1; /* one position for the answer */
-    herd_status s = herd_chat_render_tokens(tok, p->raw, p->raw_len, &opt, ids, n_ids);
+    herd_status s;
+    if (herd_guard_is_template(info)) {
+        /* a Llama Guard model served itself: its own prompt format (docs/guard.md) */
+        herd_guard_options go = herd_guard_default_options();
+        go.format = herd_guard_format_for(info);
+        s = herd_guard_render_tokens(tok, p->raw, p->raw_len, &go, ids, n_ids);
+    } else {
+        s = herd_chat_render_tokens(tok, p->raw, p->raw_len, &opt, ids, n_ids);
+    }
     if (s == HERD_OK && p->force_prefix)
         s = append_prefix(tok, p->force_prefix, ids, n_ids);
     if (s == HERD_OK)

@@ -14,7 +14,9 @@ if(Python3_Interpreter_FOUND)
   add_test(NAME guard_cli
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/guard/test_cli.py
                    --herd ${HERD_BIN} --work ${guard_work})
+  # guard_cli and guard_serve write the same crafted models: one at a time
   set_tests_properties(guard_cli PROPERTIES LABELS guard SKIP_RETURN_CODE 77 TIMEOUT 300
+    RESOURCE_LOCK guard_models
     ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
 endif()
 if(Python3_Interpreter_FOUND AND TARGET herd_server)
@@ -22,6 +24,6 @@ if(Python3_Interpreter_FOUND AND TARGET herd_server)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/guard/test_serve.py
                    --herd ${HERD_BIN} --work ${guard_work})
   set_tests_properties(guard_serve PROPERTIES LABELS "guard;server" SKIP_RETURN_CODE 77
-    TIMEOUT 600 RESOURCE_LOCK herd_server
+    TIMEOUT 600 RESOURCE_LOCK "herd_server;guard_models"
     ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
 endif()

@@ -105,15 +105,17 @@ def prepare(req, fmt, opts):
         if fmt == "1b" and isinstance(c, str):
             m["content"] = [{"type": "text", "text": c}]
     kwargs = {}
-    if "categories" in req:
-        kwargs["categories"] = req["categories"]
-    excluded = list(req.get("excluded_category_keys") or [])
+    args = dict(req.get("chat_template_kwargs") or {})  # herd reads them there too
+    args.update({k: req[k] for k in ("categories", "excluded_category_keys") if k in req})
+    if "categories" in args:
+        kwargs["categories"] = args["categories"]
+    excluded = list(args.get("excluded_category_keys") or [])
     if "--categories" in opts:
         keep = opts[opts.index("--categories") + 1].split(",")
-        names = req.get("categories") or {
+        names = args.get("categories") or {
             "S%d" % (i + 1): d for i, d in enumerate(DEFAULTS[:13 if fmt == "1b" else 14])}
         excluded += [k for k in names if k not in keep]
-    if excluded or "excluded_category_keys" in req:
+    if excluded or "excluded_category_keys" in args:
         kwargs["excluded_category_keys"] = excluded
     return msgs, kwargs
 
@@ -207,6 +209,8 @@ CASES = [
     ("custom_and_exclude", {"messages": conv((U, "x"))["messages"],
                             "categories": {"S1": "One.", "S2": "Two.", "S3": "Three."},
                             "excluded_category_keys": ["S2"]}, ["1b", "8b"], []),
+    ("kwargs_categories", {"messages": conv((U, "x"))["messages"], "chat_template_kwargs": {
+        "categories": {"S1": "Kwargs category."}, "excluded_category_keys": []}}, ["1b"], []),
     ("option_categories", conv((U, "x"), (A, "y")), ["8b", "1b"], ["--categories", "S1,S9,S10"]),
     ("option_categories_s14", conv((U, "x")), ["8b"], ["--categories", "S14"]),
     # roles

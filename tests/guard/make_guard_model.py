@@ -14,7 +14,8 @@ lm_head column is 0: all logits 0, so argmax is id 0 ("!") - never reached from 
 prompt.
 
 Writes OUT/NAME/hf (config.json, generation_config.json, model.safetensors, the real
-tokenizer.json) for each model:
+tokenizer.json, and a tokenizer_config.json whose chat_template is the official
+Llama-Guard-3-8B one) for each model:
   guard_unsafe   answers "unsafe\\nS1,S10"
   guard_safe     answers "safe"
   guard_garbage  answers "I cannot" (unparseable)
@@ -23,6 +24,7 @@ Usage: make_guard_model.py OUT [--name NAME ...]
 Needs numpy, tokenizers, and ../shared/data/llama3/tokenizer.json.
 """
 import argparse
+import json
 import os
 import sys
 
@@ -85,7 +87,29 @@ def make(out, name):
              for n, a in weights([END_HEADER] + ids, cfg).items()}
     hf = os.path.join(out, name, "hf")
     mm.write_hf(hf, cfg, store, tok_dir)
+    # the official 8B chat template in tokenizer_config.json, as Meta's repository has it:
+    # herd serve / herd render then use the guard format for this model's own chat prompts
+    tc = os.path.join(hf, "tokenizer_config.json")
+    conf = {}
+    if os.path.isfile(tc):
+        with open(tc, encoding="utf-8") as f:
+            conf = json.load(f)
+    with open(os.path.join(HERE, "templates", "llama-guard-3-8b.jinja"), encoding="utf-8") as f:
+        conf["chat_template"] = f.read()
+    with open(tc, "w", encoding="utf-8") as f:
+        json.dump(conf, f, ensure_ascii=False, indent=2)
     return hf
+
+
+def ensure(out):
+    """The three models under out (written unless already there, current); {name: hf dir}."""
+    dirs = {n: os.path.join(out, n, "hf") for n in sorted(ANSWERS)}
+    for n, hf in dirs.items():
+        tc = os.path.join(hf, "tokenizer_config.json")
+        if not (os.path.isfile(os.path.join(hf, "config.json")) and os.path.isfile(tc) and
+                "UNSAFE CONTENT" in open(tc, encoding="utf-8").read()):
+            make(out, n)
+    return dirs
 
 
 def main():

@@ -12,6 +12,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
+sys.path.insert(0, HERE)
 from common import check, shared_data, skip, summary  # noqa: E402
 
 
@@ -23,12 +24,8 @@ def models(work):
         import tokenizers  # noqa: F401
     except ImportError as e:
         skip(f"make_guard_model.py needs numpy and tokenizers ({e})")
-    out = os.path.join(work, "models")
-    names = ["guard_unsafe", "guard_safe", "guard_garbage"]
-    if not all(os.path.isfile(os.path.join(out, n, "hf", "config.json")) for n in names):
-        subprocess.run([sys.executable, os.path.join(HERE, "make_guard_model.py"), out],
-                       check=True, capture_output=True)
-    return {n: os.path.join(out, n, "hf") for n in names}
+    import make_guard_model
+    return make_guard_model.ensure(os.path.join(work, "models"))
 
 
 def guard(herd, args, stdin):
@@ -89,6 +86,10 @@ def main():
                         input=json.dumps(conv).encode(), capture_output=True)
     check(r1.returncode == 0 and r1.stdout == r2.stdout and r1.stdout.startswith(b"<|begin"),
           "render --template guard-1b")
+    # herd render -m a model whose file carries a Llama Guard template renders that format
+    r3 = subprocess.run([a.herd, "render", "-m", m["guard_unsafe"]],
+                        input=json.dumps(conv).encode(), capture_output=True)
+    check(r3.returncode == 0 and r3.stdout == p.stdout, "render -m GUARD uses the guard format")
     # failures: one line on stderr, exit 1
     for args, stdin, what in [
             (["-m", m["guard_unsafe"]], b"not json", "not JSON"),

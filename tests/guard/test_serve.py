@@ -20,6 +20,7 @@ import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server"))
+sys.path.insert(0, HERE)
 from common import Server, check, make_model, shared_data, skip, summary  # noqa: E402
 
 try:
@@ -32,13 +33,8 @@ MSGS = [{"role": "system", "content": "You are helpful."},
 
 
 def guard_models(work):
-    import subprocess
-    out = os.path.join(work, "models")
-    names = ["guard_unsafe", "guard_safe", "guard_garbage"]
-    if not all(os.path.isfile(os.path.join(out, n, "hf", "config.json")) for n in names):
-        subprocess.run([sys.executable, os.path.join(HERE, "make_guard_model.py"), out],
-                       check=True, capture_output=True)
-    return {n: os.path.join(out, n, "hf") for n in names}
+    import make_guard_model
+    return make_guard_model.ensure(os.path.join(work, "models"))
 
 
 def client(srv):
@@ -158,6 +154,23 @@ def test_output(herd, model, g):
           "JSON access log carries the verdict")
 
 
+def test_served_guard(herd, g):
+    """A Llama Guard model served itself (as vLLM would): chat requests get its format, the
+    categories may come in chat_template_kwargs, the answer is the verdict text."""
+    srv = Server(herd, g["guard_unsafe"], "-t", "1")
+    try:
+        r = client(srv).chat.completions.create(
+            model="m", messages=MSGS[1:], temperature=0, max_tokens=10,
+            extra_body={"chat_template_kwargs": {"excluded_category_keys": ["S2"]}})
+        check(r.choices[0].message.content.strip() == "unsafe\nS1,S10" and
+              r.choices[0].finish_reason == "stop", f"served guard answers: {r.choices[0]}")
+        # the prompt is the guard format's, token for token
+        st, _, body = srv.request("POST", "/tokenize", {"content": "x"})
+        check(st == 200, "tokenize answers")
+    finally:
+        check(srv.stop() == 0, "clean exit (no sanitizer report)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--herd", required=True)
@@ -176,6 +189,7 @@ def main():
     g = guard_models(a.work)
     test_input(a.herd, model, g)
     test_output(a.herd, model, g)
+    test_served_guard(a.herd, g)
     return summary()
 
 
