@@ -102,6 +102,12 @@ class Server:
         first = self.proc.stderr.readline()
         self.log.append(first)
         m = re.search(r"http://(\[[^\]]+\]|[^:/\s]+):(\d+)", first)
+        for _ in range(20):  # a large model logs its loading first
+            if m or not (first.startswith("herd: load") or "memory plan" in first):
+                break
+            first = self.proc.stderr.readline()
+            self.log.append(first)
+            m = re.search(r"http://(\[[^\]]+\]|[^:/\s]+):(\d+)", first)
         if not m:
             rest = self.proc.stderr.read() if self.proc.poll() is not None else ""
             self.proc.kill()

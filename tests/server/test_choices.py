@@ -37,8 +37,8 @@ check = common.check
 BAN = {}
 
 
-def post(srv, path, body):
-    s, _, b = srv.request("POST", path, body)
+def post(srv, path, body, timeout=60):
+    s, _, b = srv.request("POST", path, body, timeout=timeout)
     return s, json.loads(b) if b else None
 
 
@@ -217,14 +217,14 @@ def check_hangup(srv):
 def speed(herd, model):
     srv = common.Server(herd, model, "--parallel", "4", "--ctx", "2048", "-t", "2")
     try:
-        ids = [(i * 7919) % 20000 + 100 for i in range(1000)]
+        ids = [(i * 7919) % 20000 + 100 for i in range(512)]
         for n in (1, 4, 1, 4):
             ids[0] += 1  # a new prompt each time: no prefix cache
             p0 = (metric(srv, "herd_prompt_tokens_total") -
                   metric(srv, "herd_prompt_cached_tokens_total"))
             t0 = time.time()
             s, r = post(srv, "/v1/completions", {"prompt": ids, "n": n, "max_tokens": 8,
-                                                 "temperature": 1.0})
+                                                 "temperature": 1.0}, timeout=900)
             dt = time.time() - t0
             srv.wait_idle()
             p1 = (metric(srv, "herd_prompt_tokens_total") -

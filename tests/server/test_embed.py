@@ -69,8 +69,8 @@ def rel_err(a, b):
     return e
 
 
-def embed(srv, body):
-    s, _, b = srv.request("POST", "/v1/embeddings", body)
+def embed(srv, body, timeout=60):
+    s, _, b = srv.request("POST", "/v1/embeddings", body, timeout=timeout)
     return s, json.loads(b) if b else None
 
 
@@ -215,14 +215,14 @@ def check_shared(srv):
     check(srv.wait_idle(), "slots idle afterwards")
 
 
-def speed(srv, vocab):
+def speed(srv, vocab, sizes):
     import numpy as np
     rng = np.random.default_rng(1)
-    for n_in, length in ((64, 16), (16, 128)):
+    for n_in, length in sizes:
         inputs = [rng.integers(0, vocab, length).tolist() for _ in range(n_in)]
-        embed(srv, {"input": inputs[:4]})
+        embed(srv, {"input": inputs[:4]}, timeout=600)
         t0 = time.time()
-        s, r = embed(srv, {"input": inputs})
+        s, r = embed(srv, {"input": inputs}, timeout=600)
         dt = time.time() - t0
         print(f"speed: {n_in} inputs x {length} tokens: {dt * 1000:.0f} ms, "
               f"{n_in / dt:.1f} inputs/s, {n_in * length / dt:.0f} tokens/s (status {s})")
@@ -246,7 +246,7 @@ def main():
         srv = common.Server(a.herd, model, "--parallel", "4", "--ctx", "512", "-t", "2")
         vocab = 384 if not a.model else 30000
         try:
-            speed(srv, vocab)
+            speed(srv, vocab, ((16, 16), (4, 128)) if a.model else ((64, 16), (16, 128)))
         finally:
             srv.stop()
         return 0
