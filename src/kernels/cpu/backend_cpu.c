@@ -402,9 +402,13 @@ static void cpu_matmul(struct bctx *bc, float *y, int64_t ldy, const struct weig
     herd_pool_run(c->pool, matmul_rows, &j);
     prof_mm(c, w, n, t0);
     /* a product written over its own input's rows leaves the memo stale */
-    uintptr_t m0 = (uintptr_t)c->memo.x, m1 = (uintptr_t)(c->memo.x + c->memo.n * c->memo.ldx);
-    if (c->memo.x && (uintptr_t)y < m1 && m0 < (uintptr_t)(y + n * ldy))
-        c->memo.x = NULL;
+    if (c->memo.x) {
+        uintptr_t m0 = (uintptr_t)c->memo.x;
+        uintptr_t m1 = m0 + (uintptr_t)(c->memo.n * c->memo.ldx) * sizeof(float);
+        uintptr_t y0 = (uintptr_t)y, y1 = y0 + (uintptr_t)(n * ldy) * sizeof(float);
+        if (y0 < m1 && m0 < y1)
+            c->memo.x = NULL;
+    }
 }
 
 /* Rotates each head of v (n_heads heads of head_dim) by the token's angles. */
