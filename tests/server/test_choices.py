@@ -86,7 +86,10 @@ def check_n(srv):
     srv.wait_idle()
     p1 = metric(srv, "herd_prompt_tokens_total") - metric(srv, "herd_prompt_cached_tokens_total")
     check(s == 200 and r["usage"]["prompt_tokens"] == 100, "n=4 usage: 100 prompt tokens")
-    check(p1 - p0 == 100, f"n=4 computed the 100-token prompt once ({p1 - p0:.0f} computed)")
+    # a choice admitted after the first one's prefill takes the cached prefix and computes
+    # only the last prompt token again (for its logits): 100 plus at most one per choice
+    check(100 <= p1 - p0 <= 103,
+          f"n=4 computed the 100-token prompt once ({p1 - p0:.0f} computed)")
     # chat
     cb = {"messages": [{"role": "user", "content": "Tell me something."}], "max_tokens": 8,
           "temperature": 1.0, "top_p": 1.0, "seed": 3, "n": 4, "logit_bias": BAN}
