@@ -15,9 +15,10 @@
  * user text, or an answer with no text, has nothing to check (verdict "none").
  *
  * Concurrency: the checks run on the HTTP threads, not the scheduler's: the guard model has
- * its own context (and thread pool), and one mutex lets one check at a time use it. The
- * generating model's scheduler is never blocked by a check; a queued request simply waits
- * for its check first, and a stream's next sentence waits for the one before.
+ * its own context, and one mutex lets one check at a time use it. The scheduler thread is
+ * never blocked by a check (the two models' forward passes take turns on the process's
+ * shared worker pool); a request simply waits for its check before it is queued, and a
+ * stream's next sentence waits for the check of the text before it.
  */
 #include "server.h"
 
