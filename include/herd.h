@@ -355,6 +355,14 @@ typedef struct herd_server_options {
     /* Most choices one request may ask for (n, times the prompts of a /v1/completions prompt
      * list); more is a 400. 0 = 16. Choices beyond the free slots wait in the queue. */
     int32_t max_choices;
+    /* Speculative decoding in every slot (herd_spec, docs/speculative.md): draft, a model
+     * with the same tokenizer (borrowed: must outlive the server), or with draft NULL and
+     * lookup > 0 prompt lookup with n-grams of up to lookup tokens; draft_max/draft_min as
+     * in herd_spec_params (0 = its defaults). Requests asking for logprobs or constrained
+     * output (JSON, forced tool calls) decode one token a step as without it. */
+    const herd_model *draft;
+    int32_t lookup;
+    int32_t draft_max, draft_min;
 } herd_server_options;
 
 HERD_API herd_server_options herd_server_default_options(void);

@@ -12,6 +12,7 @@
  * The API key may also come from HERD_API_KEY, so it need not show in the process list.
  */
 #include "cli.h"
+#include "cli_spec.h"
 
 #include <pthread.h> /* pthread_sigmask */
 #include <signal.h>  /* sigwait: SIGINT/SIGTERM stop the server */
@@ -27,6 +28,7 @@ static const char usage_text[] =
     "                  [--cors-origins LIST] [--access-log off|text|json]\n"
     "                  [--guard GUARD_MODEL [--guard-categories S1,..] [--guard-on WHAT]]\n"
     "                  [--pooling mean|last] [--max-choices N]\n"
+    "                  [--draft M | --lookup N] [--draft-max K] [--draft-min K]\n"
     "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions,\n"
     "/v1/embeddings, /v1/models, /tokenize, /detokenize, /health, /metrics). SIGINT or\n"
     "SIGTERM stops it: no new requests, running ones get --grace seconds, then each\n"
@@ -68,6 +70,7 @@ static const char usage_text[] =
     "                    L2-normalised; a request may say \"pooling\": \"mean\"|\"last\"\n"
     "  --max-choices N   most choices one request may ask for: n, times the prompts of a\n"
     "                    /v1/completions prompt list (default 16); more is a 400\n"
+    CLI_SPEC_HELP
     "Every response carries X-Request-Id (the client's, or one made). Log level: HERD_LOG\n"
     "(debug shows libmicrohttpd's own messages).\n"
     "Environment: HERD_API_KEY (--api-key), HERD_SERVER_TEST_STEP_MS (a test knob: ms to\n"
@@ -85,6 +88,7 @@ int cmd_serve(int argc, char **argv)
 {
     herd_server_options o = herd_server_default_options();
     const char *model = NULL, *v = NULL, *guard = NULL;
+    struct cli_spec_opts spec = {0};
     struct cli_run_opts run = {.kv_type = o.kv_type};
     o.grace_s = 10;
     o.access_log = 1;
@@ -103,6 +107,11 @@ int cmd_serve(int argc, char **argv)
             return 1;
         if (r == 0)
             continue;
+        if ((r = cli_spec_option(&spec, argc, argv, &i)) != 1) {
+            if (r < 0)
+                return 1;
+            continue;
+        }
         if (cli_value(argc, argv, &i, &v) != 0)
             return usage();
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
@@ -199,6 +208,21 @@ int cmd_serve(int argc, char **argv)
         return 1;
     }
     o.guard_model = gm;
+    /* speculative decoding: a draft model beside the target, or prompt lookup */
+    herd_model *dm = NULL;
+    if (spec.draft && strcmp(spec.draft, "lookup") != 0) {
+        const char *dp = cli_resolve_model(spec.draft);
+        if (!dp || cli_load_model(dp, &mp, &dm)) {
+            herd_model_free(gm);
+            herd_model_free(m);
+            return 1;
+        }
+    } else if (spec.draft || spec.lookup) {
+        o.lookup = spec.lookup ? spec.lookup : 3;
+    }
+    o.draft = dm;
+    o.draft_max = spec.draft_max;
+    o.draft_min = spec.draft_min;
     herd_status s;
     /* The stop signals are blocked before the server starts, so one arriving early stays
      * pending, and this thread takes them with sigwait (the server's threads block them). */
@@ -232,6 +256,7 @@ int cmd_serve(int argc, char **argv)
         herd_server_stop(srv);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    herd_model_free(dm);
     herd_model_free(gm);
     herd_model_free(m);
     return s == HERD_OK ? 0 : cli_fail_status(s);

@@ -1555,7 +1555,8 @@ herd_status herd_server_start(const herd_model *m, const herd_server_options *op
         n_ctx = sv->info->max_seq_len > 0 && sv->info->max_seq_len < 8192 ? sv->info->max_seq_len
                                                                            : 8192;
     struct srv_sched_params sp = {o.n_parallel, n_ctx,     o.n_batch,     o.n_threads,
-                                  o.max_queue,  o.kv_type, o.test_step_ms};
+                                  o.max_queue,  o.kv_type, o.test_step_ms, o.draft,
+                                  o.lookup,     o.draft_max, o.draft_min};
     st = srv_sched_new(m, &sp, sv->metrics, &sv->sched);
     if (st == HERD_OK && o.guard_model)
         st = srv_guard_new(o.guard_model, o.guard_categories, o.guard_on,

@@ -41,6 +41,8 @@ struct slot {
     cJSON *sampled_lp;        /* its logprob entry, when asked for */
     herd_sampler *smp;
     herd_detok_stream *detok;
+    int32_t n_draft;          /* speculative: drafts after next_tok in this batch, -1 none */
+    bool spec_out;            /* on_sampled's token was accepted into smp by herd_spec */
     struct herd_buf held;     /* text withheld while it may be the start of a stop string */
     bool constrained;         /* json_object or a forced tool call: output must be JSON */
     struct srv_jsonc jc;      /* what the output so far is, as a JSON prefix */
@@ -73,6 +75,8 @@ struct srv_sched {
     struct srv_vocab_index *vocab;  /* the vocabulary by first byte, for the same */
     size_t longest_token;           /* bytes, for the HTTP side's early context refusal */
     struct herd_pool *pool;         /* samples slots in parallel after each forward */
+    herd_spec *spec;                /* speculative decoding per slot, or NULL */
+    int32_t draft_max;
     uint64_t tick;
     int32_t rr;                     /* rotating start of prefill, for fairness */
     int32_t test_step_ms;           /* herd_server_options.test_step_ms: sleep after each
@@ -267,6 +271,7 @@ static bool slot_assign(struct srv_sched *s, struct srv_req *r)
         srv_req_unref(r);
         return false;
     }
+    herd_spec_seq_reset(s->spec, target->id, r->p.has_seed ? r->p.seed : s->tick);
     target->req = r;
     pthread_mutex_lock(&s->mu);
     s->n_active++;
@@ -454,7 +459,7 @@ static void sample_rows(void *arg, int ith, int nth)
     struct srv_sched *s = arg;
     for (int32_t i = ith; i < s->n_slots; i += nth) {
         struct slot *sl = &s->slots[i];
-        if (!sl->req || sl->logit_row < 0)
+        if (!sl->req || sl->logit_row < 0 || sl->n_draft >= 0)
             continue;
         const float *row = s->logits + (size_t)sl->logit_row * (size_t)s->n_vocab;
         int32_t id = -1;
@@ -485,7 +490,8 @@ static void on_sampled(struct srv_sched *s, struct slot *sl)
         slot_release(s, sl);
         return;
     }
-    herd_sampler_accept(sl->smp, id);
+    if (!sl->spec_out)
+        herd_sampler_accept(sl->smp, id);
     sl->n_gen++;
     if (sl->n_gen == 1)
         srv_metrics_ttft(s->metrics, now - r->t_arrival);
@@ -523,6 +529,65 @@ static void on_sampled(struct srv_sched *s, struct slot *sl)
     sl->next_tok = id;
 }
 
+/* ---------------------------------------------------------------- speculative decoding */
+
+static void add_token(struct srv_sched *s, int32_t *n, struct slot *sl, int32_t tok,
+                      bool want_logits);
+
+/* After a decoding slot's token: its drafts (herd_spec_draft on the slot's cache plus that
+ * token), each with logits, so the one forward scores them all. Not for logprobs or
+ * constrained output, which read their rows token by token; room leaves one batch place
+ * for each slot after this one. */
+static void spec_add_drafts(struct srv_sched *s, int32_t *n, int32_t *rows, struct slot *sl,
+                            int32_t i)
+{
+    sl->n_draft = -1;
+    if (!s->spec || sl->constrained || sl->req->p.logprobs || sl->n_cache + 1 >= s->n_ctx)
+        return;
+    int32_t max = s->n_batch - *n - (s->n_slots - 1 - i);
+    if (max > sl->max_gen - sl->n_gen - 1)
+        max = sl->max_gen - sl->n_gen - 1;
+    int32_t draft[64], nd = 0;
+    sl->cache[sl->n_cache] = sl->next_tok; /* the history: the cache and the pending token */
+    if (max > 0 && herd_spec_draft(s->spec, sl->id, sl->smp, sl->cache, sl->n_cache + 1,
+                                   max < 64 ? max : 64, draft, &nd) != HERD_OK) {
+        herd_log(HERD_LOG_WARN, "server: draft failed (%s); decoding without", herd_last_error());
+        return;
+    }
+    for (int32_t j = 0; j < nd; j++)
+        add_token(s, n, sl, draft[j], true);
+    *rows += nd;
+    sl->n_draft = max > 0 ? nd : -1;
+}
+
+/* Verifies a slot's drafts on its rows and hands each kept token and the target's own to
+ * on_sampled in order; the cache gets the kept drafts, and the KV cache is cut back to the
+ * cache when the request ends part way. */
+static void spec_verify_slot(struct srv_sched *s, struct slot *sl)
+{
+    int32_t out[65], n_out = 0;
+    const float *rows = s->logits + (size_t)sl->logit_row * (size_t)s->n_vocab;
+    sl->n_draft = -1;
+    if (herd_spec_verify(s->spec, sl->id, sl->smp, rows, out, &n_out) != HERD_OK) {
+        herd_seq_truncate(s->ctx, sl->id, sl->n_cache);
+        sl->sampled = -1;
+        on_sampled(s, sl);
+        return;
+    }
+    herd_log(HERD_LOG_DEBUG, "server: slot %d kept %d drafted tokens", (int)sl->id,
+             (int)n_out - 1);
+    sl->spec_out = true;
+    for (int32_t j = 0; j < n_out && sl->req; j++) {
+        if (j > 0)
+            sl->cache[sl->n_cache++] = out[j - 1]; /* a kept draft: in the KV cache */
+        sl->sampled = out[j];
+        sl->sampled_lp = NULL;
+        on_sampled(s, sl);
+    }
+    sl->spec_out = false;
+    herd_seq_truncate(s->ctx, sl->id, sl->n_cache);
+}
+
 /* ---------------------------------------------------------------- the loop */
 
 static void add_token(struct srv_sched *s, int32_t *n, struct slot *sl, int32_t tok,
@@ -546,6 +611,7 @@ static int32_t build_batch(struct srv_sched *s, int32_t *rows)
         struct slot *sl = &s->slots[i];
         sl->n_new = 0;
         sl->logit_row = -1;
+        sl->n_draft = -1;
         if (sl->req && atomic_load(&sl->req->cancelled)) {
             finish_slot(s, sl, SRV_FINISH_ERROR); /* the HTTP side counted it */
             continue;
@@ -553,6 +619,7 @@ static int32_t build_batch(struct srv_sched *s, int32_t *rows)
         if (sl->req && sl->req->p.kind != SRV_EMBED && sl->n_fed == sl->req->n_prompt) {
             add_token(s, &n, sl, sl->next_tok, true);
             sl->logit_row = (*rows)++;
+            spec_add_drafts(s, &n, rows, sl, i);
         }
     }
     int32_t n_hidden = 0;
@@ -655,7 +722,9 @@ static void step(struct srv_sched *s)
     herd_pool_run(s->pool, sample_rows, s);
     for (int32_t i = 0; i < s->n_slots; i++) {
         struct slot *sl = &s->slots[i];
-        if (sl->req && sl->logit_row >= 0)
+        if (sl->req && sl->logit_row >= 0 && sl->n_draft >= 0)
+            spec_verify_slot(s, sl);
+        else if (sl->req && sl->logit_row >= 0)
             on_sampled(s, sl);
     }
 }
@@ -706,6 +775,24 @@ static void *sched_main(void *arg)
 
 /* ---------------------------------------------------------------- public */
 
+/* Speculative decoding for every slot (herd_server_options.draft / lookup). */
+static herd_status sched_spec_new(struct srv_sched *s, const struct srv_sched_params *sp)
+{
+    herd_spec_params p = herd_spec_default_params();
+    if (sp->draft_max > 0)
+        p.draft_max = sp->draft_max;
+    if (sp->draft_min > 0)
+        p.draft_min = sp->draft_min;
+    if (!sp->draft && sp->lookup > 0) {
+        p.lookup_ngram = sp->lookup;
+        if (p.lookup_min > p.lookup_ngram)
+            p.lookup_min = p.lookup_ngram;
+    }
+    p.n_threads = sp->n_threads;
+    s->draft_max = p.draft_max;
+    return herd_spec_new(s->ctx, sp->draft, &p, &s->spec);
+}
+
 herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp,
                           struct srv_metrics *metrics, struct srv_sched **out)
 {
@@ -748,7 +835,11 @@ herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp
     s->b_logits = herd_calloc((size_t)s->n_batch, sizeof *s->b_logits);
     s->b_hidden = herd_calloc((size_t)s->n_batch, sizeof *s->b_hidden);
     s->hidden = herd_calloc((size_t)s->n_batch * (size_t)s->dim, sizeof *s->hidden);
-    s->logits = herd_calloc((size_t)s->n_slots * (size_t)s->n_vocab, sizeof *s->logits);
+    if ((sp->draft || sp->lookup > 0) && (st = sched_spec_new(s, sp)) != HERD_OK)
+        goto fail;
+    /* with drafts a slot has up to 1 + draft_max rows */
+    s->logits = herd_calloc((size_t)s->n_slots * (size_t)(1 + s->draft_max) * (size_t)s->n_vocab,
+                            sizeof *s->logits);
     s->queue = herd_calloc((size_t)s->max_queue, sizeof *s->queue);
     if (!s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_logits || !s->logits ||
         !s->queue || !s->b_hidden || !s->hidden) {
@@ -824,6 +915,7 @@ void srv_sched_free(struct srv_sched *s)
     }
     herd_free(s->tok_class);
     srv_vocab_index_free(s->vocab);
+    herd_spec_free(s->spec);
     herd_context_free(s->ctx);
     herd_pool_free(s->pool);
     herd_free(s->slots);

@@ -458,6 +458,9 @@ struct srv_sched_params {
     int32_t max_queue;
     herd_dtype kv_type;
     int32_t test_step_ms; /* sleep before each decode step (herd_server_options) */
+    /* speculative decoding (herd_server_options.draft, lookup, draft_max, draft_min) */
+    const herd_model *draft;
+    int32_t lookup, draft_max, draft_min;
 };
 herd_status srv_sched_new(const herd_model *m, const struct srv_sched_params *sp,
                           struct srv_metrics *metrics, struct srv_sched **out);

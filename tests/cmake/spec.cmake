@@ -14,3 +14,13 @@ endforeach()
 add_test(NAME spec_cli COMMAND sh ${HERD_TESTS}/spec/check_cli.sh ${HERD_BIN}
   ${CMAKE_BINARY_DIR}/test-models)
 set_tests_properties(spec_cli PROPERTIES LABELS spec FIXTURES_REQUIRED model_files TIMEOUT 600)
+if(TARGET herd_server AND Python3_Interpreter_FOUND)
+  set(spec_server_work ${CMAKE_CURRENT_BINARY_DIR}/spec-server)
+  file(MAKE_DIRECTORY ${spec_server_work})
+  add_test(NAME spec_server
+           COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/spec/test_server_spec.py
+                   --herd ${HERD_BIN} --work ${spec_server_work})
+  set_tests_properties(spec_server PROPERTIES LABELS "spec;server" SKIP_RETURN_CODE 77
+    TIMEOUT 600 RESOURCE_LOCK herd_server
+    ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
+endif()
