@@ -9,6 +9,7 @@
  * Each F8 weight is repacked once at load into HERD_DTYPE_F8_E4M3 rows (quant/fp8.c:
  * {f32 scale, f32 activation bound, n codes}) in owned memory, and its tensor entry is
  * pointed there, so binding, the kernels and `herd quantize` see one self-contained type.
+ * The mapped pages of the file's codes are released after each repack (MADV_DONTNEED).
  */
 #include "model.h"
 #include "quant/quant.h"
@@ -133,6 +134,9 @@ static herd_status repack(herd_model *m, const struct fp8_cfg *q, struct tensor_
         fp8_pack_row(buf + (size_t)r * rb, (const uint8_t *)t->data + (size_t)r * (size_t)cols,
                      s, ub, cols);
     }
+    /* the file's codes were read once: their pages leave the resident set (peak = the
+     * repacked copy plus one tensor, not the file and the copy) */
+    model_release_pages(t->data, (size_t)rows * (size_t)cols);
     t->type = HERD_DTYPE_F8_E4M3;
     t->data = buf;
     t->nbytes = rb * (size_t)rows;
