@@ -179,11 +179,11 @@ pack_x(enum ftype t, uint32_t *xp, const uint8_t *xa, size_t xrb, int64_t b0, in
 {
     const int64_t nk = t == FT_BF16_DP ? kc / 2 : kc;
     for (int64_t b = 0; b < nb; b++) {
-        const uint32_t *x = (const uint32_t *)(xa + (size_t)(b0 + b) * xrb) +
-                            (t == FT_BF16_DP ? k0 / 2 : k0);
+        /* bf16 rows may start 2 bytes off a 4-byte boundary: words copied, not loaded */
+        const uint8_t *x = xa + (size_t)(b0 + b) * xrb + 4 * (t == FT_BF16_DP ? k0 / 2 : k0);
         uint32_t *d = xp + (b / NR) * nk * NR + b % NR;
         for (int64_t k = 0; k < nk; k++)
-            d[k * NR] = x[k];
+            memcpy(&d[k * NR], x + 4 * k, 4);
     }
 }
 
