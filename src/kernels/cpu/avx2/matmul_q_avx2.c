@@ -188,10 +188,15 @@ static inline float hsum(__m256 v)
 }
 
 #define NBT 4        /* activation rows per tile */
-#define KC_PREFILL 256 /* weights of K per chunk when n_b >= NBT */
+#define KC_PREFILL 256 /* weights of K per chunk when n_b >= NB_DECODE */
 #define KC_DECODE 8192
+/* Below this many activation rows (decode, server slots, a speculative verification of up
+ * to 15 drafts) K goes in the same chunks as for one row, so each row's sums are added in
+ * the same order whatever n_b is: a batch gives each row what it would get alone. */
+#define NB_DECODE 16
 #define NB_PASS 128  /* activation rows per pass (stack for their group factors) */
-#define MAX_G 1024   /* 32-groups per pass: max(NB_PASS * 256, 3 * KC_DECODE) / 32 */
+/* 32-groups per pass: max(NB_PASS * 256, (NB_DECODE - 1) * KC_DECODE) / 32 */
+#define MAX_G ((NB_DECODE - 1) * KC_DECODE / 32)
 
 /* y[b][r] (+)= row r . activation rows b < nb over groups [g0, g0 + ng). */
 static inline __attribute__((always_inline)) void
@@ -245,8 +250,8 @@ matmul_q(enum qtype t, float *y, int64_t ldy, const void *w, const void *xa, siz
     float da[MAX_G], ds[2 * MAX_G];
     const herd_dtype at = k_type(t) ? HERD_DTYPE_Q8_K : HERD_DTYPE_Q8_0;
     const size_t rb = row_bytes(t, n);
-    const int64_t kc = n_b < NBT ? KC_DECODE : KC_PREFILL;
-    const int64_t nbp = n_b < NBT ? n_b : NB_PASS;
+    const int64_t kc = n_b < NB_DECODE ? KC_DECODE : KC_PREFILL;
+    const int64_t nbp = n_b < NB_DECODE ? n_b : NB_PASS;
     for (int64_t b0 = 0; b0 < n_b; b0 += nbp) {
         const int64_t nbc = n_b - b0 < nbp ? n_b - b0 : nbp;
         for (int64_t k0 = 0; k0 < n; k0 += kc) {
