@@ -139,6 +139,10 @@ const struct herd_cpu_features *herd_cpu_features(void);
  * XFEATURE_XTILEDATA); true when granted. False without AMX or where the kernel refuses. */
 bool herd_cpu_amx_permit(void);
 
+/* ---- random numbers (rng.c): xoshiro256** seeded through splitmix64 */
+void herd_rng_seed(uint64_t s[4], uint64_t seed);
+double herd_rng_uniform(uint64_t s[4]); /* in [0, 1), 53 random bits */
+
 /* ---- time */
 double herd_time_s(void); /* monotonic seconds */
 

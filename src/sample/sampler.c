@@ -11,7 +11,7 @@
  *  - ties are broken by the lower token id, so the result does not depend on sort
  *    stability or thread count.
  * Scratch for n_vocab candidates is allocated once in herd_sampler_new; a draw never
- * allocates. The generator is xoshiro256** seeded through splitmix64.
+ * allocates. The generator is base/rng.c (xoshiro256** seeded through splitmix64).
  */
 #include "base/base.h"
 #include "sample/sample.h"
@@ -36,38 +36,10 @@ struct herd_sampler {
     uint64_t rng[4];
 };
 
-/* ---------------------------------------------------------------- generator */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xoshiro_next(uint64_t *s)
-{
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
 /* Uniform in [0, 1) with 53 random bits. */
 static double uniform(herd_sampler *s)
 {
-    return (double)(xoshiro_next(s->rng) >> 11) * (1.0 / 9007199254740992.0);
+    return herd_rng_uniform(s->rng);
 }
 
 /* ---------------------------------------------------------------- lifetime */
@@ -104,9 +76,7 @@ void herd_sampler_reset(herd_sampler *s)
     memset(s->counts, 0, (size_t)s->n_vocab * sizeof *s->counts);
     s->ring_len = 0;
     s->ring_head = 0;
-    uint64_t x = s->p.seed;
-    for (int i = 0; i < 4; i++)
-        s->rng[i] = splitmix64(&x);
+    herd_rng_seed(s->rng, s->p.seed);
 }
 
 void herd_sampler_free(herd_sampler *s)

@@ -75,33 +75,6 @@ void spec_test_wrong_residual(herd_spec *s, bool on)
     s->test_wrong = on;
 }
 
-/* ---------------------------------------------------------------- generator (xoshiro256**) */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static double uniform(uint64_t *s)
-{
-    uint64_t r = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return (double)(r >> 11) * (1.0 / 9007199254740992.0);
-}
 
 /* A draw from w (n weights, not necessarily normalised); -1 when they sum to 0. */
 static int32_t draw(uint64_t *rng, const float *w, int32_t n)
@@ -115,7 +88,7 @@ static int32_t draw(uint64_t *rng, const float *w, int32_t n)
     }
     if (!(total > 0))
         return -1;
-    double u = uniform(rng) * total, cum = 0;
+    double u = herd_rng_uniform(rng) * total, cum = 0;
     for (int32_t i = 0; i < n; i++) {
         cum += w[i];
         if (w[i] > 0 && u < cum)
@@ -268,9 +241,7 @@ void herd_spec_seq_reset(herd_spec *s, int32_t seq, uint64_t seed)
     struct spec_seq *q = &s->seqs[seq];
     q->k = s->p.draft_max;
     q->n_draft = -1;
-    uint64_t x = seed ^ 0x5bd1e995a5a5a5a5ull; /* not the sampler's own stream */
-    for (int i = 0; i < 4; i++)
-        q->rng[i] = splitmix64(&x);
+    herd_rng_seed(q->rng, seed ^ 0x5bd1e995a5a5a5a5ull); /* not the sampler's own stream */
 }
 
 herd_spec_stats herd_spec_get_stats(const herd_spec *s)
@@ -418,7 +389,7 @@ static bool accept_sampled(herd_spec *s, struct spec_seq *q, const float *qd, in
 {
     float *p = s->pbuf;
     double qv = qd ? qd[d] : 1.0;
-    if (uniform(q->rng) * qv < p[d])
+    if (herd_rng_uniform(q->rng) * qv < p[d])
         return true;
     if (!s->test_wrong) {
         /* the residual norm(max(0, p - q)) */
