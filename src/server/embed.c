@@ -14,17 +14,6 @@
 
 #include <math.h> /* floor, sqrt */
 
-static bool bad(struct srv_error *e, const char *param, const char *msg)
-{
-    srv_error_set(e, 400, "invalid_request_error", NULL, param, "%s", msg);
-    return false;
-}
-
-static const cJSON *field(const cJSON *o, const char *name)
-{
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-    return f && !cJSON_IsNull(f) ? f : NULL;
-}
 
 /* A token array: non-empty, integers in the vocabulary. */
 static bool check_ids(const cJSON *a, int32_t n_vocab, int idx, struct srv_error *e)
@@ -53,17 +42,17 @@ static int input_shape(const cJSON *in, int32_t n_vocab, struct srv_error *e)
     static const char shapes[] = "'input' must be a string, an array of strings, an array of "
                                  "token ids or an array of token-id arrays";
     if (!in)
-        return bad(e, "input", "'input' is required"), -1;
+        return srv_bad(e, "input", "'input' is required"), -1;
     if (cJSON_IsString(in)) {
         if (!in->valuestring[0])
-            return bad(e, "input", "input 0 is empty: an empty string has no embedding"), -1;
+            return srv_bad(e, "input", "input 0 is empty: an empty string has no embedding"), -1;
         return 0;
     }
     if (!cJSON_IsArray(in))
-        return bad(e, "input", shapes), -1;
+        return srv_bad(e, "input", shapes), -1;
     int n = cJSON_GetArraySize(in);
     if (n == 0)
-        return bad(e, "input", "'input' is an empty array"), -1;
+        return srv_bad(e, "input", "'input' is an empty array"), -1;
     const cJSON *first = cJSON_GetArrayItem(in, 0);
     if (cJSON_IsNumber(first))
         return check_ids(in, n_vocab, 0, e) ? 2 : -1;
@@ -74,14 +63,14 @@ static int input_shape(const cJSON *in, int32_t n_vocab, struct srv_error *e)
     }
     int shape = cJSON_IsString(first) ? 1 : cJSON_IsArray(first) ? 3 : -1;
     if (shape < 0)
-        return bad(e, "input", shapes), -1;
+        return srv_bad(e, "input", shapes), -1;
     int i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, in) {
         if (shape == 1 && !cJSON_IsString(it))
-            return bad(e, "input", "a list of strings must hold only strings"), -1;
+            return srv_bad(e, "input", "a list of strings must hold only strings"), -1;
         if (shape == 3 && !cJSON_IsArray(it))
-            return bad(e, "input", "a list of token arrays must hold only arrays"), -1;
+            return srv_bad(e, "input", "a list of token arrays must hold only arrays"), -1;
         if (shape == 1 && !it->valuestring[0]) {
             srv_error_set(e, 400, "invalid_request_error", NULL, "input",
                           "input %d is empty: an empty string has no embedding", i);
@@ -107,14 +96,14 @@ bool srv_parse_embed(const char *body, size_t len, int32_t n_vocab, int32_t dim,
         return false;
     const cJSON *o = p->body, *f;
     if (has_nul) { /* cJSON's strings end at a NUL: the text would be cut */
-        bad(e, "input", "NUL characters (\\u0000) are not accepted in embeddings input");
+        srv_bad(e, "input", "NUL characters (\\u0000) are not accepted in embeddings input");
         goto fail;
     }
-    if (input_shape(field(o, "input"), n_vocab, e) < 0)
+    if (input_shape(srv_field(o, "input"), n_vocab, e) < 0)
         goto fail;
-    if ((f = field(o, "model"))) {
+    if ((f = srv_field(o, "model"))) {
         if (!cJSON_IsString(f)) {
-            bad(e, "model", "'model' must be a string");
+            srv_bad(e, "model", "'model' must be a string");
             goto fail;
         }
         if (!(p->model = herd_strdup(f->valuestring))) {
@@ -122,15 +111,15 @@ bool srv_parse_embed(const char *body, size_t len, int32_t n_vocab, int32_t dim,
             goto fail;
         }
     }
-    if ((f = field(o, "encoding_format"))) {
+    if ((f = srv_field(o, "encoding_format"))) {
         if (!cJSON_IsString(f) || (strcmp(f->valuestring, "float") != 0 &&
                                    strcmp(f->valuestring, "base64") != 0)) {
-            bad(e, "encoding_format", "encoding_format must be \"float\" or \"base64\"");
+            srv_bad(e, "encoding_format", "encoding_format must be \"float\" or \"base64\"");
             goto fail;
         }
         p->base64 = !strcmp(f->valuestring, "base64");
     }
-    if ((f = field(o, "dimensions"))) {
+    if ((f = srv_field(o, "dimensions"))) {
         /* Llama's hidden state is not trained for truncation (as Matryoshka embeddings are),
          * so only the model's own size is accepted */
         if (!cJSON_IsNumber(f) || f->valuedouble != dim) {
@@ -140,10 +129,10 @@ bool srv_parse_embed(const char *body, size_t len, int32_t n_vocab, int32_t dim,
             goto fail;
         }
     }
-    if ((f = field(o, "pooling"))) {
+    if ((f = srv_field(o, "pooling"))) {
         if (!cJSON_IsString(f) || (strcmp(f->valuestring, "mean") != 0 &&
                                    strcmp(f->valuestring, "last") != 0)) {
-            bad(e, "pooling", "pooling must be \"mean\" or \"last\"");
+            srv_bad(e, "pooling", "pooling must be \"mean\" or \"last\"");
             goto fail;
         }
         p->pooling = !strcmp(f->valuestring, "last") ? SRV_POOL_LAST : SRV_POOL_MEAN;
@@ -190,7 +179,7 @@ static bool too_long(int idx, size_t n, int32_t n_ctx, bool at_least, struct srv
 bool srv_embed_inputs(const herd_tokenizer *tok, int32_t n_ctx, size_t longest,
                       struct srv_req *r, struct srv_error *e)
 {
-    const cJSON *in = field(r->p.body, "input");
+    const cJSON *in = srv_field(r->p.body, "input");
     int n = cJSON_IsArray(in) && !cJSON_IsNumber(cJSON_GetArrayItem(in, 0))
                 ? cJSON_GetArraySize(in) : 1;
     r->in_off = herd_calloc((size_t)n + 1, sizeof *r->in_off);

@@ -188,14 +188,13 @@ void srv_params_free(struct srv_params *p)
     memset(p, 0, sizeof *p);
 }
 
-static bool bad(struct srv_error *e, const char *param, const char *msg)
+bool srv_bad(struct srv_error *e, const char *param, const char *msg)
 {
     srv_error_set(e, 400, "invalid_request_error", NULL, param, "%s", msg);
     return false;
 }
 
-/* A present, non-null field. */
-static const cJSON *field(const cJSON *o, const char *name)
+const cJSON *srv_field(const cJSON *o, const char *name)
 {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
     return f && !cJSON_IsNull(f) ? f : NULL;
@@ -203,11 +202,11 @@ static const cJSON *field(const cJSON *o, const char *name)
 
 static bool get_bool(const cJSON *o, const char *name, bool *out, struct srv_error *e)
 {
-    const cJSON *f = field(o, name);
+    const cJSON *f = srv_field(o, name);
     if (!f)
         return true;
     if (!cJSON_IsBool(f))
-        return bad(e, name, "expected a boolean");
+        return srv_bad(e, name, "expected a boolean");
     *out = cJSON_IsTrue(f);
     return true;
 }
@@ -215,11 +214,11 @@ static bool get_bool(const cJSON *o, const char *name, bool *out, struct srv_err
 static bool get_num(const cJSON *o, const char *name, double lo, double hi, float *out,
                     struct srv_error *e)
 {
-    const cJSON *f = field(o, name);
+    const cJSON *f = srv_field(o, name);
     if (!f)
         return true;
     if (!cJSON_IsNumber(f) || !isfinite(f->valuedouble))
-        return bad(e, name, "expected a number");
+        return srv_bad(e, name, "expected a number");
     if (f->valuedouble < lo || f->valuedouble > hi) {
         srv_error_set(e, 400, "invalid_request_error", NULL, name,
                       "%g is out of range: expected %g to %g", f->valuedouble, lo, hi);
@@ -233,12 +232,12 @@ static bool get_num(const cJSON *o, const char *name, double lo, double hi, floa
 static bool get_int(const cJSON *o, const char *name, double lo, double hi, int64_t *out,
                     bool *present, struct srv_error *e)
 {
-    const cJSON *f = field(o, name);
+    const cJSON *f = srv_field(o, name);
     if (!f)
         return true;
     if (!cJSON_IsNumber(f) || !isfinite(f->valuedouble) ||
         floor(f->valuedouble) != f->valuedouble)
-        return bad(e, name, "expected an integer");
+        return srv_bad(e, name, "expected an integer");
     if (f->valuedouble < lo || f->valuedouble > hi) {
         srv_error_set(e, 400, "invalid_request_error", NULL, name,
                       "%.0f is out of range: expected %.0f to %.0f", f->valuedouble, lo, hi);
@@ -252,7 +251,7 @@ static bool get_int(const cJSON *o, const char *name, double lo, double hi, int6
 
 static bool parse_stop(const cJSON *o, struct srv_params *p, struct srv_error *e)
 {
-    const cJSON *f = field(o, "stop");
+    const cJSON *f = srv_field(o, "stop");
     if (!f)
         return true;
     if (cJSON_IsString(f)) {
@@ -260,21 +259,21 @@ static bool parse_stop(const cJSON *o, struct srv_params *p, struct srv_error *e
             return true;
         p->stop[0] = herd_strdup(f->valuestring);
         p->n_stop = p->stop[0] ? 1 : 0;
-        return p->stop[0] ? true : bad(e, "stop", "out of memory");
+        return p->stop[0] ? true : srv_bad(e, "stop", "out of memory");
     }
     if (!cJSON_IsArray(f))
-        return bad(e, "stop", "expected a string or an array of strings");
+        return srv_bad(e, "stop", "expected a string or an array of strings");
     if (cJSON_GetArraySize(f) > SRV_MAX_STOP)
-        return bad(e, "stop", "at most 4 stop sequences are allowed");
+        return srv_bad(e, "stop", "at most 4 stop sequences are allowed");
     const cJSON *it;
     cJSON_ArrayForEach(it, f) {
         if (!cJSON_IsString(it))
-            return bad(e, "stop", "expected a string or an array of strings");
+            return srv_bad(e, "stop", "expected a string or an array of strings");
         if (!it->valuestring[0])
             continue;
         p->stop[p->n_stop] = herd_strdup(it->valuestring);
         if (!p->stop[p->n_stop])
-            return bad(e, "stop", "out of memory");
+            return srv_bad(e, "stop", "out of memory");
         p->n_stop++;
     }
     return true;
@@ -283,20 +282,20 @@ static bool parse_stop(const cJSON *o, struct srv_params *p, struct srv_error *e
 static bool parse_logit_bias(const cJSON *o, int32_t n_vocab, struct srv_params *p,
                              struct srv_error *e)
 {
-    const cJSON *f = field(o, "logit_bias");
+    const cJSON *f = srv_field(o, "logit_bias");
     if (!f)
         return true;
     if (!cJSON_IsObject(f))
-        return bad(e, "logit_bias", "expected an object mapping token ids to numbers");
+        return srv_bad(e, "logit_bias", "expected an object mapping token ids to numbers");
     int n = cJSON_GetArraySize(f);
     if (n == 0)
         return true;
     if (n > 1024) /* OpenAI's own cap; also bounds the work per sampled token */
-        return bad(e, "logit_bias", "at most 1024 entries are allowed");
+        return srv_bad(e, "logit_bias", "at most 1024 entries are allowed");
     p->bias_ids = herd_malloc((size_t)n * sizeof *p->bias_ids);
     p->bias_vals = herd_malloc((size_t)n * sizeof *p->bias_vals);
     if (!p->bias_ids || !p->bias_vals)
-        return bad(e, "logit_bias", "out of memory");
+        return srv_bad(e, "logit_bias", "out of memory");
     const cJSON *it;
     cJSON_ArrayForEach(it, f) {
         char *end = NULL;
@@ -309,7 +308,7 @@ static bool parse_logit_bias(const cJSON *o, int32_t n_vocab, struct srv_params 
         }
         if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < -100 ||
             it->valuedouble > 100)
-            return bad(e, "logit_bias", "bias values must be numbers from -100 to 100");
+            return srv_bad(e, "logit_bias", "bias values must be numbers from -100 to 100");
         p->bias_ids[p->n_bias] = (int32_t)id;
         p->bias_vals[p->n_bias] = (float)it->valuedouble;
         p->n_bias++;
@@ -333,35 +332,35 @@ static bool check_content(const cJSON *m, const char *role, struct srv_error *e)
 {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
     if (!c || cJSON_IsNull(c)) {
-        if (!strcmp(role, "assistant") && field(m, "tool_calls"))
+        if (!strcmp(role, "assistant") && srv_field(m, "tool_calls"))
             return true;
-        return bad(e, "messages", "each message needs a content");
+        return srv_bad(e, "messages", "each message needs a content");
     }
     if (cJSON_IsString(c))
         return true;
     if (!cJSON_IsArray(c))
-        return bad(e, "messages", "content must be a string or an array of parts");
+        return srv_bad(e, "messages", "content must be a string or an array of parts");
     const cJSON *part;
     cJSON_ArrayForEach(part, c) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (!cJSON_IsObject(part) || !cJSON_IsString(type))
-            return bad(e, "messages", "each content part needs a type");
+            return srv_bad(e, "messages", "each content part needs a type");
         if (strcmp(type->valuestring, "text") != 0)
-            return bad(e, "messages", "only text content parts are supported");
+            return srv_bad(e, "messages", "only text content parts are supported");
         if (!cJSON_IsString(text))
-            return bad(e, "messages", "a text part needs a string text");
+            return srv_bad(e, "messages", "a text part needs a string text");
     }
     return true;
 }
 
 static bool check_tool_calls(const cJSON *m, struct srv_error *e)
 {
-    const cJSON *tc = field(m, "tool_calls");
+    const cJSON *tc = srv_field(m, "tool_calls");
     if (!tc)
         return true;
     if (!cJSON_IsArray(tc))
-        return bad(e, "messages", "tool_calls must be an array");
+        return srv_bad(e, "messages", "tool_calls must be an array");
     const cJSON *it;
     cJSON_ArrayForEach(it, tc) {
         const cJSON *fn = cJSON_GetObjectItemCaseSensitive(it, "function");
@@ -369,7 +368,7 @@ static bool check_tool_calls(const cJSON *m, struct srv_error *e)
         const cJSON *args = fn ? cJSON_GetObjectItemCaseSensitive(fn, "arguments") : NULL;
         if (!cJSON_IsObject(it) || !cJSON_IsString(name) ||
             (args && !cJSON_IsString(args) && !cJSON_IsObject(args)))
-            return bad(e, "messages",
+            return srv_bad(e, "messages",
                        "each tool call needs function.name and string function.arguments");
     }
     return true;
@@ -379,14 +378,14 @@ static bool parse_messages(const cJSON *o, struct srv_error *e)
 {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(o, "messages");
     if (!msgs)
-        return bad(e, "messages", "'messages' is required");
+        return srv_bad(e, "messages", "'messages' is required");
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
-        return bad(e, "messages", "'messages' must be a non-empty array");
+        return srv_bad(e, "messages", "'messages' must be a non-empty array");
     const cJSON *m;
     cJSON_ArrayForEach(m, msgs) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         if (!cJSON_IsObject(m) || !cJSON_IsString(role))
-            return bad(e, "messages", "each message must be an object with a string role");
+            return srv_bad(e, "messages", "each message must be an object with a string role");
         if (!valid_role(role->valuestring)) {
             srv_error_set(e, 400, "invalid_request_error", NULL, "messages",
                           "unknown role '%.40s'", role->valuestring);
@@ -466,7 +465,7 @@ static bool force_call(const cJSON *tools, const char *name, struct srv_params *
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
             const cJSON *tn = cJSON_GetObjectItemCaseSensitive(fn, "name");
             if (cJSON_IsString(tn) && !strcmp(tn->valuestring, name)) {
-                if (!call_schema(field(fn, "parameters"), name, p, e))
+                if (!call_schema(srv_field(fn, "parameters"), name, p, e))
                     return false;
                 break;
             }
@@ -498,24 +497,24 @@ nomem:
 
 static bool parse_tools(const cJSON *o, struct srv_params *p, struct srv_error *e)
 {
-    const cJSON *tools = field(o, "tools");
-    const cJSON *choice = field(o, "tool_choice");
+    const cJSON *tools = srv_field(o, "tools");
+    const cJSON *choice = srv_field(o, "tool_choice");
     if (tools) {
         if (!cJSON_IsArray(tools))
-            return bad(e, "tools", "'tools' must be an array");
+            return srv_bad(e, "tools", "'tools' must be an array");
         const cJSON *t;
         cJSON_ArrayForEach(t, tools) {
             const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
             const cJSON *name = fn ? cJSON_GetObjectItemCaseSensitive(fn, "name") : NULL;
-            const cJSON *params = fn ? field(fn, "parameters") : NULL;
+            const cJSON *params = fn ? srv_field(fn, "parameters") : NULL;
             if (!cJSON_IsObject(t) || !cJSON_IsString(type) ||
                 strcmp(type->valuestring, "function") != 0 || !cJSON_IsObject(fn) ||
                 !cJSON_IsString(name) || !name->valuestring[0])
-                return bad(e, "tools", "each tool must be {\"type\":\"function\","
+                return srv_bad(e, "tools", "each tool must be {\"type\":\"function\","
                                        "\"function\":{\"name\":...}}");
             if (params && !cJSON_IsObject(params))
-                return bad(e, "tools", "function.parameters must be a JSON schema object");
+                return srv_bad(e, "tools", "function.parameters must be a JSON schema object");
         }
     }
     bool have_tools = tools && cJSON_GetArraySize(tools) > 0;
@@ -529,19 +528,19 @@ static bool parse_tools(const cJSON *o, struct srv_params *p, struct srv_error *
             return true;
         }
         if (strcmp(c, "auto") != 0 && strcmp(c, "required") != 0)
-            return bad(e, "tool_choice", "expected none, auto, required or a named function");
+            return srv_bad(e, "tool_choice", "expected none, auto, required or a named function");
         if (!strcmp(c, "auto"))
             return true;
         if (!have_tools)
-            return bad(e, "tool_choice", "tool_choice 'required' needs tools");
+            return srv_bad(e, "tool_choice", "tool_choice 'required' needs tools");
         return force_call(tools, NULL, p, e);
     }
-    const cJSON *fn = cJSON_IsObject(choice) ? field(choice, "function") : NULL;
+    const cJSON *fn = cJSON_IsObject(choice) ? srv_field(choice, "function") : NULL;
     const cJSON *name = fn ? cJSON_GetObjectItemCaseSensitive(fn, "name") : NULL;
     if (!cJSON_IsString(name))
-        return bad(e, "tool_choice", "expected none, auto, required or a named function");
+        return srv_bad(e, "tool_choice", "expected none, auto, required or a named function");
     if (!have_tools)
-        return bad(e, "tool_choice", "a named tool_choice needs tools");
+        return srv_bad(e, "tool_choice", "a named tool_choice needs tools");
     const cJSON *t;
     cJSON_ArrayForEach(t, tools) {
         const cJSON *tn = cJSON_GetObjectItemCaseSensitive(
@@ -557,12 +556,12 @@ static bool parse_tools(const cJSON *o, struct srv_params *p, struct srv_error *
 static bool check_prompt_ids(const cJSON *a, int32_t n_vocab, struct srv_error *e)
 {
     if (cJSON_GetArraySize(a) == 0)
-        return bad(e, "prompt", "a token-id prompt must not be empty");
+        return srv_bad(e, "prompt", "a token-id prompt must not be empty");
     const cJSON *it;
     cJSON_ArrayForEach(it, a) {
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (!cJSON_IsNumber(it) || floor(v) != v || v < 0 || (n_vocab > 0 && v >= n_vocab))
-            return bad(e, "prompt", "token ids in 'prompt' must be integers below the "
+            return srv_bad(e, "prompt", "token ids in 'prompt' must be integers below the "
                                     "vocabulary size");
     }
     return true;
@@ -574,11 +573,11 @@ static bool parse_prompt(const cJSON *o, int32_t n_vocab, struct srv_error *e)
 {
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
     if (!pr)
-        return bad(e, "prompt", "'prompt' is required");
+        return srv_bad(e, "prompt", "'prompt' is required");
     if (cJSON_IsString(pr))
         return true;
     if (!cJSON_IsArray(pr) || cJSON_GetArraySize(pr) == 0)
-        return bad(e, "prompt", "'prompt' must be a string, an array of token ids, an array "
+        return srv_bad(e, "prompt", "'prompt' must be a string, an array of token ids, an array "
                                 "of strings or an array of token-id arrays");
     const cJSON *first = cJSON_GetArrayItem(pr, 0);
     if (cJSON_IsNumber(first))
@@ -587,11 +586,11 @@ static bool parse_prompt(const cJSON *o, int32_t n_vocab, struct srv_error *e)
     const cJSON *it;
     cJSON_ArrayForEach(it, pr) {
         if (strings && !cJSON_IsString(it))
-            return bad(e, "prompt", "a list of prompts must hold only strings or only "
+            return srv_bad(e, "prompt", "a list of prompts must hold only strings or only "
                                     "token-id arrays");
         if (!strings && (!cJSON_IsArray(it) || !check_prompt_ids(it, n_vocab, e)))
             return cJSON_IsArray(it) ? false
-                                     : bad(e, "prompt", "a list of prompts must hold only "
+                                     : srv_bad(e, "prompt", "a list of prompts must hold only "
                                                         "strings or only token-id arrays");
     }
     return true;
@@ -599,22 +598,22 @@ static bool parse_prompt(const cJSON *o, int32_t n_vocab, struct srv_error *e)
 
 static bool parse_format(const cJSON *o, struct srv_params *p, struct srv_error *e)
 {
-    const cJSON *rf = field(o, "response_format");
+    const cJSON *rf = srv_field(o, "response_format");
     if (!rf)
         return true;
     const cJSON *type = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
     if (!cJSON_IsString(type))
-        return bad(e, "response_format", "expected {\"type\": \"text\" | \"json_object\" | "
+        return srv_bad(e, "response_format", "expected {\"type\": \"text\" | \"json_object\" | "
                                          "\"json_schema\"}");
     if (!strcmp(type->valuestring, "json_object")) {
         p->json_object = true;
         return true;
     }
     if (!strcmp(type->valuestring, "json_schema")) {
-        const cJSON *js = field(rf, "json_schema");
-        const cJSON *sc = js ? field(js, "schema") : NULL;
+        const cJSON *js = srv_field(rf, "json_schema");
+        const cJSON *sc = js ? srv_field(js, "schema") : NULL;
         if (!cJSON_IsObject(js))
-            return bad(e, "response_format", "json_schema needs {\"json_schema\": {\"name\": "
+            return srv_bad(e, "response_format", "json_schema needs {\"json_schema\": {\"name\": "
                                              "..., \"schema\": {...}}}");
         if (!sc) { /* no schema: any JSON object */
             p->json_object = true;
@@ -623,7 +622,7 @@ static bool parse_format(const cJSON *o, struct srv_params *p, struct srv_error 
         return srv_schema_compile(sc, "response_format", &p->schema, e);
     }
     if (strcmp(type->valuestring, "text") != 0)
-        return bad(e, "response_format", "supported types are text, json_object and "
+        return srv_bad(e, "response_format", "supported types are text, json_object and "
                                          "json_schema");
     return true;
 }
@@ -646,7 +645,7 @@ static bool parse_logprobs(const cJSON *o, struct srv_params *p, struct srv_erro
     if (!get_int(o, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &v, &present, e))
         return false;
     if (present && !p->logprobs && v > 0)
-        return bad(e, "top_logprobs", "top_logprobs needs logprobs set to true");
+        return srv_bad(e, "top_logprobs", "top_logprobs needs logprobs set to true");
     p->top_logprobs = (int)v;
     return true;
 }
@@ -673,7 +672,7 @@ static bool parse_sampling(const cJSON *o, struct srv_params *p, struct srv_erro
     if (!get_int(o, "best_of", 1, 128, &best_of, NULL, e))
         return false;
     if (best_of != 1)
-        return bad(e, "best_of", "only best_of = 1 is supported");
+        return srv_bad(e, "best_of", "only best_of = 1 is supported");
     return true;
 }
 
@@ -690,12 +689,12 @@ static bool parse_limits(const cJSON *o, struct srv_params *p, struct srv_error 
     p->max_tokens = present ? (int32_t)mt : -1;
     if (!get_bool(o, "stream", &p->stream, e))
         return false;
-    const cJSON *so = field(o, "stream_options");
+    const cJSON *so = srv_field(o, "stream_options");
     if (so) {
         if (!cJSON_IsObject(so))
-            return bad(e, "stream_options", "expected an object");
+            return srv_bad(e, "stream_options", "expected an object");
         if (!p->stream)
-            return bad(e, "stream_options", "stream_options is only allowed with stream");
+            return srv_bad(e, "stream_options", "stream_options is only allowed with stream");
         if (!get_bool(so, "include_usage", &p->include_usage, e))
             return false;
     }
@@ -716,15 +715,15 @@ bool srv_parse_request(enum srv_kind kind, const char *body, size_t len, int32_t
     const cJSON *o = p->body;
     /* chat text is read from the raw bytes (NUL kept, as Python has it); a completion
      * prompt or a stop string comes through cJSON, which would cut it at the NUL */
-    if (has_nul && (kind == SRV_COMPLETION || field(o, "stop"))) {
-        bad(e, kind == SRV_COMPLETION ? "prompt" : "stop",
+    if (has_nul && (kind == SRV_COMPLETION || srv_field(o, "stop"))) {
+        srv_bad(e, kind == SRV_COMPLETION ? "prompt" : "stop",
             "NUL characters (\\u0000) are not accepted in a completion prompt or a stop "
             "string");
         goto fail;
     }
-    const cJSON *model = field(o, "model");
+    const cJSON *model = srv_field(o, "model");
     if (model && !cJSON_IsString(model)) {
-        bad(e, "model", "'model' must be a string");
+        srv_bad(e, "model", "'model' must be a string");
         goto fail;
     }
     if (model) {
@@ -739,7 +738,7 @@ bool srv_parse_request(enum srv_kind kind, const char *body, size_t len, int32_t
          * not see the functions): refused, naming the replacement. */
         static const char *const legacy[] = {"functions", "function_call"};
         for (int i = 0; i < 2; i++)
-            if (field(o, legacy[i])) {
+            if (srv_field(o, legacy[i])) {
                 srv_error_set(e, 400, "invalid_request_error", NULL, legacy[i],
                               "'%s' is deprecated and not supported: send the functions as "
                               "'tools' ({\"type\": \"function\", \"function\": {...}}) and "
@@ -759,8 +758,8 @@ bool srv_parse_request(enum srv_kind kind, const char *body, size_t len, int32_t
     } else {
         if (!parse_prompt(o, n_vocab, e) || !get_bool(o, "echo", &p->echo, e))
             goto fail;
-        if (field(o, "suffix")) {
-            bad(e, "suffix", "suffix is not supported");
+        if (srv_field(o, "suffix")) {
+            srv_bad(e, "suffix", "suffix is not supported");
             goto fail;
         }
     }

@@ -93,6 +93,10 @@ void srv_error_set(struct srv_error *e, int http, const char *type, const char *
                    const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* {"error":{"message","type","param","code"}} as an owned string (herd_free), or NULL. */
 char *srv_error_json(const struct srv_error *e);
+/* The request parsers' two helpers: a 400 invalid_request_error naming param (returns
+ * false, so `return srv_bad(...)` ends a check), and a present, non-null field of o. */
+bool srv_bad(struct srv_error *e, const char *param, const char *msg);
+const cJSON *srv_field(const cJSON *o, const char *name);
 
 /* Parses a request body as strict JSON: one object and nothing after it but blanks;
  * repeated keys resolved as Python's json.loads does (the last value wins). has_nul (may be
