@@ -770,5 +770,7 @@ extern "C" const struct backend_ops backend_cuda_ops = {
     .graph_replay = cuda_graph_replay,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,
+    .profile = nullptr, /* herd_context_profile: CPU only (the kernels run asynchronously) */
+    .profile_text = nullptr,
     .list_devices = cuda_list_devices,
 };
