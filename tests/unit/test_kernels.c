@@ -5,6 +5,8 @@
  * unaligned pointers), and the vector kernels on odd lengths. Float paths use
  * abs + |ref| * eps; quantized paths (and any variant whose activation format differs from
  * ref's, e.g. bf16 activations) use the normalised mean squared error.
+ * Batch invariance: which batch sizes give an activation row other bits than a one-row call
+ * (printed per variant and type, and held to the promises in docs/speculative.md).
  * It also checks the ref matrix products themselves against plain float dot products of
  * independently decoded weights, so a wrong reference cannot hide.
  */
@@ -342,6 +344,64 @@ static void check_mm_variant(const struct herd_cpu_kernels *k, const struct mm_c
     free(w_buf), free(x), free(y_buf), free(yr);
 }
 
+/* Batch invariance: activation row b's outputs are the same bits in a batch of n_b rows,
+ * over any row sub-range (a thread's share), as in a one-row call over all rows. Greedy
+ * speculative decoding (docs/speculative.md) and the server's "same logits whatever else
+ * is in the batch" rest on it. Returns the smallest n_b that breaks it (0: none), so the
+ * caller can say which paths are invariant up to where. */
+static int64_t first_variant_nb(const struct herd_cpu_kernels *k, herd_dtype t, int64_t n)
+{
+    const int64_t n_rows = 37, max_b = 20;
+    size_t rb = (size_t)(n / block_elems(t)) * block_size_bytes(t);
+    uint8_t *w = malloc(rb * n_rows);
+    float *x = malloc(sizeof(float) * n * max_b), *one = malloc(sizeof(float) * n_rows * max_b);
+    float *y = malloc(sizeof(float) * n_rows * max_b);
+    fill_weights(t, w, (size_t)(n / block_elems(t)) * n_rows);
+    for (int64_t i = 0; i < n * max_b; i++)
+        x[i] = rndf() + 0.25f;
+    for (int64_t b = 0; b < max_b; b++)
+        run_mm(k, t, w, x + b * n, n, 1, 0, n_rows, one + b * n_rows, n_rows);
+    int64_t broke = 0;
+    for (int64_t nb = 1; nb <= max_b && !broke; nb++) {
+        /* splits as herd_split gives threads: [0, 37), [0, 19) + [19, 37), [0, 5) + [5, 37) */
+        static const int64_t cut[] = {37, 19, 5};
+        for (int c = 0; c < 3 && !broke; c++) {
+            run_mm(k, t, w, x, n, nb, 0, cut[c], y, n_rows);
+            if (cut[c] < n_rows)
+                run_mm(k, t, w, x, n, nb, cut[c], n_rows, y, n_rows);
+            if (memcmp(y, one, sizeof(float) * (size_t)(n_rows * nb)) != 0)
+                broke = nb;
+        }
+    }
+    free(w), free(x), free(one), free(y);
+    return broke;
+}
+
+static void check_invariance(const struct herd_cpu_kernels *k)
+{
+    for (size_t c = 0; c < sizeof mm_cases / sizeof mm_cases[0]; c++) {
+        herd_dtype t = mm_cases[c].t;
+        if (!k->mm[t].matmul)
+            continue;
+        int64_t broke = first_variant_nb(k, t, mm_cases[c].n_cols);
+        printf("  %s %s n=%lld: batch invariant %s%lld\n", k->isa, type_name(t),
+               (long long)mm_cases[c].n_cols, broke ? "below n_b=" : "up to n_b=",
+               (long long)(broke ? broke : 20));
+        /* Every path up to 8 rows (a speculative verification of up to 7 drafts, a few
+         * server slots), except bf16 activations (opt-in: from 4); Q8_0 on Llama shapes
+         * (rows a multiple of 512) on AVX-512 / AMX at any batch, the gemm included. */
+        int bf16_act = t == HERD_DTYPE_BF16 && k->mm[t].act_type == HERD_DTYPE_BF16;
+        CHECK_MSG(broke == 0 || broke > (bf16_act ? 3 : 8),
+                  "%s %s n=%lld: row results change at n_b=%lld", k->isa, type_name(t),
+                  (long long)mm_cases[c].n_cols, (long long)broke);
+        if (t == HERD_DTYPE_Q8_0 && mm_cases[c].n_cols % 512 == 0 &&
+            (strcmp(k->isa, "avx512") == 0 || strcmp(k->isa, "amx") == 0) &&
+            !getenv("HERD_GEMV_NO_R16")) /* the older one-row loop, kept to compare */
+            CHECK_MSG(broke == 0, "%s q8_0 n=%lld: row results change at n_b=%lld", k->isa,
+                      (long long)mm_cases[c].n_cols, (long long)broke);
+    }
+}
+
 static void check_ops(const struct herd_cpu_kernels *k)
 {
     const struct herd_cpu_kernels *ref = kernels_get_isa("ref");
@@ -523,6 +583,7 @@ int main(void)
             check_mm_variant(k, &mm_cases[c], 300, 17);
             herd_alloc_fail_after(-1);
         }
+        check_invariance(k);
         check_ops(k);
         check_convert(k);
     }

@@ -2,8 +2,8 @@
  * matmul_f_avx2.c - matrix products for float weights (F32, F16, BF16) with f32 activations,
  * AVX2 + FMA + F16C. Products are exact f32 multiplies summed in f32, as the reference.
  *
- * Same loop order as the quantized AVX2 products: chunks of K (a whole row for decode, 512
- * weights for prefill so each pass's activation chunks stay in L2), then pairs of weight
+ * Same loop order as the quantized AVX2 products: chunks of K (a whole row below 16
+ * activation rows, 512 weights for prefill so each pass's activation chunks stay in L2), then pairs of weight
  * rows, then tiles of up to 4 activation rows: a 2 x 4 register tile where each converted
  * weight vector feeds 4 FMAs and each activation load feeds 2. Decode thus reads every
  * weight row once for all its activation rows.
@@ -56,6 +56,10 @@ static inline float hsum(__m256 v)
 
 #define NBT 4
 #define KC_PREFILL 512
+/* Below this many activation rows (decode, server slots, a speculative verification) K is
+ * one chunk, as for one row, so each row's sums are formed the same way in any such batch
+ * (matmul_q_avx2.c's NB_DECODE; tests/unit/test_kernels.c check_invariance). */
+#define NB_DECODE 16
 
 /* y[b][r + i] (+)= row i . x[b] over elements [k0, k0 + kn), i < nr, b < nb. */
 static inline __attribute__((always_inline)) void
@@ -93,7 +97,7 @@ matmul_f(enum ftype t, float *y, int64_t ldy, const void *w, const void *xa, siz
          int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     const size_t rb = (size_t)n * elem_bytes(t);
-    const int64_t kc = n_b < NBT ? n : KC_PREFILL;
+    const int64_t kc = n_b < NB_DECODE ? n : KC_PREFILL;
     for (int64_t k0 = 0; k0 < n; k0 += kc) {
         const int64_t kn = n - k0 < kc ? n - k0 : kc;
         for (int64_t r = r0; r < r1; r += 2) {

@@ -17,10 +17,11 @@
  *    activation scales in one vector op, and spread to the lanes of each dot by a permute.
  *  - Every weight row is read once for all n_b activation rows; float accumulators stay
  *    in registers, one horizontal sum per row.
- * Q8_0 with 2..8 activation rows has its own loop further down (gemv_q8_0_r16: 16 rows
- * transposed in registers, one block dot per lane), where arithmetic rather than memory
- * sets the pace. Results equal the generic path's (cpu/avx512/matmul_q_avx512.c) up to
- * f32 reassociation.
+ * Q8_0 with 1..8 activation rows has its own loop further down (gemv_q8_0_r16: 16 rows
+ * transposed in registers, one block dot per lane), as fast for one row and much faster
+ * for several; its float steps are the prefill gemm's, so a Q8_0 row rounds alike in any
+ * batch. The other types' results equal the gemm's (cpu/avx512/matmul_q_avx512.c) up to
+ * f32 reassociation, and each activation row's are the same for 1..4 rows.
  * Types: Q8_0, Q4_0 (VBMI sub-variant), Q4_1, Q4_K, Q5_K, Q6_K. Rows must be multiples of
  * 512 weights (all Llama matrices); others go elsewhere.
  */
@@ -484,34 +485,47 @@ static void plan_r16(struct r16_plan *p, const uint8_t *xa, size_t xrb, int nb, 
         }
 }
 
-/* Rows r .. r + 15 of Q8_0 weights (row bytes rb, w at block j0 of row r) times the nb
- * planned activation rows over nj blocks; y[b * ldy + i] (+)= row r + i . x[b]. */
+/* Rows r .. r + nr - 1 (nr <= 16; a short group reads row nr - 1 in the missing lanes and
+ * stores only nr outputs) of Q8_0 weights (row bytes rb, w at block j0 of row r) times the
+ * nb planned activation rows over nj blocks (a multiple of 16); y[b * ldy + i] (+)= row
+ * r + i . x[b].
+ * The float steps are the prefill gemm's (matmul_q_avx512.c: group_step, chunks of 16
+ * blocks summed from zero and added to y in order): per block s_w * (da * dot + (-128 *
+ * da * sum(x))). So a row's result is the same whatever the batch (1 row, 2..8, the gemm's
+ * 9 and more, VNNI or AMX) and wherever the thread split puts it, which greedy speculative
+ * decoding needs (docs/speculative.md). */
 static inline __attribute__((always_inline)) void
-rows16_q8_0(int nb, const uint8_t *w, size_t rb, const struct r16_plan *p, int64_t nj,
+rows16_q8_0(int nb, int nr, const uint8_t *w, size_t rb, const struct r16_plan *p, int64_t nj,
             float *y, int64_t ldy, int first)
 {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const __m512i rowoff = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)rb));
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i rowoff = _mm512_mullo_epi32(_mm512_min_epi32(lane, _mm512_set1_epi32(nr - 1)),
+                                              _mm512_set1_epi32((int)rb));
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
     static const int pair[8][2] = {{0, 4}, {1, 5}, {2, 6}, {3, 7},
                                    {8, 12}, {9, 13}, {10, 14}, {11, 15}};
-    __m512 acc[R16_MAX_B];
+    size_t off[16];
+    #pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        off[i] = (size_t)(i < nr ? i : nr - 1) * rb;
+    __m512 acc[R16_MAX_B], tot[R16_MAX_B];
     #pragma GCC unroll 8
-    for (int b = 0; b < nb; b++)
+    for (int b = 0; b < nb; b++) {
         acc[b] = _mm512_setzero_ps();
-    #pragma GCC unroll 8
+        tot[b] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(keep, y + b * ldy);
+    }
     for (int64_t j = 0; j < nj; j++) {
         const uint8_t *blk = w + j * 34;
         if ((j & 1) == 0)
             #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
-                _mm_prefetch((const char *)(blk + (size_t)i * rb + 1024), _MM_HINT_T0);
+                _mm_prefetch((const char *)(blk + off[i] + 1024), _MM_HINT_T0);
         __m512i z[8], t[8];
         #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
-            __m256i lo = _mm256_loadu_si256((const void *)(blk + pair[i][0] * rb + 2));
-            __m256i hi = _mm256_loadu_si256((const void *)(blk + pair[i][1] * rb + 2));
+            __m256i lo = _mm256_loadu_si256((const void *)(blk + off[pair[i][0]] + 2));
+            __m256i hi = _mm256_loadu_si256((const void *)(blk + off[pair[i][1]] + 2));
             z[i] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
                                     flip);
         }
@@ -538,48 +552,54 @@ rows16_q8_0(int nb, const uint8_t *w, size_t rb, const struct r16_plan *p, int64
                                        _mm512_set1_ps(p->s[j][b][1]));
             acc[b] = _mm512_fmadd_ps(f, dw, acc[b]);
         }
+        if ((j & 15) == 15) { /* the end of a gemm chunk: y = chunk (first) or y + chunk */
+            #pragma GCC unroll 8
+            for (int b = 0; b < nb; b++) {
+                tot[b] = first && j == 15 ? acc[b] : _mm512_add_ps(tot[b], acc[b]);
+                acc[b] = _mm512_setzero_ps();
+            }
+        }
     }
     #pragma GCC unroll 8
-    for (int b = 0; b < nb; b++) {
-        float *yb = y + b * ldy;
-        _mm512_storeu_ps(yb, first ? acc[b] : _mm512_add_ps(acc[b], _mm512_loadu_ps(yb)));
-    }
+    for (int b = 0; b < nb; b++)
+        _mm512_mask_storeu_ps(y + b * ldy, keep, tot[b]);
 }
 
-static void gemv_q8_0(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
-                      int64_t n, int64_t n_b, int64_t r0, int64_t r1);
+/* All rows of [r0, r1) for nb activation rows: groups of 16, then one short group. */
+static inline __attribute__((always_inline)) void
+rows_q8_0(int nb, const uint8_t *w, size_t rb, const struct r16_plan *p, int64_t j0, int64_t nj,
+          float *y, int64_t ldy, int64_t r0, int64_t r1)
+{
+    int64_t r = r0;
+    for (; r + 16 <= r1; r += 16)
+        rows16_q8_0(nb, 16, w + (size_t)r * rb + j0 * 34, rb, p, nj, y + r, ldy, j0 == 0);
+    if (r < r1)
+        rows16_q8_0(nb, (int)(r1 - r), w + (size_t)r * rb + j0 * 34, rb, p, nj, y + r, ldy,
+                    j0 == 0);
+}
 
-/* Q8_0 weights x 2..8 Q8_0 activation rows: K chunks of R16_KB blocks, each planned once
- * and run over every group of 16 rows; the last (r1 - r0) % 16 rows go through the
- * one-row loop. */
+/* Q8_0 weights x 1..8 Q8_0 activation rows: K chunks of R16_KB blocks, each planned once
+ * and run over every group of 16 rows. */
 static void gemv_q8_0_r16(float *y, int64_t ldy, const void *wv, const void *xav, size_t xrb,
                           int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     const uint8_t *w = wv, *xa0 = xav;
     const size_t rb = (size_t)(n / 32) * 34;
     struct r16_plan plan;
-    const int64_t r16 = r0 + (r1 - r0) / 16 * 16;
-    for (int64_t j0 = 0; j0 < n / 32 && r16 > r0; j0 += R16_KB) {
+    for (int64_t j0 = 0; j0 < n / 32 && r1 > r0; j0 += R16_KB) {
         const int64_t nj = n / 32 - j0 < R16_KB ? n / 32 - j0 : R16_KB;
         plan_r16(&plan, xa0, xrb, (int)n_b, j0, nj);
-        for (int64_t r = r0; r < r16; r += 16) {
-            const uint8_t *wr = w + (size_t)r * rb + j0 * 34;
-            float *yr = y + r;
-            switch (n_b) {
-            case 2: rows16_q8_0(2, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
-            case 3: rows16_q8_0(3, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
-            case 4: rows16_q8_0(4, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
-            case 5: rows16_q8_0(5, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
-            case 6: rows16_q8_0(6, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
-            case 7: rows16_q8_0(7, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
-            default: rows16_q8_0(8, wr, rb, &plan, nj, yr, ldy, j0 == 0); break;
-            }
+        switch (n_b) {
+        case 1: rows_q8_0(1, w, rb, &plan, j0, nj, y, ldy, r0, r1); break;
+        case 2: rows_q8_0(2, w, rb, &plan, j0, nj, y, ldy, r0, r1); break;
+        case 3: rows_q8_0(3, w, rb, &plan, j0, nj, y, ldy, r0, r1); break;
+        case 4: rows_q8_0(4, w, rb, &plan, j0, nj, y, ldy, r0, r1); break;
+        case 5: rows_q8_0(5, w, rb, &plan, j0, nj, y, ldy, r0, r1); break;
+        case 6: rows_q8_0(6, w, rb, &plan, j0, nj, y, ldy, r0, r1); break;
+        case 7: rows_q8_0(7, w, rb, &plan, j0, nj, y, ldy, r0, r1); break;
+        default: rows_q8_0(8, w, rb, &plan, j0, nj, y, ldy, r0, r1); break;
         }
     }
-    /* the last (r1 - r0) % 16 rows: the one-row loop, in passes of up to 4 activation rows */
-    for (int64_t b0 = 0; b0 < n_b && r16 < r1; b0 += GEMV_MAX_B)
-        gemv_q8_0(y + b0 * ldy, ldy, w, xa0 + (size_t)b0 * xrb, xrb, n,
-                  n_b - b0 < GEMV_MAX_B ? n_b - b0 : GEMV_MAX_B, r16, r1);
 }
 
 /* ---- drivers: plan each activation row, then stream the rows once */
@@ -683,7 +703,8 @@ void gemv_q_avx512_init(void)
 {
     /* no_vbmi: the pre-VBMI Q4_0 loop, for comparison and for its test */
     use_vbmi = __builtin_cpu_supports("avx512vbmi") && !kernels_options()->no_vbmi;
-    /* no_r16: Q8_0 batches of 2..8 in passes of the one-row loop, for comparison */
+    /* no_r16: Q8_0 through the older one-row loop (passes of up to 4 rows), for comparison;
+     * not batch invariant past 8 rows */
     no_r16 = kernels_options()->no_r16;
 }
 
@@ -691,7 +712,7 @@ matmul_fn gemv_q_avx512(herd_dtype t, int64_t n, int64_t n_b)
 {
     if (n % 512 != 0 || n > GEMV_MAX_N || n_b < 1 || n_b > R16_MAX_B)
         return NULL;
-    if (t == HERD_DTYPE_Q8_0 && n_b >= 2 && !no_r16)
+    if (t == HERD_DTYPE_Q8_0 && !no_r16)
         return gemv_q8_0_r16;
     if (n_b > GEMV_MAX_B)
         return NULL;

@@ -1,10 +1,11 @@
 /*
  * matmul_f_avx512.c - matrix products for float weights (F32, F16, BF16) with AVX-512.
  *
- *  - gemv (n_b < 4): each weight row streamed once for all n_b activation rows, two rows
- *    per pass (each activation load feeds two FMAs), two FMA chains per (row, activation);
+ *  - gemv (n_b < 9): each weight row streamed once for all n_b activation rows, two rows
+ *    at a time for up to 3 activation rows (each activation load feeds two FMAs), two FMA
+ *    chains per (row, activation);
  *    F16 widened with vcvtph2ps, BF16 by a 16-bit shift; activations f32.
- *  - gemm (n_b >= 4): per chunk of K (KC) and panel of 32 rows, the weights are transposed
+ *  - gemm (n_b >= 9): per chunk of K (KC) and panel of 32 rows, the weights are transposed
  *    into a panel where two vectors hold element k of 32 rows; the 32 x 12 register tile
  *    then does two FMAs per (k, activation row) on one broadcast of the activation.
  *    BF16 weights on CPUs with AVX512_BF16 pair with BF16 activations (as ggml does) and
@@ -33,11 +34,12 @@ static inline __attribute__((always_inline)) __m512 load_w(enum ftype t, const u
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-#define GEMV_MAX_B 3 /* activation rows per pass over the weights (decode) */
+#define GEMV_MAX_B 8 /* activation rows per pass over the weights (decode, a few slots) */
 
-/* Rows r, r + 1 (nr = 2) or r alone (nr = 1) times nb activation rows, each row read once:
- * per 16 weights one conversion and nb FMAs, two independent chains per (row, act) so the
- * FMA latency hides behind the loads. out[i * nb + b] = row i . x[b]. */
+/* Rows r, r + 1 (nr = 2, nb <= 3) or r alone (nr = 1) times nb activation rows, each row
+ * read once: per 16 weights one conversion and nb FMAs, two independent chains per (row,
+ * act) so the FMA latency hides behind the loads. out[i * nb + b] = row i . x[b]. Each
+ * (row, act) pair has its own chains, so its result does not depend on nr or nb. */
 static inline __attribute__((always_inline)) void rows_dot(enum ftype t, int nr, int nb,
                                                            const uint8_t *row, size_t rb,
                                                            const float *const *x, int64_t n,
@@ -60,7 +62,7 @@ static inline __attribute__((always_inline)) void rows_dot(enum ftype t, int nr,
 #pragma GCC unroll 2
             for (int i = 0; i < nr; i++)
                 w[i] = load_w(t, row + i * rb, k + 16 * h, 0xffff);
-#pragma GCC unroll 3
+#pragma GCC unroll 8
             for (int b = 0; b < nb; b++) {
                 __m512 xv = _mm512_loadu_ps(x[b] + k + 16 * h);
 #pragma GCC unroll 2
@@ -326,7 +328,11 @@ gemm(enum ftype t, int amx, float *y, int64_t ldy, const uint8_t *w, const uint8
 
 #undef TILE
 
-#define GEMM_MIN_NB 4
+/* At or above: the gemm. Below, one pass of the streamed rows: as fast for 4..8 rows
+ * (memory-bound; measured bf16 4096 x 4096, 8 rows, 2 threads: gemm 78 GOP/s, see
+ * bench/kernels/README.md), and each activation row gets its one-row arithmetic, so a
+ * server's few slots or a speculative verify of up to 8 rows round as decode does. */
+#define GEMM_MIN_NB 9
 
 static inline __attribute__((always_inline)) void
 matmul_f(enum ftype t, float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
@@ -342,10 +348,10 @@ matmul_f(enum ftype t, float *y, int64_t ldy, const void *w, const void *xa, siz
         const float *x[GEMV_MAX_B];
         for (int b = 0; b < nb; b++)
             x[b] = (const float *)((const uint8_t *)xa + (size_t)(b0 + b) * xrb);
-        for (int64_t r = r0; r < r1; r += 2) {
+        for (int64_t r = r0; r < r1;) {
             const uint8_t *row = (const uint8_t *)w + (size_t)r * rb;
             float o[2 * GEMV_MAX_B];
-            const int nr = r + 1 < r1 ? 2 : 1;
+            const int nr = r + 1 < r1 && nb <= 3 ? 2 : 1;
             if (nr == 2)
                 switch (nb) {
                 case 1: rows_dot(t, 2, 1, row, rb, x, n, o); break;
@@ -353,10 +359,20 @@ matmul_f(enum ftype t, float *y, int64_t ldy, const void *w, const void *xa, siz
                 default: rows_dot(t, 2, 3, row, rb, x, n, o); break;
                 }
             else
-                rows_dot(t, 1, nb, row, rb, x, n, o);
+                switch (nb) { /* 16 accumulators at most */
+                case 1: rows_dot(t, 1, 1, row, rb, x, n, o); break;
+                case 2: rows_dot(t, 1, 2, row, rb, x, n, o); break;
+                case 3: rows_dot(t, 1, 3, row, rb, x, n, o); break;
+                case 4: rows_dot(t, 1, 4, row, rb, x, n, o); break;
+                case 5: rows_dot(t, 1, 5, row, rb, x, n, o); break;
+                case 6: rows_dot(t, 1, 6, row, rb, x, n, o); break;
+                case 7: rows_dot(t, 1, 7, row, rb, x, n, o); break;
+                default: rows_dot(t, 1, 8, row, rb, x, n, o); break;
+                }
             for (int i = 0; i < nr; i++)
                 for (int b = 0; b < nb; b++)
                     y[(b0 + b) * ldy + r + i] = o[i * nb + b];
+            r += nr;
         }
     }
 }
@@ -405,13 +421,17 @@ __attribute__((target("avx512bf16"))) static inline float row_dot_bf16(const voi
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+/* bf16 activations (opt-in, HERD_BF16_ACT) stream the weights once per activation row
+ * below the gemm, so it starts at 4 rows there (not batch invariant past 3 rows). */
+#define GEMM_MIN_NB_DP 4
+
 /* BF16 weights x BF16 activations (n even: the pairs of vdpbf16ps; with amx, the prefill
  * products on tiles). */
 __attribute__((target("avx512bf16"))) static inline __attribute__((always_inline)) void
 matmul_bf16_bf16(int amx, float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
                  int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    if (n % 2 == 0 && n_b >= GEMM_MIN_NB) {
+    if (n % 2 == 0 && n_b >= GEMM_MIN_NB_DP) {
         gemm(FT_BF16_DP, amx, y, ldy, w, xa, xrb, n, n_b, r0, r1);
         return;
     }
