@@ -27,6 +27,10 @@ struct tensor_info {
     int64_t ne[4];    /* unused dims are 1 */
     const void *data; /* into a mapping owned by the file object */
     size_t nbytes;
+    /* > 1: an F8_E4M3 matrix joined from n_parts model-parallel shards along its columns
+     * (Meta's FP8 w2): n_parts matrices of ne[0] / n_parts columns one after the other,
+     * each with its own row scales (model/load_meta.c); 0 or 1: one matrix */
+    int n_parts;
 };
 
 /* Bytes of n elements of type t in their block layout, or 0 if n is not a whole number of

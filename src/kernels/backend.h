@@ -48,6 +48,13 @@ struct weight {
     herd_dtype type;
     int64_t n_rows, n_cols;
     size_t row_bytes;
+    /* > 1: the matrix is n_parts column parts, each a weight of its own (parts[k]: n_rows
+     * rows of n_cols / n_parts columns, part k's data after part k - 1's) whose products
+     * are added in part order: Meta's FP8 w2 of a model-parallel checkpoint, where each
+     * rank quantizes its own slice of the activations (model/forward.c). row_bytes is then
+     * the bytes of all parts' rows r together. */
+    int32_t n_parts;
+    struct weight *parts;
 };
 
 enum rope_style { ROPE_INTERLEAVED = 0, ROPE_HALF = 1 };

@@ -55,6 +55,26 @@ static herd_status reduce_tp(herd_context *c, float *y, int64_t n, const char *w
     return from_host(c, y, h, len);
 }
 
+/* y (n, ldy) = w x (n, ldx). A weight in column parts (Meta's FP8 w2 of a model-parallel
+ * checkpoint, load_meta.c) is computed as Meta's ranks compute it: each part from its own
+ * columns of x (so the FP8 activations are quantized per part), the products added in part
+ * order in float32, as reduce_tp adds the ranks' partial sums. scratch holds one product
+ * (n * ldy floats). */
+static void matmul_parts(herd_context *c, float *y, int64_t ldy, const struct weight *w,
+                         const float *x, int64_t ldx, int64_t n, float *scratch)
+{
+    const struct backend_ops *b = c->b;
+    if (w->n_parts <= 1) {
+        b->matmul(c->bc, y, ldy, w, x, ldx, n);
+        return;
+    }
+    b->matmul(c->bc, y, ldy, &w->parts[0], x, ldx, n);
+    for (int k = 1; k < w->n_parts; k++) {
+        b->matmul(c->bc, scratch, ldy, &w->parts[k], x + k * w->parts[0].n_cols, ldx, n);
+        b->add(c->bc, y, scratch, n * ldy);
+    }
+}
+
 /* One transformer block on the chunk's n tokens (layer l of the model, cache layer l - l0). */
 static herd_status block_forward(herd_context *c, const struct bstep *st, int l)
 {
@@ -83,7 +103,8 @@ static herd_status block_forward(herd_context *c, const struct bstep *st, int l)
     b->matmul(bc, c->hb, ff, &L->w_gate, c->xb, dim, n);
     b->matmul(bc, c->hb2, ff, &L->w_up, c->xb, dim, n);
     b->swiglu(bc, c->hb, c->hb, c->hb2, n, ff);
-    b->matmul(bc, c->xb, dim, &L->w_down, c->hb, ff, n);
+    /* hb2 is free once swiglu has read it; a model in parts has ff >= dim (load_meta.c) */
+    matmul_parts(c, c->xb, dim, &L->w_down, c->hb, ff, n, c->hb2);
     if ((s = reduce_tp(c, c->xb, n, "the FFN all-reduce")))
         return s;
     b->add(bc, c->x, c->xb, n * dim);

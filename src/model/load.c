@@ -30,23 +30,44 @@ herd_status weight_bind(struct weight *w, const struct tensor_info *t, int64_t n
                          t->name, (long long)(t->n_dims == 2 ? t->ne[1] : t->ne[0]),
                          (long long)(t->n_dims == 2 ? t->ne[0] : 1), (long long)n_rows,
                          (long long)n_cols);
-    size_t rb = dtype_row_bytes(t->type, n_cols);
+    int parts = t->n_parts > 1 ? t->n_parts : 1;
+    if (parts > 1 && (t->type != HERD_DTYPE_F8_E4M3 || n_cols % parts != 0))
+        return herd_fail(HERD_ERR_INTERNAL, "tensor %s: %d column parts of %lld columns", t->name,
+                         parts, (long long)n_cols);
+    size_t rb = dtype_row_bytes(t->type, n_cols / parts);
     if (rb == 0)
         return herd_fail(HERD_ERR_FORMAT, "tensor %s: %lld columns is not a whole number of "
                          "%s blocks", t->name, (long long)n_cols, herd_dtype_name(t->type));
-    if (t->nbytes < rb * (size_t)n_rows)
+    if (t->nbytes / (size_t)parts < rb * (size_t)n_rows)
         return herd_fail(HERD_ERR_FORMAT, "tensor %s: %zu bytes of data, expected %zu", t->name,
-                         t->nbytes, rb * (size_t)n_rows);
+                         t->nbytes, rb * (size_t)n_rows * (size_t)parts);
+    memset(w, 0, sizeof *w);
+    if (parts > 1) {
+        if (!(w->parts = herd_calloc((size_t)parts, sizeof *w->parts)))
+            return herd_fail(HERD_ERR_NOMEM, "tensor %s: parts", t->name);
+        for (int k = 0; k < parts; k++)
+            w->parts[k] = (struct weight){.data = (const uint8_t *)t->data + (size_t)k *
+                                                  rb * (size_t)n_rows,
+                                          .type = t->type, .n_rows = n_rows,
+                                          .n_cols = n_cols / parts, .row_bytes = rb};
+        w->n_parts = parts;
+    }
     w->data = t->data;
     w->type = t->type;
     w->n_rows = n_rows;
     w->n_cols = n_cols;
-    w->row_bytes = rb;
+    w->row_bytes = rb * (size_t)parts;
     return HERD_OK;
 }
 
 herd_status weight_row_f32(const struct weight *w, int64_t r, float *out)
 {
+    if (w->n_parts > 1) { /* each part's columns in turn */
+        herd_status s = HERD_OK;
+        for (int k = 0; k < w->n_parts && s == HERD_OK; k++)
+            s = weight_row_f32(&w->parts[k], r, out + k * w->parts[0].n_cols);
+        return s;
+    }
     return dequantize_row(w->type, out, (const uint8_t *)w->data + (size_t)r * w->row_bytes,
                           w->n_cols);
 }
@@ -557,6 +578,11 @@ void model_free_local(herd_model *m)
         for (int l = 0; l < m->info.n_layers; l++) {
             herd_free(m->layers[l].attn_norm);
             herd_free(m->layers[l].ffn_norm);
+            struct layer *L = &m->layers[l];
+            struct weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
+                                   &L->w_down};
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+                herd_free(ws[i]->parts);
         }
     }
     herd_free(m->layers);

@@ -28,10 +28,16 @@
  * loads the state dict into a BF16 model, then casts to float8 with weight.to(float8_e4m3fn));
  * the reference quantizes activations per token with fp8_activation_scale_ub = 1200 (its
  * default; nothing in the folder overrides it), exactly as fbgemm_fp8 does. Such weights are
- * repacked into HERD_DTYPE_F8_E4M3 rows at load. Joining: w1/w3 shards stack their rows and
- * scales; w2 shards cannot be joined, since each shard's rows have their own scales and the
- * reference quantizes each shard's slice of the activations on its own: a folder of several
- * FP8 shards is refused with a message (one shard, MP1, loads exactly).
+ * repacked into HERD_DTYPE_F8_E4M3 rows at load. Joining follows what Meta's model-parallel
+ * ranks compute (llama-models' swiglu_wrapper: ffn_swiglu on the rank's weights, then
+ * reduce_from_model_parallel_region). w1/w3 shards stack their rows with their scales: each
+ * rank quantizes the whole activation row, so the stacked rows are exact. A w2 shard holds
+ * columns with row scales of its own, and each rank quantizes its own slice of the hidden
+ * activations per token before f8f8bf16_rowwise: the joined w2 is a tensor of S column parts
+ * (struct weight.n_parts), each multiplied by its slice, quantized on its own, and the S
+ * products are added in shard order (forward.c), as the all-reduce adds them. Meta's ranks
+ * produce bf16 products and all-reduce them in bf16; herd keeps each part's product and the
+ * sum in float32, as it keeps every activation (and as the numpy reference does).
  *
  * params.json is also turned into a struct hf_config, so `herd quantize` writes a GGUF
  * from this folder exactly as from a Hugging Face one.
@@ -362,7 +368,10 @@ static uint8_t *owned_buf(herd_model *m, size_t n)
     return buf;
 }
 
-/* An FFN weight of Meta's FP8 release: the shards' rows stacked (w1/w3) as F8_E4M3 rows. */
+/* An FFN weight of Meta's FP8 release as F8_E4M3 rows, shard k's matrix after shard k - 1's:
+ * for w1/w3 (split on rows) that is the stacked rows; for w2 (split on columns) it is a
+ * tensor of n column parts, each with its shard's row scales (struct tensor_info.n_parts),
+ * whose products forward.c adds as Meta's all-reduce adds the ranks' partial sums. */
 static herd_status join_fp8(herd_model *m, const struct tensor_info *const *parts, int split,
                             int l, const char *wn, struct tensor_info *t)
 {
@@ -371,12 +380,12 @@ static herd_status join_fp8(herd_model *m, const struct tensor_info *const *part
     if (t0->n_dims != 2 || (t0->type != DTYPE_F8_E4M3_RAW && t0->type != HERD_DTYPE_BF16))
         return herd_fail(HERD_ERR_FORMAT, "tensor %s: expected a float8_e4m3fn or bfloat16 "
                          "matrix beside its FP8 scales", t0->name);
-    if (split != 0 && n > 1)
-        return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: Meta's FP8 w2 in %d shards has row "
-                         "scales per shard and its activations are quantized per shard; herd "
-                         "joins FP8 shards only along rows (w1, w3) for now: use a one-shard "
-                         "(MP1) FP8 folder or the Hugging Face FP8 checkpoint", t0->name, n);
     int64_t cols = t0->ne[0], rows = t0->ne[1];
+    /* forward.c keeps one part's product in the FFN's up buffer (n_ff >= dim) */
+    if (split == 1 && n > 1 && cols * n < rows)
+        return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: an FP8 w2 in %d parts needs an FFN "
+                         "at least as wide as the model (%lld < %lld)", t0->name, n,
+                         (long long)(cols * n), (long long)rows);
     size_t rb = dtype_row_bytes(HERD_DTYPE_F8_E4M3, cols);
     if (rb == 0 || (uint64_t)rows * (uint64_t)n > SIZE_MAX / rb)
         return herd_fail(HERD_ERR_FORMAT, "tensor %s is too large", t0->name);
@@ -390,8 +399,9 @@ static herd_status join_fp8(herd_model *m, const struct tensor_info *const *part
         model_release_pages(parts[k]->data, parts[k]->nbytes);
     }
     t->type = HERD_DTYPE_F8_E4M3;
-    t->ne[0] = cols;
-    t->ne[1] = rows * n;
+    t->ne[0] = split == 1 ? cols * n : cols;
+    t->ne[1] = split == 1 ? rows : rows * n;
+    t->n_parts = split == 1 ? n : 1;
     t->data = buf;
     t->nbytes = rb * (size_t)rows * (size_t)n;
     return HERD_OK;

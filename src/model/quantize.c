@@ -51,6 +51,7 @@ struct qz_tensor {
     int64_t ne[4];
     herd_dtype type;         /* output type */
     int perm_heads;          /* > 0: rows HF rotate-half -> Meta interleaved */
+    const struct weight *parts; /* a weight in column parts: rows read through it */
     void *owned;             /* converted data, or NULL when written from data */
     size_t nbytes;
 };
@@ -230,6 +231,7 @@ static herd_status add_weight(struct qz *q, const struct arch_tensor *at, int l,
     t->ne[0] = w->n_cols;
     t->ne[1] = w->n_rows;
     t->perm_heads = perm_heads;
+    t->parts = w->n_parts > 1 ? w : NULL;
     return HERD_OK;
 }
 
@@ -278,11 +280,12 @@ static void convert_rows(void *arg, int ith, int nth)
     for (int64_t r = lo; r < hi && s == HERD_OK; r++) {
         const uint8_t *in = (const uint8_t *)t->data + (size_t)source_row(t, r) * in_rb;
         uint8_t *out = (uint8_t *)t->owned + (size_t)r * out_rb;
-        if (t->src_type == t->type) {
+        if (t->src_type == t->type && !t->parts) {
             memcpy(out, in, out_rb);
             continue;
         }
-        s = dequantize_row(t->src_type, row, in, ne0);
+        s = t->parts ? weight_row_f32(t->parts, source_row(t, r), row)
+                     : dequantize_row(t->src_type, row, in, ne0);
         if (s == HERD_OK)
             s = quantize_row(t->type, out, row, ne0);
     }
@@ -302,7 +305,7 @@ static herd_status convert_tensor(struct qz_tensor *t, struct herd_pool *pool, f
     if (rows > 0 && rb > SIZE_MAX / (size_t)rows)
         return herd_fail(HERD_ERR_FORMAT, "tensor %s: too large", t->name);
     t->nbytes = rb * (size_t)rows;
-    if (t->src_type == t->type && t->perm_heads <= 0)
+    if (t->src_type == t->type && t->perm_heads <= 0 && !t->parts)
         return HERD_OK; /* written straight from the input mapping */
     if (!dtype_supported(t->src_type))
         return herd_fail(HERD_ERR_UNSUPPORTED, "tensor %s: cannot read type %s", t->name,

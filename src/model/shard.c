@@ -59,6 +59,14 @@ static int64_t max_block(const herd_model *m, int which_down)
 static const char *tp_problem(const herd_model *m, int tp, char *detail, size_t cap)
 {
     const herd_model_info *in = &m->info;
+    for (int l = 0; l < in->n_layers && tp > 1; l++)
+        if (m->layers[l].w_down.n_parts > 1) {
+            snprintf(detail, cap, "layer %d's FP8 ffn_down is %d column parts with row scales "
+                     "of their own (a model-parallel Meta FP8 checkpoint): it splits only as "
+                     "its shards, given to as many ranks as there are shards", l,
+                     m->layers[l].w_down.n_parts);
+            return detail;
+        }
     if (in->n_kv_heads % tp != 0) {
         snprintf(detail, cap, "%d KV heads do not divide into %d groups", in->n_kv_heads, tp);
         return detail;
@@ -84,7 +92,7 @@ herd_status shard_plan(const herd_model *m, int n_ranks, int rank, int force_tp,
                        struct shard *sh)
 {
     const herd_model_info *in = &m->info;
-    char detail[200];
+    char detail[320];
     int tp = 0;
     if (force_tp > 0 || force_pp > 0) {
         tp = force_tp > 0 ? force_tp : (n_ranks % force_pp == 0 ? n_ranks / force_pp : 0);

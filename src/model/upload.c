@@ -25,9 +25,16 @@ herd_status model_upload(herd_model *m)
         struct layer *L = &m->layers[l];
         struct weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
                                &L->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-            if ((s = b->weight_upload(&m->be, ws[i])))
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+            /* a weight in column parts is read part by part (forward.c) */
+            for (int k = 0; k < ws[i]->n_parts; k++)
+                if ((s = b->weight_upload(&m->be, &ws[i]->parts[k])))
+                    return s;
+            if (ws[i]->n_parts > 1)
+                ws[i]->dev = ws[i]->parts[0].dev;
+            else if ((s = b->weight_upload(&m->be, ws[i])))
                 return s;
+        }
         if ((s = b->vector_upload(&m->be, L->attn_norm, dim, &L->attn_norm_dev)) ||
             (s = b->vector_upload(&m->be, L->ffn_norm, dim, &L->ffn_norm_dev)))
             return s;
