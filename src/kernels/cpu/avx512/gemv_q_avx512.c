@@ -33,12 +33,19 @@
 #define GEMV_MAX_N 65536 /* longest row planned on the stack (Llama 3.1 405B FFN: 53248) */
 #define GEMV_MAX_B 4     /* activation rows handled in one pass over the weights */
 /* Software prefetch distance in bytes. The hardware streamer alone leaves the DRAM queue
- * half empty: measured on the 2-vCPU Sapphire Rapids host, 1 thread, 4096 x 4096 decode,
- * 512 B ahead gave ~10 GB/s, 2 KB ~12, 4-12 KB ~14-16 (the machine's plain read loop
- * reaches ~15). Prefetching past the end of the matrix is harmless (never faults). */
+ * half empty. Measured on the 2-vCPU Sapphire Rapids host (bench_matmul 8192 x 4096, one
+ * thread, 2026-12-04, alternating builds): Q4_0 9.5-10.0 GB/s at 8 KB ahead, 12-12.8 at 1 KB,
+ * 13.3-13.4 at 2 KB; Q4_K 13 at any; Q6_K 10.0 at 8 KB, 11-12 at 2 KB, 13.6-13.7 at 1 KB
+ * (the read wall: ~13.5). Two threads gain alike (Q4_0 ~20 -> ~23). An earlier host state
+ * had favoured 4-12 KB: the best distance moves with the host, so it is measured, not
+ * derived. Prefetching past the end of the matrix is harmless (never faults). */
 #ifndef PREFETCH
-#define PREFETCH 8192
+#define PREFETCH 2048
 #endif
+#define PREFETCH_Q6K 1024
+/* Q8_0 16-row groups: 16 streams, each 4 KB ahead (1 KB: 10.5 GB/s, 2 KB: 10.4, 4 KB: 12.0,
+ * 8 KB: 11.9, 16 KB: 10.7; one thread) */
+#define PREFETCH_R16 4096
 
 /* Per activation row: codes in the order the weight loop consumes them, and per group
  * (block or sub-block) the factors of the integer dot (sa) and of the offset term (so). */
@@ -296,7 +303,7 @@ row_q6k(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *blk = row + i * sizeof(struct block_q6_k);
         for (int l = 0; l < (int)sizeof(struct block_q6_k); l += 64)
-            _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + PREFETCH_Q6K + l), _MM_HINT_T0);
         uint16_t dh;
         memcpy(&dh, blk + offsetof(struct block_q6_k, d), 2);
         const __m512 f = _mm512_mul_ps(
@@ -520,7 +527,7 @@ rows16_q8_0(int nb, int nr, const uint8_t *w, size_t rb, const struct r16_plan *
         if ((j & 1) == 0)
             #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
-                _mm_prefetch((const char *)(blk + off[i] + 1024), _MM_HINT_T0);
+                _mm_prefetch((const char *)(blk + off[i] + PREFETCH_R16), _MM_HINT_T0);
         __m512i z[8], t[8];
         #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
