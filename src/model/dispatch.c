@@ -135,7 +135,10 @@ static herd_status load_shard(const char *path, const herd_model_params *p, int 
     const struct dist_ops *d = dist_get();
     *out = NULL;
     herd_model *m = NULL;
-    herd_status s = agree(model_load_local(path, p, &m));
+    /* pure tensor parallelism: a Meta folder of as many shards as ranks gives each rank its
+     * shard (load_meta.c) instead of every rank joining the whole model */
+    int n_tp = (tp <= 0 || tp == d->size()) && pp <= 1 ? d->size() : 0;
+    herd_status s = agree(model_load_rank(path, p, d->rank(), n_tp, &m));
     if (s != HERD_OK)
         goto fail;
     /* The shape every rank found; the split is computed from it on each rank. */

@@ -240,7 +240,8 @@ herd_status model_bind_globals(herd_model *m, bool require_output)
     if (in->tied_embeddings || !t) {
         in->tied_embeddings = true;
         m->output = m->tok_embd;
-    } else if ((s = weight_bind(&m->output, t, in->n_vocab, in->dim))) {
+    } else if ((s = weight_bind(&m->output, t, m->presliced ? m->sh.n_v : in->n_vocab,
+                                in->dim))) {
         return s;
     }
     if ((s = model_tensor(m, &g[ARCH_OUTPUT_NORM], 0, name, sizeof name, &t)))
@@ -298,8 +299,11 @@ static herd_status bind_layer(herd_model *m, int l)
 {
     const herd_model_info *in = &m->info;
     struct layer *L = &m->layers[l];
-    int64_t q_dim = (int64_t)in->n_heads * in->head_dim;
-    int64_t kv_dim = (int64_t)in->n_kv_heads * in->head_dim;
+    /* a presliced rank's files hold its share only (sh, set by load_meta.c) */
+    const struct shard *sh = &m->sh;
+    int64_t q_dim = (int64_t)(m->presliced ? sh->n_h : in->n_heads) * in->head_dim;
+    int64_t kv_dim = (int64_t)(m->presliced ? sh->n_kvh : in->n_kv_heads) * in->head_dim;
+    int64_t ff = m->presliced ? sh->n_ff : in->hidden_dim;
     const struct {
         enum arch_layer k;
         struct weight *w;
@@ -309,9 +313,9 @@ static herd_status bind_layer(herd_model *m, int l)
         {ARCH_WK, &L->wk, kv_dim, in->dim},
         {ARCH_WV, &L->wv, kv_dim, in->dim},
         {ARCH_WO, &L->wo, in->dim, q_dim},
-        {ARCH_W_GATE, &L->w_gate, in->hidden_dim, in->dim},
-        {ARCH_W_UP, &L->w_up, in->hidden_dim, in->dim},
-        {ARCH_W_DOWN, &L->w_down, in->dim, in->hidden_dim},
+        {ARCH_W_GATE, &L->w_gate, ff, in->dim},
+        {ARCH_W_UP, &L->w_up, ff, in->dim},
+        {ARCH_W_DOWN, &L->w_down, in->dim, ff},
     };
     const struct {
         enum arch_layer k;
@@ -510,12 +514,15 @@ static void add_end_tokens(herd_model *m)
     }
 }
 
-herd_status model_open(const char *path, const herd_model_params *p, herd_model **out)
+static herd_status open_rank(const char *path, const herd_model_params *p, int rank,
+                             int n_ranks, herd_model **out)
 {
     *out = NULL;
     herd_model *m = herd_calloc(1, sizeof *m);
     if (!m)
         return herd_fail(HERD_ERR_NOMEM, "model");
+    m->part_rank = rank;
+    m->part_ranks = n_ranks;
     m->info.bos_id = -1;
     m->info.default_temperature = -1.0f;
     m->info.default_top_p = -1.0f;
@@ -546,7 +553,8 @@ herd_status model_open(const char *path, const herd_model_params *p, herd_model 
     m->info.arch = m->arch->gguf_arch;
     add_end_tokens(m);
     count_params(m);
-    shard_full(m, &m->sh);
+    if (!m->presliced)
+        shard_full(m, &m->sh);
     *out = m;
     return HERD_OK;
 fail:
@@ -554,16 +562,27 @@ fail:
     return s;
 }
 
-herd_status model_load_local(const char *path, const herd_model_params *p, herd_model **out)
+herd_status model_open(const char *path, const herd_model_params *p, herd_model **out)
+{
+    return open_rank(path, p, 0, 0, out);
+}
+
+herd_status model_load_rank(const char *path, const herd_model_params *p, int rank,
+                            int n_ranks, herd_model **out)
 {
     herd_model *m = NULL;
-    herd_status s = model_open(path, p, &m);
+    herd_status s = open_rank(path, p, rank, n_ranks, &m);
     if (s == HERD_OK && (s = model_upload(m)) != HERD_OK) {
         model_free_local(m);
         m = NULL;
     }
     *out = m;
     return s;
+}
+
+herd_status model_load_local(const char *path, const herd_model_params *p, herd_model **out)
+{
+    return model_load_rank(path, p, 0, 0, out);
 }
 
 void model_free_local(herd_model *m)

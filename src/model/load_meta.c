@@ -372,11 +372,10 @@ static uint8_t *owned_buf(herd_model *m, size_t n)
  * for w1/w3 (split on rows) that is the stacked rows; for w2 (split on columns) it is a
  * tensor of n column parts, each with its shard's row scales (struct tensor_info.n_parts),
  * whose products forward.c adds as Meta's all-reduce adds the ranks' partial sums. */
-static herd_status join_fp8(herd_model *m, const struct tensor_info *const *parts, int split,
-                            int l, const char *wn, struct tensor_info *t)
+static herd_status join_fp8(herd_model *m, const struct tensor_info *const *parts, int k0,
+                            int n, int split, int l, const char *wn, struct tensor_info *t)
 {
-    const struct tensor_info *t0 = parts[0];
-    int n = m->n_pth;
+    const struct tensor_info *t0 = parts[k0];
     if (t0->n_dims != 2 || (t0->type != DTYPE_F8_E4M3_RAW && t0->type != HERD_DTYPE_BF16))
         return herd_fail(HERD_ERR_FORMAT, "tensor %s: expected a float8_e4m3fn or bfloat16 "
                          "matrix beside its FP8 scales", t0->name);
@@ -392,8 +391,9 @@ static herd_status join_fp8(herd_model *m, const struct tensor_info *const *part
     uint8_t *buf = owned_buf(m, rb * (size_t)rows * (size_t)n);
     if (!buf)
         return herd_fail(HERD_ERR_NOMEM, "tensor %s: cannot allocate the FP8 rows", t0->name);
-    for (int k = 0; k < n; k++) {
-        herd_status s = fp8_rows(m, parts[k], l, wn, k, buf + (size_t)k * (size_t)rows * rb);
+    for (int k = k0; k < k0 + n; k++) {
+        herd_status s = fp8_rows(m, parts[k], l, wn, k,
+                                 buf + (size_t)(k - k0) * (size_t)rows * rb);
         if (s != HERD_OK)
             return s;
         model_release_pages(parts[k]->data, parts[k]->nbytes);
@@ -407,8 +407,9 @@ static herd_status join_fp8(herd_model *m, const struct tensor_info *const *part
     return HERD_OK;
 }
 
-/* Joins tensor `name` of every shard along split into *t (owned data in m->joined). */
-static herd_status join(herd_model *m, const struct tensor_info *t0, int split,
+/* Joins tensor `name` of every shard along split into *t (owned data in m->joined); on a
+ * presliced rank r, a split tensor but the embedding is shard r's alone. */
+static herd_status join(herd_model *m, const struct tensor_info *t0, int split, bool embedding,
                         struct tensor_info *t)
 {
     int n = m->n_pth;
@@ -426,11 +427,16 @@ static herd_status join(herd_model *m, const struct tensor_info *t0, int split,
     }
     int l;
     const char *wn;
+    int own = m->presliced && split >= 0 && !embedding; /* this rank's shard alone */
     if (fp8_weight(m, t0->name, &l, &wn))
-        return join_fp8(m, parts, split, l, wn, t);
+        return join_fp8(m, parts, own ? m->sh.tp_rank : 0, own ? 1 : n, split, l, wn, t);
     if (t0->type == DTYPE_F8_E4M3_RAW)
         return herd_fail(HERD_ERR_FORMAT, "tensor %s is float8_e4m3fn but fp8_scales_0.pt has "
                          "no row scales for it", t0->name);
+    if (own) {
+        t->data = parts[m->sh.tp_rank]->data;
+        return HERD_OK;
+    }
     if (split < 0 || n == 1)
         return HERD_OK; /* replicated, or one shard: in place */
     if (t0->n_dims != 2)
@@ -482,7 +488,7 @@ static herd_status build_table(herd_model *m)
         struct tensor_info *t = &m->meta_t[m->n_meta_t];
         *t = *t0;
         t->name = NULL;
-        herd_status s = join(m, t0, split, t);
+        herd_status s = join(m, t0, split, strcmp(t0->name, "tok_embeddings.weight") == 0, t);
         if (s != HERD_OK)
             return s;
         if (!(t->name = herd_strdup(name)))
@@ -492,10 +498,41 @@ static herd_status build_table(herd_model *m)
     return HERD_OK;
 }
 
+/* Rank part_rank of part_ranks tensor-parallel ranks, as many as the shards: binds only its
+ * shard when fairscale's split of every matrix is the one shard.c computes for the rank
+ * (contiguous KV-head groups with their query heads, FFN units and vocabulary rows, each
+ * divisible by the rank count, as Meta's model code requires). */
+static void take_own_shard(herd_model *m)
+{
+    const herd_model_info *in = &m->info;
+    int n = m->part_ranks, r = m->part_rank;
+    if (n < 2 || n != m->n_pth || r < 0 || r >= n || in->n_kv_heads % n != 0 ||
+        in->n_heads % n != 0 || in->hidden_dim % n != 0 || in->n_vocab % n != 0)
+        return;
+    struct shard *sh = &m->sh;
+    memset(sh, 0, sizeof *sh);
+    sh->n_ranks = sh->tp = n;
+    sh->pp = 1;
+    sh->rank = sh->tp_rank = r;
+    sh->l1 = in->n_layers;
+    sh->n_kvh = in->n_kv_heads / n;
+    sh->kvh0 = r * sh->n_kvh;
+    sh->n_h = in->n_heads / n;
+    sh->n_ff = in->hidden_dim / n;
+    sh->ff0 = r * sh->n_ff;
+    sh->n_v = in->n_vocab / n;
+    sh->v0 = r * sh->n_v;
+    m->part_sh = *sh;
+    m->presliced = true;
+}
+
 static herd_status bind(herd_model *m, const char *dir)
 {
     herd_status s;
-    if ((s = read_params(m, dir)) || (s = open_shards(m, dir)) || (s = build_table(m)) ||
+    if ((s = read_params(m, dir)) || (s = open_shards(m, dir)))
+        return s;
+    take_own_shard(m);
+    if ((s = build_table(m)) ||
         (s = model_check_hparams(m)))
         return s;
     m->arch = arch_select(ARCH_GGUF, "llama", NULL, m->name, m->info.dim, m->info.n_layers);

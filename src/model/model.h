@@ -88,6 +88,13 @@ struct herd_model {
     char *device;             /* the backend device asked for; NULL = the default (cpu) */
     struct backend be;        /* where the forward pass runs (upload.c) */
     bool be_open;
+    /* A Meta folder of as many shards as the job's tensor-parallel ranks: rank r bound only
+     * consolidated.r.pth's slices (and the whole embedding), sh was set from the shard
+     * before binding, and shard_apply has nothing to cut (load_meta.c). part_rank and
+     * part_ranks are what the loader was offered (part_ranks 0: load the whole model). */
+    bool presliced;
+    int part_rank, part_ranks;
+    struct shard part_sh;     /* the share a presliced rank bound (shard_apply checks it) */
 };
 
 /* Keeps the model's chat template (GGUF tokenizer.chat_template, or tokenizer_config.json's)
@@ -147,6 +154,11 @@ herd_status weight_row_f32(const struct weight *w, int64_t r, float *out);
 
 /* Maps and binds a model on this rank alone (load.c); the whole model, sh = all of it. */
 herd_status model_load_local(const char *path, const herd_model_params *p, herd_model **out);
+/* As model_load_local for rank `rank` of a tensor-parallel group of n_ranks: a Meta folder
+ * of exactly n_ranks shards whose split fits binds only the rank's own shard (presliced,
+ * sh = that share); anything else loads whole. */
+herd_status model_load_rank(const char *path, const herd_model_params *p, int rank,
+                            int n_ranks, herd_model **out);
 /* The same without the backend: the weights bound in the mapping, nothing uploaded (herd
  * quantize reads them from there). Freed with model_free_local. */
 herd_status model_open(const char *path, const herd_model_params *p, herd_model **out);

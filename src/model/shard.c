@@ -19,6 +19,11 @@
  *
  * The output projection is cut by vocabulary rows over all ranks of the job; the logits
  * come together on rank 0.
+ *
+ * A Meta folder of as many consolidated.NN.pth shards as the job's ranks (tensor parallel
+ * only) is not cut here: fairscale split every matrix as this plan does (contiguous KV-head
+ * groups, FFN units and vocabulary rows), so rank r binds shard r as its share at load
+ * (load_meta.c, m->presliced) and shard_plan must agree with it.
  */
 #include "model.h"
 #include "quant/quant.h"
@@ -196,8 +201,15 @@ herd_status shard_apply(herd_model *m)
     const herd_model_info *in = &m->info;
     const struct shard *sh = &m->sh;
     int64_t hd = in->head_dim, g = in->n_heads / in->n_kv_heads;
+    const struct shard *own = &m->part_sh;
     herd_status s;
-    for (int l = sh->l0; l < sh->l1 && sh->tp > 1; l++) {
+    if (m->presliced && (sh->tp != own->tp || sh->pp != 1 || sh->kvh0 != own->kvh0 ||
+                         sh->n_kvh != own->n_kvh || sh->ff0 != own->ff0 ||
+                         sh->n_ff != own->n_ff || sh->v0 != own->v0 || sh->n_v != own->n_v))
+        return herd_fail(HERD_ERR_INTERNAL, "rank %d: the split (%d x %d) is not the Meta "
+                         "shard the rank bound", sh->rank, sh->tp, sh->pp);
+    /* a presliced rank bound its own Meta shard: its layers and output are its share */
+    for (int l = sh->l0; l < sh->l1 && sh->tp > 1 && !m->presliced; l++) {
         struct layer *L = &m->layers[l];
         slice_rows(&L->wq, sh->kvh0 * g * hd, sh->n_h * hd);
         slice_rows(&L->wk, sh->kvh0 * hd, sh->n_kvh * hd);
@@ -208,7 +220,7 @@ herd_status shard_apply(herd_model *m)
             (s = slice_cols(m, &L->w_down, sh->ff0, sh->n_ff, "ffn_down", l)))
             return s;
     }
-    if (sh->n_ranks > 1)
+    if (sh->n_ranks > 1 && m->output.n_rows == in->n_vocab) /* (presliced: only if tied) */
         slice_rows(&m->output, sh->v0, sh->n_v);
     return model_upload(m); /* the backend's copies follow the narrowed share */
 }
@@ -228,4 +240,7 @@ void shard_describe(const herd_model *m)
         fprintf(stderr, " %s%lld-%lld", s ? "| " : "", (long long)lo, (long long)hi - 1);
     }
     fprintf(stderr, "\n");
+    if (m->presliced)
+        fprintf(stderr, "herd: Meta shards handed to their ranks: rank r maps "
+                "consolidated.r.pth (and the embedding's columns of every shard)\n");
 }

@@ -124,3 +124,49 @@ foreach(mp mp2 mp4)
   set_tests_properties(meta_fp8_orig_${mp}_quantize PROPERTIES LABELS "meta;e2e"
     FIXTURES_REQUIRED meta_fp8_files RESOURCE_LOCK meta_fp8_orig)
 endforeach()
+
+# One rank per shard (issue 14): `mpirun -np N` on a Meta folder of N shards gives rank r
+# only consolidated.r.pth (and the embedding's columns of every shard) instead of every rank
+# joining the model. The FP8 folders against the numpy reference (per-rank activation
+# quantization of w2 is then what each rank does anyway) and every folder against one
+# process (tests/mpi/check_mpi.py: greedy ids equal, logits within 1e-4, reruns
+# bit-identical). Only in an MPI build with mpirun.
+if(HERD_HAVE_MPI)
+  find_program(META_MPIRUN mpirun)
+endif()
+if(HERD_HAVE_MPI AND META_MPIRUN)
+  set(META_MPI_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_mpi_yield_when_idle=1")
+  if(HERD_SANITIZE)
+    list(APPEND META_MPI_ENV "ASAN_OPTIONS=detect_leaks=0") # OpenMPI's own, see mpi.cmake
+  endif()
+  foreach(np 2 4)
+    add_test(NAME meta_fp8_orig_mp${np}_np${np} COMMAND ${META_FP8} check ${META_FP8_DIR}
+      --herd ${HERD_BIN} --case mp${np} --mpi ${np})
+    set_tests_properties(meta_fp8_orig_mp${np}_np${np} PROPERTIES LABELS "meta;mpi;golden"
+      FIXTURES_REQUIRED meta_fp8_files RESOURCE_LOCK meta_fp8_orig RUN_SERIAL TRUE
+      SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "${META_MPI_ENV}")
+  endforeach()
+  foreach(spec "meta_fp8/mp2;2" "meta_fp8/mp4;4")
+    list(GET spec 0 dir)
+    list(GET spec 1 np)
+    string(REPLACE "/" "_" name ${dir})
+    add_test(NAME meta_mpi_${name}_np${np}
+      COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/mpi/check_mpi.py equal --herd ${HERD_BIN}
+              --model ${META_WORK}/${dir} --np ${np} --expect ${np}x1 --kv f32 --repeat
+              --work ${META_WORK}/mpi_${name})
+    set_tests_properties(meta_mpi_${name}_np${np} PROPERTIES FIXTURES_REQUIRED meta_fp8_files)
+    list(APPEND META_MPI_TESTS meta_mpi_${name}_np${np})
+  endforeach()
+  foreach(spec "gqa2_untied_f32_mp2;2" "gqa1_tied_f32_mp4;4" "gqa4_tied_bf16_mp2;2")
+    list(GET spec 0 dir)
+    list(GET spec 1 np)
+    add_test(NAME meta_mpi_${dir}_np${np}
+      COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/mpi/check_mpi.py equal --herd ${HERD_BIN}
+              --model ${META_DIR}/${dir} --np ${np} --expect ${np}x1 --kv f32 --repeat
+              --work ${META_WORK}/mpi_${dir})
+    set_tests_properties(meta_mpi_${dir}_np${np} PROPERTIES FIXTURES_REQUIRED meta_files)
+    list(APPEND META_MPI_TESTS meta_mpi_${dir}_np${np})
+  endforeach()
+  set_tests_properties(${META_MPI_TESTS} PROPERTIES LABELS "meta;mpi" RUN_SERIAL TRUE
+    SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "${META_MPI_ENV}")
+endif()

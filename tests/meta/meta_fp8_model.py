@@ -33,9 +33,11 @@ Everything else (attention, norms, embedding, output, the first and last FFN) is
                  ranks do: rank k quantizes its slice of the hidden activations per token,
                  multiplies by its columns and row scales, and the N products are added in
                  rank order (the all-reduce; float32 here and in herd, bf16 in Meta's code)
-  meta_fp8_model.py check OUT --herd BIN [--case f8|bf16|mp2|mp4]
+  meta_fp8_model.py check OUT --herd BIN [--case f8|bf16|mp2|mp4] [--mpi N]
       `herd logits --all --kv-type f32` against the reference: max |d| <= 1e-4 * max(1,
       max |ref|) and the same argmax everywhere; `herd info` must report 6 FP8 matrices.
+      --mpi N: under `mpirun -np N` with N = the shard count, where rank r maps only its
+      consolidated.r.pth (herd says so on stderr; 77 without mpirun).
   meta_fp8_model.py quantize OUT --herd BIN --case CASE
       `herd quantize` of the case to an f32 GGUF against the reference over the dequantized
       weights (each part's codes times its own row scales), same bound.
@@ -214,15 +216,25 @@ def make(out, models):
     return 0
 
 
-def check(out, herd, case, tol):
+def check(out, herd, case, tol, mpi=0):
     ref = np.load(os.path.join(out, ref_name(case)))
     d = os.path.join(out, case)
-    res = os.path.join(out, "herd_logits_%s.bin" % case)
-    p = subprocess.run([herd, "logits", "-m", d, "--tokens", "@" + os.path.join(out, "tokens.txt"),
-                        "--all", "--kv-type", "f32", "-o", res],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    res = os.path.join(out, "herd_logits_%s%s.bin" % (case, "_np%d" % mpi if mpi else ""))
+    cmd = [herd, "logits", "-m", d, "--tokens", "@" + os.path.join(out, "tokens.txt"), "--all",
+           "--kv-type", "f32", "-o", res]
+    if mpi:  # one rank per shard: each maps its own consolidated.NN.pth
+        if not shutil.which("mpirun"):
+            print("SKIP: no mpirun")
+            return 77
+        cmd = ["mpirun", "--oversubscribe", "-np", str(mpi)] + cmd + ["-t", "1"]
+        if os.geteuid() == 0:
+            cmd.insert(1, "--allow-run-as-root")
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if p.returncode != 0:
         print(p.stderr.decode())
+        return 1
+    if mpi and "Meta shards handed to their ranks" not in p.stderr.decode():
+        print("FAIL: the ranks did not take their own shards:\n" + p.stderr.decode())
         return 1
     got = np.fromfile(res, dtype=np.float32).reshape(ref.shape)
     info = subprocess.run([herd, "info", d], stdout=subprocess.PIPE,
@@ -233,8 +245,8 @@ def check(out, herd, case, tol):
     diff = float(np.abs(got - ref).max())
     bound = tol * max(1.0, float(np.abs(ref).max()))
     same = int((got.argmax(-1) == ref.argmax(-1)).sum())
-    print("measured: meta fp8 (%s) max|dlogit| %.3g (bound %.3g), argmax equal at %d/%d"
-          % (case, diff, bound, same, ref.shape[0]))
+    print("measured: meta fp8 (%s%s) max|dlogit| %.3g (bound %.3g), argmax equal at %d/%d"
+          % (case, ", mpirun -np %d" % mpi if mpi else "", diff, bound, same, ref.shape[0]))
     ok = diff <= bound and same == ref.shape[0]
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
@@ -291,13 +303,14 @@ def main():
     ap.add_argument("--herd")
     ap.add_argument("--case", default="f8", choices=tuple(CASES))
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--mpi", type=int, default=0, help="check: under mpirun -np N")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.cmd == "make":
         return make(a.out, a.models)
     if a.cmd == "quantize":
         return quantize(a.out, a.herd, a.case)
-    return check(a.out, a.herd, a.case, a.tol)
+    return check(a.out, a.herd, a.case, a.tol, a.mpi)
 
 
 if __name__ == "__main__":
