@@ -39,6 +39,7 @@ void cli_apply_env(herd_dist_options *dist)
     o.bf16_act = getenv("HERD_BF16_ACT") != NULL;
     o.no_vbmi = getenv("HERD_GEMV_NO_VBMI") != NULL;
     o.no_r16 = getenv("HERD_GEMV_NO_R16") != NULL;
+    o.mmap_weights = getenv("HERD_MMAP") != NULL;
     if (herd_cpu_configure(&o) != HERD_OK) {
         fprintf(stderr, "herd: HERD_CPU_ISA=%s: unknown (ref|avx2|avx512|amx|neon), using the "
                         "best available\n", o.isa);

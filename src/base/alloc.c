@@ -5,6 +5,7 @@
 #include "base.h"
 
 #include <stdatomic.h> /* the fail counter is shared by threads */
+#include <sys/mman.h>  /* huge allocations */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -60,6 +61,25 @@ void *herd_malloc_aligned(size_t n, size_t align)
 void herd_free_aligned(void *p)
 {
     free(p);
+}
+
+void *herd_alloc_huge(size_t n)
+{
+    if (should_fail() || n == 0)
+        return NULL;
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, n, MADV_HUGEPAGE); /* a hint: without THP the pages are 4 KB */
+#endif
+    return p;
+}
+
+void herd_free_huge(void *p, size_t n)
+{
+    if (p)
+        munmap(p, n);
 }
 
 char *herd_strndup(const char *s, size_t n)

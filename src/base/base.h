@@ -41,6 +41,10 @@ void *herd_malloc_aligned(size_t n, size_t align); /* free with herd_free_aligne
 void herd_free_aligned(void *p);
 char *herd_strdup(const char *s);
 char *herd_strndup(const char *s, size_t n);
+/* n bytes of anonymous memory, zeroed, asking the kernel for transparent huge pages (2 MB
+ * pages: a matrix streamed at decode costs no TLB walks); free with herd_free_huge(p, n). */
+void *herd_alloc_huge(size_t n);
+void herd_free_huge(void *p, size_t n);
 /* Test hook: the (n+1)th allocation from now fails; n < 0 disables. */
 void herd_alloc_fail_after(long n);
 
@@ -56,6 +60,11 @@ struct herd_map {
 /* Maps a whole file read-only. An empty file maps to data == NULL, size 0. */
 herd_status herd_map_file(const char *path, struct herd_map *m);
 void herd_unmap(struct herd_map *m);
+/* Whether [p, p + n) lies inside one file mapping made by herd_map_file and not unmapped. */
+bool herd_in_file_map(const void *p, size_t n);
+/* Drops the whole pages of [p, p + n), inside a file mapping, from this process's resident
+ * set (MADV_DONTNEED; they stay in the page cache and fault back in if read). */
+void herd_map_release(const void *p, size_t n);
 /* Reads a whole (small) file into a NUL-terminated owned buffer. */
 herd_status herd_read_file(const char *path, char **out, size_t *len);
 /* Whether path names a directory / an existing file. */

@@ -1,15 +1,58 @@
 /*
- * mmap.c - read-only mapping of weight files (weights are never copied unless a kernel
- * needs a repacked layout) and small whole-file reads for JSON and text files.
+ * mmap.c - read-only mapping of weight files, the registry of those mappings (the CPU
+ * backend copies mapped weights into huge pages, kernels/cpu/backend_cpu.c), and small
+ * whole-file reads for JSON and text files.
  */
 #include "base.h"
 
 #include <errno.h>    /* errno for messages */
+#include <pthread.h>  /* the registry of mappings is shared by threads */
 #include <fcntl.h>    /* open */
 #include <stdio.h>    /* snprintf */
 #include <sys/mman.h> /* mmap */
 #include <sys/stat.h> /* fstat */
 #include <unistd.h>   /* close, read */
+
+/* The live file mappings, so the CPU backend can tell a weight in a file (which it copies
+ * into huge pages) from one a loader already built in memory (which it keeps). Mappings
+ * past the table's size are simply not known: their weights stay mapped. */
+#define MAX_MAPS 256
+static struct {
+    const uint8_t *p;
+    size_t n;
+} maps[MAX_MAPS];
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void maps_set(const uint8_t *p, size_t n, const uint8_t *old)
+{
+    pthread_mutex_lock(&maps_lock);
+    for (int i = 0; i < MAX_MAPS; i++)
+        if (maps[i].p == old) {
+            maps[i].p = p;
+            maps[i].n = n;
+            break;
+        }
+    pthread_mutex_unlock(&maps_lock);
+}
+
+bool herd_in_file_map(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    bool in = false;
+    pthread_mutex_lock(&maps_lock);
+    for (int i = 0; i < MAX_MAPS && !in; i++)
+        in = maps[i].p && b >= maps[i].p && n <= maps[i].n && (size_t)(b - maps[i].p) <= maps[i].n - n;
+    pthread_mutex_unlock(&maps_lock);
+    return in;
+}
+
+void herd_map_release(const void *p, size_t n)
+{
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), e = ((uintptr_t)p + n) & ~(pg - 1);
+    if (e > a)
+        (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
 
 herd_status herd_map_file(const char *path, struct herd_map *m)
 {
@@ -33,13 +76,16 @@ herd_status herd_map_file(const char *path, struct herd_map *m)
         return herd_fail(HERD_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
     m->data = p;
     m->size = (size_t)st.st_size;
+    maps_set(p, m->size, NULL);
     return HERD_OK;
 }
 
 void herd_unmap(struct herd_map *m)
 {
-    if (m->data)
+    if (m->data) {
+        maps_set(NULL, 0, m->data);
         munmap((void *)m->data, m->size);
+    }
     m->data = NULL;
     m->size = 0;
 }

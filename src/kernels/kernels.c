@@ -87,7 +87,7 @@ static int same_options(const herd_cpu_options *a, const herd_cpu_options *b)
 {
     const char *ia = a->isa && *a->isa ? a->isa : "", *ib = b->isa && *b->isa ? b->isa : "";
     return strcmp(ia, ib) == 0 && a->bf16_act == b->bf16_act && a->no_vbmi == b->no_vbmi &&
-           a->no_r16 == b->no_r16;
+           a->no_r16 == b->no_r16 && a->mmap_weights == b->mmap_weights;
 }
 
 herd_status herd_cpu_configure(const herd_cpu_options *o)

@@ -144,6 +144,12 @@ set_tests_properties(model_q5_0_fallback_runs PROPERTIES LABELS golden
 if(TARGET test_oom_sweep AND TARGET herd_server)
   target_compile_definitions(test_oom_sweep PRIVATE HERD_TEST_SERVER=1)
 endif()
+if(TARGET test_model_backend)
+  add_test(NAME test_model_backend_mmap COMMAND test_model_backend)
+  set_tests_properties(test_model_backend_mmap PROPERTIES LABELS "unit;model"
+    FIXTURES_REQUIRED model_files SKIP_RETURN_CODE 77
+    ENVIRONMENT "HERD_MMAP=1;HERD_TEST_MODEL=${MODEL_DIR}/gqa4_tied_bf16/model.gguf")
+endif()
 foreach(t test_model_backend test_model_memplan test_oom_sweep)
   if(TARGET ${t})
     set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED model_files SKIP_RETURN_CODE 77)

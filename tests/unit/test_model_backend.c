@@ -10,7 +10,10 @@
  * several sequences, with the plain CPU backend and with the recorder, and requires
  * identical logits and that replays happened.
  *
- * Also: backend_open refuses an unknown name with the list of backends this build has.
+ * Also: backend_open refuses an unknown name with the list of backends this build has; the
+ * CPU backend's weights are copies of the mapped bytes on their own (huge-page) memory, a
+ * tied output sharing the embedding's, or the mapping itself with HERD_MMAP set (a second
+ * CTest runs that way).
  *
  * The model comes from HERD_TEST_MODEL (tests/cmake/model.cmake: a tiny generated model).
  */
@@ -213,8 +216,30 @@ static int decode_all(herd_model *m, herd_dtype kv, int n_seq, int n_prompt, int
     return st == HERD_OK ? rows : -1;
 }
 
+/* Every weight's dev: a copy equal to the mapped bytes (default) or the mapping (HERD_MMAP). */
+static void check_weights(const herd_model *m, bool mapped)
+{
+    const struct layer *L = &m->layers[0];
+    const struct weight *ws[] = {&m->tok_embd, &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate,
+                                 &L->w_up, &L->w_down};
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+        size_t n = ws[i]->row_bytes * (size_t)ws[i]->n_rows;
+        CHECK(ws[i]->dev != NULL);
+        if (mapped)
+            CHECK_MSG(ws[i]->dev == ws[i]->data, "weight %zu: not the mapping", i);
+        else
+            CHECK_MSG(ws[i]->dev != ws[i]->data && memcmp(ws[i]->dev, ws[i]->data, n) == 0,
+                      "weight %zu: no equal copy", i);
+    }
+    if (m->output.data == m->tok_embd.data) /* tied: one copy */
+        CHECK(m->output.dev == m->tok_embd.dev);
+}
+
 int main(void)
 {
+    herd_cpu_options o = herd_cpu_default_options();
+    o.mmap_weights = getenv("HERD_MMAP") != NULL;
+    CHECK(herd_cpu_configure(&o) == HERD_OK);
     struct backend be;
     herd_status s = backend_open("no-such-backend", 1, &be);
     CHECK(s == HERD_ERR_UNSUPPORTED);
@@ -230,6 +255,7 @@ int main(void)
         printf("cannot load %s: %s\n", path, herd_last_error());
         return 1;
     }
+    check_weights(plain, o.mmap_weights);
     static struct backend_ops rec_ops;
     rec_ops = backend_cpu_ops;
     rec_ops.name = "recorder";
