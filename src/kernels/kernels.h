@@ -108,11 +108,20 @@ void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, si
 /* The FP8 product's frame, one for every variant (ref/matmul_f8_ref.c): per activation row
  * the token's scale, per chunk of FP8_CHUNK columns its e4m3 values decoded into q (aligned
  * 64), then chunk() adds each weight row's partial sum over the chunk (codes at base + r *
- * rb) to yb[r0..r1), and the row scales end it. Variants differ only in chunk(). */
+ * rb) to yb[r0..r1), and the row scales end it. Variants differ only in chunk(). Prefill
+ * (n_b >= FP8_NB): block() (optional) takes FP8_NB tokens at once, their chunks in q at a
+ * stride of FP8_CHUNK floats and their outputs at y + t * ldy, so each weight row is read
+ * and decoded once per block (the last n_b % FP8_NB tokens go through chunk()); each
+ * (token, row) sum must be exactly chunk()'s, so a token's result does not depend on the
+ * batch it came in. */
+#define FP8_NB 4
 typedef void (*fp8_chunk_fn)(float *yb, const uint8_t *base, size_t rb, const float *q,
                              int64_t nc, int64_t r0, int64_t r1);
+typedef void (*fp8_block_fn)(float *y, int64_t ldy, const uint8_t *base, size_t rb,
+                             const float *q, int64_t nc, int64_t r0, int64_t r1);
 void matmul_f8_frame(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
-                     int64_t n, int64_t n_b, int64_t r0, int64_t r1, fp8_chunk_fn chunk);
+                     int64_t n, int64_t n_b, int64_t r0, int64_t r1, fp8_chunk_fn chunk,
+                     fp8_block_fn block);
 void kernels_fill_matmul_f8_ref(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f8_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f8_avx512(struct herd_cpu_kernels *k);

@@ -27,27 +27,37 @@ void act_quantize_f8_ref(void *dst, const float *x, int64_t n, const void *w)
 }
 
 void matmul_f8_frame(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
-                     int64_t n, int64_t n_b, int64_t r0, int64_t r1, fp8_chunk_fn chunk)
+                     int64_t n, int64_t n_b, int64_t r0, int64_t r1, fp8_chunk_fn chunk,
+                     fp8_block_fn block)
 {
     const size_t rb = (size_t)n + 8;
-    float q[FP8_CHUNK] __attribute__((aligned(64)));
-    for (int64_t b = 0; b < n_b; b++) {
-        const uint8_t *xrow = (const uint8_t *)xa + (size_t)b * xrb;
-        float xs, ub;
-        fp8_row_header(xrow, &xs, &ub);
-        float *yb = y + b * ldy;
-        for (int64_t r = r0; r < r1; r++)
-            yb[r] = 0.0f;
+    float q[FP8_NB * FP8_CHUNK] __attribute__((aligned(64)));
+    for (int64_t b0 = 0, nt; b0 < n_b; b0 += nt) {
+        nt = block && n_b - b0 >= FP8_NB ? FP8_NB : 1;
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t r = r0; r < r1; r++)
+                y[(b0 + t) * ldy + r] = 0.0f;
         for (int64_t c0 = 0; c0 < n; c0 += FP8_CHUNK) {
             int64_t nc = n - c0 < FP8_CHUNK ? n - c0 : FP8_CHUNK;
-            for (int64_t c = 0; c < nc; c++)
-                q[c] = fp8_e4m3_to_f32(xrow[8 + c0 + c]);
-            chunk(yb, (const uint8_t *)w + 8 + c0, rb, q, nc, r0, r1);
+            for (int64_t t = 0; t < nt; t++) {
+                const uint8_t *xrow = (const uint8_t *)xa + (size_t)(b0 + t) * xrb;
+                for (int64_t c = 0; c < nc; c++)
+                    q[t * FP8_CHUNK + c] = fp8_e4m3_to_f32(xrow[8 + c0 + c]);
+            }
+            if (nt == 1)
+                chunk(y + b0 * ldy, (const uint8_t *)w + 8 + c0, rb, q, nc, r0, r1);
+            else
+                block(y + b0 * ldy, ldy, (const uint8_t *)w + 8 + c0, rb, q, nc, r0, r1);
         }
-        for (int64_t r = r0; r < r1; r++) {
-            float ws, ubr;
-            fp8_row_header((const uint8_t *)w + (size_t)r * rb, &ws, &ubr);
-            yb[r] = yb[r] * xs * ws;
+        for (int64_t t = 0; t < nt; t++) {
+            float xs, ub;
+            fp8_row_header((const uint8_t *)xa + (size_t)(b0 + t) * xrb, &xs, &ub);
+            float *yb = y + (b0 + t) * ldy;
+            for (int64_t r = r0; r < r1; r++) {
+                float ws, ubr;
+                fp8_row_header((const uint8_t *)w + (size_t)r * rb, &ws, &ubr);
+                yb[r] = yb[r] * xs * ws;
+            }
         }
     }
 }
@@ -68,7 +78,7 @@ static void chunk_ref(float *yb, const uint8_t *base, size_t rb, const float *q,
 void matmul_f8_e4m3_ref(float *y, int64_t ldy, const void *w, const void *xa, size_t xrb,
                         int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    matmul_f8_frame(y, ldy, w, xa, xrb, n, n_b, r0, r1, chunk_ref);
+    matmul_f8_frame(y, ldy, w, xa, xrb, n, n_b, r0, r1, chunk_ref, NULL);
 }
 
 void kernels_fill_matmul_f8_ref(struct herd_cpu_kernels *k)
