@@ -396,20 +396,22 @@ static void count_params(herd_model *m)
 {
     herd_model_info *in = &m->info;
     int64_t n = 0, bytes = 0;
+    /* a presliced rank holds 1/tp of every matrix but the embedding: count the model's */
+    const int64_t k = m->presliced ? m->sh.tp : 1;
     const struct weight *ws[] = {&m->tok_embd, &m->output};
     for (int i = 0; i < 2; i++) {
         if (i == 1 && in->tied_embeddings)
             break;
-        n += ws[i]->n_rows * ws[i]->n_cols;
-        bytes += (int64_t)ws[i]->row_bytes * ws[i]->n_rows;
+        n += (i ? k : 1) * ws[i]->n_rows * ws[i]->n_cols;
+        bytes += (i ? k : 1) * (int64_t)ws[i]->row_bytes * ws[i]->n_rows;
     }
     for (int l = 0; l < in->n_layers; l++) {
         const struct layer *L = &m->layers[l];
         const struct weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
                                      &L->w_down};
         for (int i = 0; i < 7; i++) {
-            n += lw[i]->n_rows * lw[i]->n_cols;
-            bytes += (int64_t)lw[i]->row_bytes * lw[i]->n_rows;
+            n += k * lw[i]->n_rows * lw[i]->n_cols;
+            bytes += k * (int64_t)lw[i]->row_bytes * lw[i]->n_rows;
         }
         n += 2 * in->dim;
         bytes += 2 * in->dim * 4;

@@ -146,27 +146,19 @@ if(HERD_HAVE_MPI AND META_MPIRUN)
       FIXTURES_REQUIRED meta_fp8_files RESOURCE_LOCK meta_fp8_orig RUN_SERIAL TRUE
       SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "${META_MPI_ENV}")
   endforeach()
-  foreach(spec "meta_fp8/mp2;2" "meta_fp8/mp4;4")
-    list(GET spec 0 dir)
-    list(GET spec 1 np)
-    string(REPLACE "/" "_" name ${dir})
+  # meta_mpi_equal(NAME FOLDER NP FIXTURE): one rank per shard gives one process's answer
+  function(meta_mpi_equal name dir np fixture)
     add_test(NAME meta_mpi_${name}_np${np}
       COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/mpi/check_mpi.py equal --herd ${HERD_BIN}
-              --model ${META_WORK}/${dir} --np ${np} --expect ${np}x1 --kv f32 --repeat
+              --model ${dir} --np ${np} --expect ${np}x1 --kv f32 --repeat
               --work ${META_WORK}/mpi_${name})
-    set_tests_properties(meta_mpi_${name}_np${np} PROPERTIES FIXTURES_REQUIRED meta_fp8_files)
-    list(APPEND META_MPI_TESTS meta_mpi_${name}_np${np})
-  endforeach()
-  foreach(spec "gqa2_untied_f32_mp2;2" "gqa1_tied_f32_mp4;4" "gqa4_tied_bf16_mp2;2")
-    list(GET spec 0 dir)
-    list(GET spec 1 np)
-    add_test(NAME meta_mpi_${dir}_np${np}
-      COMMAND ${Python3_EXECUTABLE} ${HERD_TESTS}/mpi/check_mpi.py equal --herd ${HERD_BIN}
-              --model ${META_DIR}/${dir} --np ${np} --expect ${np}x1 --kv f32 --repeat
-              --work ${META_WORK}/mpi_${dir})
-    set_tests_properties(meta_mpi_${dir}_np${np} PROPERTIES FIXTURES_REQUIRED meta_files)
-    list(APPEND META_MPI_TESTS meta_mpi_${dir}_np${np})
-  endforeach()
-  set_tests_properties(${META_MPI_TESTS} PROPERTIES LABELS "meta;mpi" RUN_SERIAL TRUE
-    SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "${META_MPI_ENV}")
+    set_tests_properties(meta_mpi_${name}_np${np} PROPERTIES FIXTURES_REQUIRED ${fixture}
+      LABELS "meta;mpi" RUN_SERIAL TRUE SKIP_RETURN_CODE 77 TIMEOUT 300
+      ENVIRONMENT "${META_MPI_ENV}")
+  endfunction()
+  meta_mpi_equal(fp8_mp2 ${META_FP8_DIR}/mp2 2 meta_fp8_files)
+  meta_mpi_equal(fp8_mp4 ${META_FP8_DIR}/mp4 4 meta_fp8_files)
+  meta_mpi_equal(gqa2_untied_f32_mp2 ${META_DIR}/gqa2_untied_f32_mp2 2 meta_files)
+  meta_mpi_equal(gqa1_tied_f32_mp4 ${META_DIR}/gqa1_tied_f32_mp4 4 meta_files)
+  meta_mpi_equal(gqa4_tied_bf16_mp2 ${META_DIR}/gqa4_tied_bf16_mp2 2 meta_files)
 endif()
