@@ -60,8 +60,10 @@ struct herd_map {
 /* Maps a whole file read-only. An empty file maps to data == NULL, size 0. */
 herd_status herd_map_file(const char *path, struct herd_map *m);
 void herd_unmap(struct herd_map *m);
-/* Whether [p, p + n) lies inside one file mapping made by herd_map_file and not unmapped. */
-bool herd_in_file_map(const void *p, size_t n);
+/* Whether [p, p + n) lies inside one file mapping made by herd_map_file and not unmapped;
+ * then *file names the file (device and inode: two mappings of one file give the same) and
+ * *off is p's offset in it. */
+bool herd_in_file_map(const void *p, size_t n, uint64_t file[2], size_t *off);
 /* Drops the whole pages of [p, p + n), inside a file mapping, from this process's resident
  * set (MADV_DONTNEED; they stay in the page cache and fault back in if read). */
 void herd_map_release(const void *p, size_t n);

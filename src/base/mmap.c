@@ -20,28 +20,38 @@
 static struct {
     const uint8_t *p;
     size_t n;
+    uint64_t file[2]; /* st_dev, st_ino */
 } maps[MAX_MAPS];
 static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void maps_set(const uint8_t *p, size_t n, const uint8_t *old)
+static void maps_set(const uint8_t *p, size_t n, const struct stat *st, const uint8_t *old)
 {
     pthread_mutex_lock(&maps_lock);
     for (int i = 0; i < MAX_MAPS; i++)
         if (maps[i].p == old) {
             maps[i].p = p;
             maps[i].n = n;
+            maps[i].file[0] = st ? (uint64_t)st->st_dev : 0;
+            maps[i].file[1] = st ? (uint64_t)st->st_ino : 0;
             break;
         }
     pthread_mutex_unlock(&maps_lock);
 }
 
-bool herd_in_file_map(const void *p, size_t n)
+bool herd_in_file_map(const void *p, size_t n, uint64_t file[2], size_t *off)
 {
     const uint8_t *b = p;
     bool in = false;
     pthread_mutex_lock(&maps_lock);
-    for (int i = 0; i < MAX_MAPS && !in; i++)
-        in = maps[i].p && b >= maps[i].p && n <= maps[i].n && (size_t)(b - maps[i].p) <= maps[i].n - n;
+    for (int i = 0; i < MAX_MAPS && !in; i++) {
+        in = maps[i].p && b >= maps[i].p && n <= maps[i].n &&
+             (size_t)(b - maps[i].p) <= maps[i].n - n;
+        if (in) {
+            file[0] = maps[i].file[0];
+            file[1] = maps[i].file[1];
+            *off = (size_t)(b - maps[i].p);
+        }
+    }
     pthread_mutex_unlock(&maps_lock);
     return in;
 }
@@ -76,14 +86,14 @@ herd_status herd_map_file(const char *path, struct herd_map *m)
         return herd_fail(HERD_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
     m->data = p;
     m->size = (size_t)st.st_size;
-    maps_set(p, m->size, NULL);
+    maps_set(p, m->size, &st, NULL);
     return HERD_OK;
 }
 
 void herd_unmap(struct herd_map *m)
 {
     if (m->data) {
-        maps_set(NULL, 0, m->data);
+        maps_set(NULL, 0, NULL, m->data);
         munmap((void *)m->data, m->size);
     }
     m->data = NULL;

@@ -12,8 +12,9 @@
  *
  * Also: backend_open refuses an unknown name with the list of backends this build has; the
  * CPU backend's weights are copies of the mapped bytes on their own (huge-page) memory, a
- * tied output sharing the embedding's, or the mapping itself with HERD_MMAP set (a second
- * CTest runs that way).
+ * tied output sharing the embedding's and a second load of the file sharing the first's
+ * (they outlive the first model), or the mapping itself with HERD_MMAP set (a second CTest
+ * runs that way).
  *
  * The model comes from HERD_TEST_MODEL (tests/cmake/model.cmake: a tiny generated model).
  */
@@ -235,6 +236,29 @@ static void check_weights(const herd_model *m, bool mapped)
         CHECK(m->output.dev == m->tok_embd.dev);
 }
 
+/* Two loads of one file share its copies (default), and the copies live as long as their
+ * last user: freeing the first model leaves the second's logits unchanged. */
+static void check_shared(const char *path, bool mapped)
+{
+    herd_model_params mp = {.n_threads = 1};
+    herd_model *a = NULL, *b = NULL;
+    if (herd_model_load(path, &mp, &a) != HERD_OK || herd_model_load(path, &mp, &b) != HERD_OK) {
+        CHECK_MSG(0, "load twice: %s", herd_last_error());
+        return;
+    }
+    if (!mapped)
+        CHECK(a->layers[0].w_down.dev == b->layers[0].w_down.dev);
+    int32_t n_vocab = b->info.n_vocab;
+    size_t n_out = 4 * (size_t)n_vocab;
+    float *x = calloc(n_out, sizeof *x), *y = calloc(n_out, sizeof *y);
+    CHECK(decode_all(b, HERD_DTYPE_F32, 1, 5, 3, x) == 4);
+    herd_model_free(a);
+    CHECK(decode_all(b, HERD_DTYPE_F32, 1, 5, 3, y) == 4);
+    CHECK(memcmp(x, y, n_out * sizeof *x) == 0);
+    herd_model_free(b);
+    free(x), free(y);
+}
+
 int main(void)
 {
     herd_cpu_options o = herd_cpu_default_options();
@@ -298,5 +322,6 @@ int main(void)
     rec->be.ops = &backend_cpu_ops;
     herd_model_free(rec);
     herd_model_free(plain);
+    check_shared(path, o.mmap_weights);
     return check_done();
 }

@@ -15,8 +15,9 @@
 #include "kernels/kernels.h"
 #include "quant/quant.h" /* Q8_0 cache rows, dequantize_row for the embedding */
 
-#include <math.h>  /* expf, sqrtf, cos, sin */
-#include <stdio.h> /* snprintf: the profile table */
+#include <math.h>    /* expf, sqrtf, cos, sin */
+#include <pthread.h> /* the process-wide table of weight copies */
+#include <stdio.h>   /* snprintf: the profile table */
 
 /* herd_context_profile: time per operation, and per matrix shape and type for products. */
 enum { PR_EMBED, PR_NORM, PR_ROPE, PR_KV, PR_ATTN, PR_SWIGLU, PR_ADD, PR_COPY, PR_CONVERT,
@@ -127,18 +128,27 @@ static uint8_t *kv_row(const struct cpu_ctx *c, uint8_t *cache, int l, int32_t s
  * mapping leave the resident set (they stay in the page cache). Not copied: weights a
  * loader built in memory (FP8 repacks, joined shards), a weight that would leave less than
  * COPY_RESERVE of MemAvailable (a model larger than the machine streams from the mapping
- * as before), and every weight with herd_cpu_options.mmap_weights (HERD_MMAP=1). */
+ * as before), and every weight with herd_cpu_options.mmap_weights (HERD_MMAP=1). Copies of
+ * the same bytes of the same file are shared (copies[] below). */
 
 #define COPY_RESERVE ((int64_t)1 << 30)
 
+/* The copies of every CPU backend in the process, by file and offset, counted by their
+ * users: two loads of one file (a model drafting for itself, a second server) share them
+ * as they would share the page cache, and a tied output shares the embedding's. */
 struct cpu_copy {
-    const void *src; /* the mapped bytes it copies (a tied output shares the embedding's) */
+    uint64_t file[2];
+    size_t off, n;
     void *p;
-    size_t n;
+    int refs;
 };
+static struct cpu_copy *copies;
+static int n_copies, cap_copies;
+static pthread_mutex_t copies_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A backend's references into copies[] (their p, released at close). */
 struct cpu_be {
-    struct cpu_copy *copies;
+    void **used;
     int n, cap;
 };
 
@@ -158,42 +168,63 @@ static void cpu_close(struct backend *be)
     struct cpu_be *cb = be->impl;
     if (!cb)
         return;
-    for (int i = 0; i < cb->n; i++)
-        herd_free_huge(cb->copies[i].p, cb->copies[i].n);
-    herd_free(cb->copies);
+    pthread_mutex_lock(&copies_lock);
+    for (int u = 0; u < cb->n; u++)
+        for (int i = 0; i < n_copies; i++)
+            if (copies[i].p == cb->used[u] && --copies[i].refs == 0) {
+                herd_free_huge(copies[i].p, copies[i].n);
+                copies[i] = copies[--n_copies];
+                break;
+            }
+    pthread_mutex_unlock(&copies_lock);
+    herd_free(cb->used);
     herd_free(cb);
     be->impl = NULL;
 }
 
-/* The weight's bytes in huge-page memory, or NULL: then the mapping serves (never an
- * error: the copy is only faster). */
-static const void *weight_copy(struct cpu_be *cb, const struct weight *w)
+/* The weight's bytes in huge-page memory (a new copy, or one this file's bytes already
+ * have), or NULL: then the mapping serves (never an error: the copy is only faster).
+ * Called with copies_lock held. */
+static void *weight_copy(struct cpu_be *cb, const struct weight *w)
 {
-    size_t n = w->row_bytes * (size_t)w->n_rows;
+    size_t n = w->row_bytes * (size_t)w->n_rows, off;
+    uint64_t file[2];
     if (!cb || !w->data || n == 0 || kernels_options()->mmap_weights ||
-        !herd_in_file_map(w->data, n))
-        return NULL;
-    for (int i = 0; i < cb->n; i++)
-        if (cb->copies[i].src == w->data && cb->copies[i].n >= n)
-            return cb->copies[i].p;
-    int64_t avail = herd_mem_available();
-    if (avail >= 0 && (int64_t)n + COPY_RESERVE > avail)
+        !herd_in_file_map(w->data, n, file, &off))
         return NULL;
     if (cb->n == cb->cap) {
         int cap = cb->cap ? 2 * cb->cap : 64;
-        struct cpu_copy *c = herd_realloc(cb->copies, (size_t)cap * sizeof *c);
+        void **u = herd_realloc(cb->used, (size_t)cap * sizeof *u);
+        if (!u)
+            return NULL;
+        cb->used = u;
+        cb->cap = cap;
+    }
+    for (int i = 0; i < n_copies; i++)
+        if (copies[i].file[0] == file[0] && copies[i].file[1] == file[1] &&
+            copies[i].off == off && copies[i].n >= n) {
+            copies[i].refs++;
+            return cb->used[cb->n++] = copies[i].p;
+        }
+    int64_t avail = herd_mem_available();
+    if (avail >= 0 && (int64_t)n + COPY_RESERVE > avail)
+        return NULL;
+    if (n_copies == cap_copies) {
+        int cap = cap_copies ? 2 * cap_copies : 256;
+        struct cpu_copy *c = herd_realloc(copies, (size_t)cap * sizeof *c);
         if (!c)
             return NULL;
-        cb->copies = c;
-        cb->cap = cap;
+        copies = c;
+        cap_copies = cap;
     }
     void *p = herd_alloc_huge(n);
     if (!p)
         return NULL;
     memcpy(p, w->data, n);
     herd_map_release(w->data, n);
-    cb->copies[cb->n++] = (struct cpu_copy){.src = w->data, .p = p, .n = n};
-    return p;
+    copies[n_copies++] = (struct cpu_copy){.file = {file[0], file[1]}, .off = off, .n = n,
+                                           .p = p, .refs = 1};
+    return cb->used[cb->n++] = p;
 }
 
 static bool cpu_supports(const struct backend *be, herd_dtype t)
@@ -204,7 +235,9 @@ static bool cpu_supports(const struct backend *be, herd_dtype t)
 
 static herd_status cpu_weight_upload(struct backend *be, struct weight *w)
 {
+    pthread_mutex_lock(&copies_lock);
     const void *c = weight_copy(be->impl, w);
+    pthread_mutex_unlock(&copies_lock);
     w->dev = c ? c : w->data;
     return HERD_OK;
 }
