@@ -61,8 +61,9 @@ if [ -n "$src" ]; then
   for t in f16 q8_0; do
     m=$work/smollm2-135m-$t.gguf
     run "$t alone" "$m" -p "$chat" --temp 0; cp "$work/out.txt" "$work/base.txt"
-    run "$t + draft q4_0 (K<=8)" "$m" -p "$chat" --temp 0 --draft "$d"; same
+    run "$t + draft q4_0 (K<=7, default)" "$m" -p "$chat" --temp 0 --draft "$d"; same
     run "$t + draft q4_0 (K<=4)" "$m" -p "$chat" --temp 0 --draft "$d" --draft-max 4; same
+    run "$t + draft q4_0 (K<=16)" "$m" -p "$chat" --temp 0 --draft "$d" --draft-max 16; same
     run "$t alone, code prompt" "$m" -p "$code" --temp 0; cp "$work/out.txt" "$work/base.txt"
     run "$t + lookup, code prompt" "$m" -p "$code" --temp 0 --lookup 3; same
     run "$t + draft q4_0, code prompt" "$m" -p "$code" --temp 0 --draft "$d"; same
