@@ -6,6 +6,7 @@
  * 1 MiB per thread, which stays in L2: its rate per CPU-second is the kernel's own cost per
  * byte, independent of memory and of other processes on a shared host.
  * Usage: bench_matmul [threads=2] [isa=best] [rows=4096] [cols=4096] [types=all] [n_pp=512]
+ * (BENCH_HUGE=1 in the environment: weights on transparent huge pages, as in the model)
  * (n_pp 0 skips prefill)
  */
 #include "kernels/kernels.h"
@@ -89,7 +90,9 @@ int main(int argc, char **argv)
         /* several copies so decode streams from DRAM, not from the 300 MB L3 */
         size_t wb = wrow_bytes(types[ti].t, cols) * (size_t)rows;
         int copies = (int)(1536ull * 1024 * 1024 / wb) + 1;
-        uint8_t *w = malloc(wb * (size_t)copies);
+        /* BENCH_HUGE=1: on transparent huge pages, as the model's weights are (backend_cpu.c) */
+        const int huge = getenv("BENCH_HUGE") != NULL;
+        uint8_t *w = huge ? herd_alloc_huge(wb * (size_t)copies) : malloc(wb * (size_t)copies);
         for (size_t i = 0; i < wb * (size_t)copies; i++)
             w[i] = (uint8_t)(i * 2654435761u >> 13);
         /* random bits make f32/bf16 denormals (microcode assists): write normal values */
@@ -150,7 +153,7 @@ int main(int argc, char **argv)
                "%6.1f wall %6.1f cpu\n", types[ti].name, (double)wb / best / 1e9,
                (double)wb / bestc / 1e9, hotb / hotc / 1e9, (long long)nb_pp,
                flop / bestp / 1e9, flop / bestpc / 1e9);
-        free(w);
+        huge ? herd_free_huge(w, wb * (size_t)copies) : free(w);
         free(xa);
     }
     herd_pool_free(pool);
