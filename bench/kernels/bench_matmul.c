@@ -153,7 +153,10 @@ int main(int argc, char **argv)
                "%6.1f wall %6.1f cpu\n", types[ti].name, (double)wb / best / 1e9,
                (double)wb / bestc / 1e9, hotb / hotc / 1e9, (long long)nb_pp,
                flop / bestp / 1e9, flop / bestpc / 1e9);
-        huge ? herd_free_huge(w, wb * (size_t)copies) : free(w);
+        if (huge)
+            herd_free_huge(w, wb * (size_t)copies);
+        else
+            free(w);
         free(xa);
     }
     herd_pool_free(pool);
