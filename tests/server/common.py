@@ -3,6 +3,7 @@ tests/models/make_model.py, and a `herd serve` process on a free loopback port.
 
 Exit code 77 means "skipped" to CTest (SKIP_RETURN_CODE).
 """
+import argparse
 import json
 import os
 import re
@@ -16,6 +17,16 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SKIP = 77
+
+
+def herd_args():
+    """--herd BINARY --work DIR, the arguments every server test takes; DIR is created."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--herd", required=True)
+    ap.add_argument("--work", required=True)
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    return a
 
 
 def skip(why):

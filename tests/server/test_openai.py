@@ -11,7 +11,6 @@ Retry-After when the queue is full.
 
 Usage: test_openai.py --herd build/herd --work DIR
 """
-import argparse
 import http.client
 import json
 import os
@@ -506,11 +505,7 @@ def test_queue_full(herd, model):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--herd", required=True)
-    ap.add_argument("--work", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.work, exist_ok=True)
+    a = common.herd_args()
     model, real = common.test_model(a.work)
     BAN.update(common.ban_eos(model))
     srv = common.Server(a.herd, model, "--parallel", 4, "--ctx", 1024, "--max-body", 262144,

@@ -24,7 +24,6 @@ answered at once).
 
 Usage: test_prompt.py --herd build/herd --work DIR
 """
-import argparse
 import json
 import os
 import random
@@ -169,11 +168,7 @@ def test_too_long(srv):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--herd", required=True)
-    ap.add_argument("--work", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.work, exist_ok=True)
+    a = common.herd_args()
     if not common.shared_data():
         common.skip("../shared/data/llama3/tokenizer.json is missing")
     model, _ = common.test_model(a.work)

@@ -20,7 +20,6 @@ No check depends on timing: waits are polls with generous bounds that only stop 
 
 Usage: test_robust.py --herd build/herd --work DIR
 """
-import argparse
 import http.client
 import json
 import os
@@ -396,11 +395,7 @@ def test_sigterm(herd, model):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--herd", required=True)
-    ap.add_argument("--work", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.work, exist_ok=True)
+    a = common.herd_args()
     model, real = common.test_model(a.work)
     BAN.update(common.ban_eos(model))
     test_help(a.herd)

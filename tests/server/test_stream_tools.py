@@ -15,7 +15,6 @@ looks like a call) are unit-tested without a model in test_toolstream.c.
 
 Usage: test_stream_tools.py --herd build/herd --work DIR
 """
-import argparse
 import json
 import os
 import sys
@@ -136,11 +135,7 @@ def test_langchain(srv):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--herd", required=True)
-    ap.add_argument("--work", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.work, exist_ok=True)
+    a = common.herd_args()
     model, _ = common.test_model(a.work)
     ban = common.ban_eos(model)
     srv = common.Server(a.herd, model, "--parallel", 2, "--ctx", 1024)

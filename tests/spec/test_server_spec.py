@@ -11,7 +11,6 @@ max_tokens); two requests run concurrently in two slots.
 
 Usage: test_server_spec.py --herd build/herd --work DIR
 """
-import argparse
 import json
 import os
 import sys
@@ -48,11 +47,7 @@ def answers(srv, bias, logprobs=False):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--herd", required=True)
-    ap.add_argument("--work", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.work, exist_ok=True)
+    a = common.herd_args()
     target = common.make_model(a.work, "gqa2_untied_f32")
     other = common.make_model(a.work, "gqa1_tied_f32")
     bias = common.ban_eos(target)
