@@ -353,24 +353,6 @@ pack_codes(enum qtype t, int32_t *xq, const uint8_t *xa, size_t xrb, int64_t nb,
     }
 }
 
-/* AMX: the chunk's activation codes as tiles, xt[tile][group][16 rows][G bytes], rows past
- * nb zero (their outputs are never stored), so a tile loads with stride G. */
-static inline __attribute__((always_inline)) void
-pack_tiles(enum qtype t, int8_t *xt, const uint8_t *xa, size_t xrb, int64_t nb, int64_t c)
-{
-    const int G = group_size(t), gpc = CHUNK / G;
-    for (int64_t j = 0; j < (nb + 15) / 16 * 16; j++) {
-        const uint8_t *x = xa + (size_t)j * xrb;
-        for (int g = 0; g < gpc; g++) {
-            int8_t *d = xt + (((j / 16) * gpc + g) * 16 + j % 16) * G;
-            if (j < nb)
-                memcpy(d, act_codes(t, x, c * KC + g * G), (size_t)G);
-            else
-                memset(d, 0, (size_t)G);
-        }
-    }
-}
-
 /* m / s where the offset is a fixed multiple of the scale (Q8_0's -128 for unsigned codes,
  * Q4_0's -8, Q6_K's -32), else 0 (Q4_1 and Q4_K/Q5_K mins are free). */
 static inline float offset_ratio(enum qtype t)
@@ -378,20 +360,21 @@ static inline float offset_ratio(enum qtype t)
     return t == QT_Q8_0 ? -128.0f : t == QT_Q4_0 ? -8.0f : t == QT_Q6_K ? -32.0f : 0.0f;
 }
 
-/* One group's float steps for one activation row: it = the 16 rows' int32 sums of u * q,
- * da and ds its factors, s and m the rows' scales and offsets. Offset types (m = ratio * s):
+/* One group's float steps: it = int32 sums of u * q, da and ds the activation factors, s and m
+ * the weight rows' scales and offsets, each as a vector over what the sums span (the VNNI
+ * tile: 16 weight rows of one activation row, da and ds broadcast; the AMX tile: 16
+ * activation rows of one weight row, s and m broadcast). Offset types (m = ratio * s):
  * s * (da * it + ratio * DS) in two FMAs, ds holding ratio * DS (gemm scales it once per
- * pass); else da * it * s + m * DS. The VNNI and AMX tiles share it, so they round alike. */
+ * pass); else da * it * s + m * DS. Every element sees the same operations on the same
+ * operands either way, so VNNI and AMX round alike. */
 static inline __attribute__((always_inline)) __m512 group_step(enum qtype t, __m512i it,
-                                                               float da, float ds, __m512 s,
+                                                               __m512 da, __m512 ds, __m512 s,
                                                                __m512 m, __m512 acc)
 {
     if (offset_ratio(t) != 0.0f)
-        return _mm512_fmadd_ps(
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(it), _mm512_set1_ps(da), _mm512_set1_ps(ds)), s,
-            acc);
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(it), _mm512_set1_ps(da)), s, acc);
-    return _mm512_fmadd_ps(m, _mm512_set1_ps(ds), acc);
+        return _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(it), da, ds), s, acc);
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(it), da), s, acc);
+    return _mm512_fmadd_ps(m, ds, acc);
 }
 
 /* The panel's offsets of group g where group_step reads them (offset types: unused) */
@@ -428,7 +411,8 @@ tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float
         __m512 s = _mm512_loadu_ps(p->s[g]), m = m_of(t, p, g, s);
         #pragma GCC unroll 8
         for (int j = 0; j < nb; j++)
-            acc[j] = group_step(t, it[j], da[j * gpc + g], ds[j * gpc + g], s, m, acc[j]);
+            acc[j] = group_step(t, it[j], _mm512_set1_ps(da[j * gpc + g]),
+                                _mm512_set1_ps(ds[j * gpc + g]), s, m, acc[j]);
     }
     #pragma GCC unroll 8
     for (int j = 0; j < nb; j++) {
@@ -438,48 +422,124 @@ tile(enum qtype t, int nb, const struct panel *p, const int32_t *xq, const float
     }
 }
 
-/* The group's float steps, as tile() takes them, for the 16 x 16 int32 sums of one AMX
- * product: row j of c is token j's it[j] of tile(). */
-static inline __attribute__((always_inline)) void
-amx_epilogue(enum qtype t, int nb, const struct panel *p, const int32_t (*c)[16],
-             const float *da, const float *ds, int gpc, int g, __m512 *acc)
+/* ---- gemm on AMX: the weights are the tile product's first operand.
+ *
+ * TDPBUSD (unsigned x signed bytes, int32 sums) multiplies A (16 rows x G codes) by B (G/4
+ * quads x 16 columns of 4 bytes). A is 16 weight rows of decoded codes as decode() leaves
+ * them, so a panel is the rows' codes one after another (no transpose); B is 16 activation
+ * rows' codes in quads, packed once per call. C = 16 weight rows x 16 activation rows of
+ * the same exact group sums vpdpbusd forms. Its float steps run per C row (one weight row,
+ * a vector over the activation rows): the row's s and m broadcast, the activation rows' da
+ * and ds loaded as vectors, so the AMX results equal the VNNI ones bit for bit.
+ * A chunk's 16 x 16 results are transposed against y; they are added up in yt, a block of
+ * RB weight rows x NB_MAX activation rows kept in that layout, and written to y once the
+ * last chunk has added to it (the same additions in the same order as y += chunk). */
+
+struct panel_amx {
+    uint8_t q[16][KC]; /* row i's codes */
+    float s[16][32];   /* row i's scale of group g */
+    float m[16][32];
+};
+
+static inline __attribute__((always_inline)) void repack_amx(enum qtype t, struct panel_amx *p,
+                                                             const uint8_t *w, size_t rb,
+                                                             int64_t r, int64_t nr, int64_t c)
 {
-    __m512 s = _mm512_loadu_ps(p->s[g]), m = m_of(t, p, g, s);
+    const int gpc = CHUNK / group_size(t);
+    for (int i = 0; i < 16; i++) {
+        struct chunk ch;
+        decode(t, w + (size_t)(r + (i < nr ? i : nr - 1)) * rb, c, &ch);
+        for (int v = 0; v < 8; v++)
+            _mm512_storeu_si512((void *)&p->q[i][64 * v], ch.u[v]);
+        for (int h = 0; h < gpc / 16; h++) {
+            _mm512_storeu_ps(&p->s[i][16 * h], ch.s[h]);
+            if (offset_ratio(t) == 0.0f)
+                _mm512_storeu_ps(&p->m[i][16 * h], ch.m[h]);
+        }
+    }
+}
+
+/* Activation rows 0 .. nb - 1 of xa, chunk c, as B tiles: xb[tile][group][G/4 quads][16
+ * rows][4 bytes], and their factors as vectors over a tile's rows, daT/dsT[tile][group][16]
+ * (ds scaled by the offset ratio). Rows past nb are zero. */
+static inline __attribute__((always_inline)) void
+pack_amx(enum qtype t, uint8_t *xb, float *daT, float *dsT, const uint8_t *xa, size_t xrb,
+         int64_t nb, int64_t c)
+{
+    const int G = group_size(t), gpc = CHUNK / G;
+    const __m512i rows = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)xrb));
+    const float ratio = offset_ratio(t) != 0.0f ? offset_ratio(t) : 1.0f; /* as gemm's ds */
+    float da[32], ds[32];
+    for (int64_t j0 = 0; j0 < nb; j0 += 16) {
+        const int64_t jt = j0 / 16, n16 = nb - j0 < 16 ? nb - j0 : 16;
+        const __mmask16 live = (__mmask16)((1u << n16) - 1);
+        const uint8_t *x0 = xa + (size_t)j0 * xrb;
+        for (int g = 0; g < gpc; g++) {
+            /* byte offset of the group's codes within a row: the same for every row */
+            const size_t off = (size_t)(act_codes(t, x0, c * KC + g * G) - (const int8_t *)x0);
+            uint8_t *d = xb + ((size_t)(jt * gpc + g) * (G / 4)) * 64;
+            for (int q = 0; q < G / 4; q++)
+                _mm512_storeu_si512((void *)(d + q * 64),
+                                    _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rows,
+                                                                (const void *)(x0 + off + 4 * q),
+                                                                1));
+        }
+        float *dT = daT + jt * gpc * 16, *sT = dsT + jt * gpc * 16;
+        for (int j = 0; j < 16; j++) {
+            if (j < n16)
+                act_prepare(t, x0 + (size_t)j * xrb, c * gpc, gpc, da, ds);
+            for (int g = 0; g < gpc; g++) {
+                dT[g * 16 + j] = j < n16 ? da[g] : 0.0f;
+                sT[g * 16 + j] = j < n16 ? ds[g] * ratio : 0.0f;
+            }
+        }
+    }
+}
+
+/* Group g's float steps for the 16 x 16 int32 sums c[weight row][activation row]. */
+static inline __attribute__((always_inline)) void
+amx_epilogue(enum qtype t, const struct panel_amx *p, const int32_t (*c)[16], const float *daT,
+             const float *dsT, int g, __m512 *acc)
+{
+    const __m512 da = _mm512_loadu_ps(daT + g * 16), ds = _mm512_loadu_ps(dsT + g * 16);
     #pragma GCC unroll 16
-    for (int j = 0; j < 16; j++)
-        if (j < nb)
-            acc[j] = group_step(t, _mm512_load_si512(c[j]), da[j * gpc + g], ds[j * gpc + g], s,
-                                m, acc[j]);
+    for (int i = 0; i < 16; i++) {
+        __m512 s = _mm512_set1_ps(p->s[i][g]);
+        __m512 m = offset_ratio(t) != 0.0f ? s : _mm512_set1_ps(p->m[i][g]);
+        acc[i] = group_step(t, _mm512_load_si512(c[i]), da, ds, s, m, acc[i]);
+    }
 }
 
 /* GCC's tile intrinsics are asm without a memory clobber: this orders the tile loads after
  * the stores that packed their operands, and the epilogue's loads after the tile stores. */
 #define AMX_FENCE() __asm__ __volatile__("" ::: "memory")
 
-/* tile() on AMX: y[b][r..r+16) (+)= panel . up to 16 activation rows, packed as tiles (xt:
- * this tile's gpc groups). Group g's product goes to tmm2 (g even) or tmm3 (g odd), is
+/* yt[16 weight rows][16 activation rows] (+)= one chunk of the panel . one B tile column
+ * (xb: this tile's gpc groups). Group g's product goes to tmm2 (g even) or tmm3 (g odd), is
  * stored to c[g % 2], and its float steps run one step later: each tile store then waits on
  * a product issued an epilogue earlier, and each epilogue reads sums stored an epilogue
  * earlier (a tile store does not forward to loads; it commits only once the products
  * issued before it retire), so the tile unit and the vector units overlap. */
 #define AMX_PRODUCT(C, A, B, g)                                                               \
     do {                                                                                      \
-        _tile_loadd(A, xt + (g) * 16 * G, G);                                                 \
-        _tile_loadd(B, p->q[(g) * G / 4], 64);                                                \
+        _tile_loadd(A, p->q[0] + (g) * G, KC);                                                \
+        _tile_loadd(B, xb + (size_t)(g) * G * 16, 64);                                        \
         _tile_zero(C);                                                                        \
-        _tile_dpbsud(C, A, B);                                                                \
+        _tile_dpbusd(C, A, B);                                                                \
     } while (0)
 
 static inline __attribute__((always_inline)) void
-tile_amx(enum qtype t, int nb, const struct panel *p, const int8_t *xt, const float *da,
-         const float *ds, int gpc, float *y, int64_t ldy, __mmask16 rmask, int first)
+tile_amx(enum qtype t, const struct panel_amx *p, const uint8_t *xb, const float *daT,
+         const float *dsT, int gpc, float *yt, int first)
 {
     const int G = group_size(t);
     _Alignas(64) int32_t c[2][16][16];
     __m512 acc[16];
     #pragma GCC unroll 16
-    for (int j = 0; j < 16; j++)
-        acc[j] = _mm512_setzero_ps();
+    for (int i = 0; i < 16; i++)
+        acc[i] = _mm512_setzero_ps();
     AMX_FENCE();
     AMX_PRODUCT(2, 0, 1, 0);
     for (int g = 0; g < gpc; g += 2) { /* gpc is even: 16 or 32 */
@@ -487,24 +547,31 @@ tile_amx(enum qtype t, int nb, const struct panel *p, const int8_t *xt, const fl
         AMX_PRODUCT(3, 4, 5, g + 1);
         AMX_FENCE();
         if (g > 0)
-            amx_epilogue(t, nb, p, (const int32_t(*)[16])c[1], da, ds, gpc, g - 1, acc);
+            amx_epilogue(t, p, (const int32_t(*)[16])c[1], daT, dsT, g - 1, acc);
         _tile_stored(3, c[1], 64);
         if (g + 2 < gpc)
             AMX_PRODUCT(2, 0, 1, g + 2);
         AMX_FENCE();
-        amx_epilogue(t, nb, p, (const int32_t(*)[16])c[0], da, ds, gpc, g, acc);
+        amx_epilogue(t, p, (const int32_t(*)[16])c[0], daT, dsT, g, acc);
     }
     AMX_FENCE();
-    amx_epilogue(t, nb, p, (const int32_t(*)[16])c[1], da, ds, gpc, gpc - 1, acc);
+    amx_epilogue(t, p, (const int32_t(*)[16])c[1], daT, dsT, gpc - 1, acc);
     #pragma GCC unroll 16
-    for (int j = 0; j < 16; j++)
-        if (j < nb) {
-            float *yj = y + j * ldy;
-            __m512 v = first ? acc[j] : _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(rmask, yj));
-            _mm512_mask_storeu_ps(yj, rmask, v);
-        }
+    for (int i = 0; i < 16; i++)
+        _mm512_store_ps(yt + 16 * i,
+                        first ? acc[i] : _mm512_add_ps(acc[i], _mm512_load_ps(yt + 16 * i)));
 }
 #undef AMX_PRODUCT
+
+/* y rows b .. b + nb - 1 (nb <= 16), columns r .. r + 16 under rmask, from yt[column][row]. */
+static void amx_store(float *y, int64_t ldy, const float *yt, int64_t nb, __mmask16 rmask)
+{
+    const __m512i col = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(16));
+    for (int64_t j = 0; j < nb; j++)
+        _mm512_mask_storeu_ps(y + j * ldy, rmask, _mm512_i32gather_ps(col, yt + j, 4));
+}
 
 /* The tile shapes for group size G: A (16 tokens x G codes) in tmm0/4, B (G/4 quads x 16
  * rows) in tmm1/5, the int32 sums in tmm2/3. Loaded per call: the configuration is per
@@ -529,7 +596,7 @@ static void amx_configure(int G)
 #define RB 128
 
 static inline __attribute__((always_inline)) void
-gemm(enum qtype t, int amx, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa,
+gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa,
      size_t xrb, int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
     struct panel p;
@@ -543,8 +610,6 @@ gemm(enum qtype t, int amx, float *y, int64_t ldy, const uint8_t *w, const uint8
      * of all rows, one chunk packed at a time on the stack. */
     const size_t xq_bytes = sizeof xq1, f_bytes = sizeof da1;
     uint8_t *all = r1 - r0 > RB ? herd_malloc((size_t)nch * (xq_bytes + 2 * f_bytes)) : NULL;
-    if (amx)
-        amx_configure(group_size(t)); /* xq holds the tiles then: NB_MAX x KC bytes too */
     for (int64_t b0 = 0; b0 < n_b; b0 += NB_MAX) {
         const int64_t nbp = n_b - b0 < NB_MAX ? n_b - b0 : NB_MAX;
         for (int64_t rb0 = r0; rb0 < r1; rb0 += all ? RB : r1 - r0) {
@@ -561,10 +626,7 @@ gemm(enum qtype t, int amx, float *y, int64_t ldy, const uint8_t *w, const uint8
                     if (offset_ratio(t) != 0.0f)
                         for (int64_t i = 0; i < nbp * gpc; i++)
                             ds[i] *= offset_ratio(t);
-                    if (amx)
-                        pack_tiles(t, (int8_t *)xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
-                    else
-                        pack_codes(t, xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
+                    pack_codes(t, xq, xa + (size_t)b0 * xrb, xrb, nbp, c);
                 }
                 for (int64_t r = rb0; r < rb1; r += 16) {
                     const int64_t nr = rb1 - r < 16 ? rb1 - r : 16;
@@ -584,17 +646,7 @@ gemm(enum qtype t, int amx, float *y, int64_t ldy, const uint8_t *w, const uint8
                             _mm_prefetch(
                                 (const char *)(w + (size_t)i * rb + (size_t)pc * cb + l),
                                 _MM_HINT_T0);
-                    for (int64_t j = 0; amx && j < nbp; j += 16) {
-                        float *yb = y + (b0 + j) * ldy + r;
-                        const int8_t *xt = (const int8_t *)xq + j * KC;
-                        const float *daj = da + j * gpc, *dsj = ds + j * gpc;
-                        if (nbp - j >= 16)
-                            tile_amx(t, 16, &p, xt, daj, dsj, gpc, yb, ldy, rmask, c == 0);
-                        else
-                            tile_amx(t, (int)(nbp - j), &p, xt, daj, dsj, gpc, yb, ldy, rmask,
-                                     c == 0);
-                    }
-                    for (int64_t j = 0; !amx && j < nbp; j += NR) {
+                    for (int64_t j = 0; j < nbp; j += NR) {
                         float *yb = y + (b0 + j) * ldy + r;
                         const int32_t *xqj = xq + (j / NR) * (KC / 4) * NR;
                         const float *daj = da + j * gpc, *dsj = ds + j * gpc;
@@ -615,9 +667,70 @@ gemm(enum qtype t, int amx, float *y, int64_t ldy, const uint8_t *w, const uint8
             }
         }
     }
-    if (amx)
-        _tile_release();
     herd_free(all);
+}
+
+/* gemm() on AMX tiles (see tile_amx): the same blocks of RB rows, each chunk's activations
+ * packed while the first block runs, the block's sums in yt until its last chunk. Without
+ * the memory for that, the VNNI gemm. */
+static inline __attribute__((always_inline)) void
+gemm_amx(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
+         int64_t n, int64_t n_b, int64_t r0, int64_t r1)
+{
+    const int gpc = CHUNK / group_size(t);
+    const int64_t nch = n / KC;
+    const size_t rb = row_bytes(t, n), cb = rb / (size_t)nch;
+    const size_t xb_bytes = (size_t)NB_MAX * KC, f_bytes = (size_t)NB_MAX * 32 * sizeof(float);
+    const size_t slot_bytes = xb_bytes + 2 * f_bytes, yt_bytes = (size_t)RB * NB_MAX * sizeof(float);
+    uint8_t *all = herd_malloc_aligned((size_t)nch * slot_bytes + yt_bytes, 64);
+    if (!all) {
+        gemm(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+        return;
+    }
+    float *yt = (float *)(void *)(all + (size_t)nch * slot_bytes); /* 64-byte aligned */
+    struct panel_amx p;
+    amx_configure(group_size(t));
+    for (int64_t b0 = 0; b0 < n_b; b0 += NB_MAX) {
+        const int64_t nbp = n_b - b0 < NB_MAX ? n_b - b0 : NB_MAX, ntile = (nbp + 15) / 16;
+        for (int64_t rb0 = r0; rb0 < r1; rb0 += RB) {
+            const int64_t rb1 = r1 - rb0 > RB ? rb0 + RB : r1;
+            for (int64_t c = 0; c < nch; c++) {
+                uint8_t *xb = all + (size_t)c * slot_bytes;
+                float *daT = (float *)(void *)(xb + xb_bytes), *dsT = daT + NB_MAX * 32;
+                if (rb0 == r0)
+                    pack_amx(t, xb, daT, dsT, xa + (size_t)b0 * xrb, xrb, nbp, c);
+                for (int64_t r = rb0; r < rb1; r += 16) {
+                    repack_amx(t, &p, w, rb, r, rb1 - r < 16 ? rb1 - r : 16, c);
+                    /* the next panel's row pieces, as gemm() prefetches them */
+                    int64_t pr = r + 16, pc = c;
+                    if (pr >= rb1) {
+                        pr = c + 1 < nch ? rb0 : rb1;
+                        pc = c + 1 < nch ? c + 1 : 0;
+                    }
+                    for (int64_t i = pr; i < pr + 16 && i < r1; i++)
+                        for (size_t l = 0; l < cb; l += 64)
+                            _mm_prefetch(
+                                (const char *)(w + (size_t)i * rb + (size_t)pc * cb + l),
+                                _MM_HINT_T0);
+                    float *ytp = yt + (r - rb0) / 16 * (NB_MAX / 16) * 256;
+                    for (int64_t jt = 0; jt < ntile; jt++)
+                        tile_amx(t, &p, xb + (size_t)jt * gpc * group_size(t) * 16,
+                                 daT + jt * gpc * 16, dsT + jt * gpc * 16, gpc, ytp + jt * 256,
+                                 c == 0);
+                }
+            }
+            for (int64_t r = rb0; r < rb1; r += 16) {
+                const int64_t nr = rb1 - r < 16 ? rb1 - r : 16;
+                const float *ytp = yt + (r - rb0) / 16 * (NB_MAX / 16) * 256;
+                for (int64_t jt = 0; jt < ntile; jt++)
+                    amx_store(y + (b0 + jt * 16) * ldy + r, ldy, ytp + jt * 256,
+                              nbp - jt * 16 < 16 ? nbp - jt * 16 : 16,
+                              (__mmask16)((1u << nr) - 1));
+            }
+        }
+    }
+    _tile_release();
+    herd_free_aligned(all);
 }
 
 /* n_b below this streams rows (decode); at or above, repacked panels (prefill). */
@@ -647,7 +760,10 @@ matmul_q(enum qtype t, int amx, herd_dtype dt, float *y, int64_t ldy, const void
     else if (n % CHUNK != 0 || n / group_size(t) > MAX_GROUPS)
         fallback[dt](y, ldy, w, xa, xrb, n, n_b, r0, r1);
     else if (n_b >= GEMM_MIN_NB)
-        gemm(t, amx, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+        if (amx)
+            gemm_amx(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
+        else
+            gemm(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
     else
         gemv(t, y, ldy, w, xa, xrb, n, n_b, r0, r1);
 }
