@@ -50,12 +50,14 @@ struct herd_cpu_kernels {
     /* f32 <-> KV cache element rows */
     void (*f32_to_f16_row)(uint16_t *dst, const float *src, int64_t n);
     void (*f16_to_f32_row)(float *dst, const uint16_t *src, int64_t n);
-    /* attention over one head's cached positions, n f16 rows of hd elements, stride
-     * elements apart: s[p] = q . row p, and out = sum over p of w[p] * row p */
-    void (*dots_f16)(float *s, const float *q, const uint16_t *rows, int64_t stride, int64_t n,
-                     int64_t hd);
-    void (*wsum_f16)(float *out, const float *w, const uint16_t *rows, int64_t stride, int64_t n,
-                     int64_t hd);
+    /* attention over one KV head's cached positions for its nq query heads (a GQA group):
+     * n f16 rows of hd elements, stride elements apart; query head h is q + h * hd, its
+     * scores s + h * lds, its weights w + h * ldw, its output out + h * hd:
+     * s[h][p] = q_h . row p, and out_h = sum over p of w[h][p] * row p */
+    void (*dots_f16)(float *s, int64_t lds, const float *q, int nq, const uint16_t *rows,
+                     int64_t stride, int64_t n, int64_t hd);
+    void (*wsum_f16)(float *out, const float *w, int64_t ldw, int nq, const uint16_t *rows,
+                     int64_t stride, int64_t n, int64_t hd);
     /* out[i] = silu(gate[i]) * up[i] */
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
 };
@@ -125,6 +127,7 @@ void matmul_f8_frame(float *y, int64_t ldy, const void *w, const void *xa, size_
 void kernels_fill_matmul_f8_ref(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f8_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f8_avx512(struct herd_cpu_kernels *k);
+void kernels_fill_ops_avx512(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_f_avx2(struct herd_cpu_kernels *k);
 void kernels_fill_matmul_neon(struct herd_cpu_kernels *k);
 void kernels_fill_quantize_avx2(struct herd_cpu_kernels *k);

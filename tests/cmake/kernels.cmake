@@ -53,10 +53,14 @@ else()
 endif()
 
 # bench/kernels: not part of `all` (bench/ never gates); build with
-# `cmake --build BUILD --target bench_matmul membw`.
+# `cmake --build BUILD --target bench_matmul membw amx_probe`.
 add_executable(bench_matmul EXCLUDE_FROM_ALL ${PROJECT_SOURCE_DIR}/bench/kernels/bench_matmul.c)
 target_link_libraries(bench_matmul PRIVATE herd_kernels)
 add_executable(membw EXCLUDE_FROM_ALL ${PROJECT_SOURCE_DIR}/bench/kernels/membw.c)
 target_compile_options(membw PRIVATE -mavx512f -mavx512bw -mavx512vnni -mavx512bf16 -mfma)
 target_link_libraries(membw PRIVATE herd_kernels)
-set_target_properties(bench_matmul membw PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+add_executable(amx_probe EXCLUDE_FROM_ALL ${PROJECT_SOURCE_DIR}/bench/kernels/amx_probe.c)
+target_compile_options(amx_probe PRIVATE -mavx512f -mamx-tile -mamx-int8)
+target_link_libraries(amx_probe PRIVATE herd_kernels)
+set_target_properties(bench_matmul membw amx_probe PROPERTIES RUNTIME_OUTPUT_DIRECTORY
+                      ${PROJECT_BINARY_DIR})

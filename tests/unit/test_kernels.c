@@ -405,7 +405,7 @@ static void check_invariance(const struct herd_cpu_kernels *k)
 static void check_ops(const struct herd_cpu_kernels *k)
 {
     const struct herd_cpu_kernels *ref = kernels_get_isa("ref");
-    static const int64_t lens[] = {1, 7, 16, 33, 100, 4097};
+    static const int64_t lens[] = {1, 7, 16, 33, 64, 100, 128, 4097};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         int64_t n = lens[li];
         float *a = malloc(sizeof(float) * (n + 1)), *b = malloc(sizeof(float) * (n + 1));
@@ -444,28 +444,51 @@ static void check_ops(const struct herd_cpu_kernels *k)
         ref->f16_to_f32_row(o2, h2, n);
         CHECK_MSG(memcmp(out, o2, 4 * n) == 0, "%s f16_to_f32 n=%lld", k->isa, (long long)n);
 
-        /* attention over np cached positions, rows stride elements apart (off alignment) */
-        enum { NP = 7 };
+        /* attention over NP cached positions, rows stride elements apart (off alignment),
+         * for GQA groups of 1 to 5 query heads: every variant against ref, and avx512's
+         * grouped kernels against avx2's bit for bit (the scores and outputs decode and
+         * prefill had before them) */
+        enum { NP = 7, NQ = 5 };
         const int64_t stride = n + 3;
         uint16_t *kv = malloc(2 * (size_t)(NP * stride + 1));
-        float sk[NP], sr[NP], pw[NP];
+        float *qs = malloc(sizeof(float) * (size_t)(NQ * n));
+        float *o3 = malloc(sizeof(float) * (size_t)(NQ * n)), *o4 = malloc(sizeof(float) * (size_t)(NQ * n));
+        float sk[NQ][NP + 2], sr[NQ][NP + 2], pw[NQ][NP + 2];
         for (int64_t i = 0; i < NP * stride; i++)
             kv[1 + i] = f32_to_fp16(rndf());
-        for (int p = 0; p < NP; p++)
-            pw[p] = rndf();
-        k->dots_f16(sk, w, kv + 1, stride, NP, n);
-        ref->dots_f16(sr, w, kv + 1, stride, NP, n);
-        bad = 0;
-        for (int p = 0; p < NP; p++)
-            bad += !(fabsf(sk[p] - sr[p]) <= 1e-5f * (float)n + 1e-5f * fabsf(sr[p]));
-        CHECK_MSG(bad == 0, "%s dots_f16 n=%lld", k->isa, (long long)n);
-        k->wsum_f16(out, pw, kv + 1, stride, NP, n);
-        ref->wsum_f16(o2, pw, kv + 1, stride, NP, n);
-        bad = 0;
-        for (int64_t i = 0; i < n; i++)
-            bad += !(fabsf(out[i] - o2[i]) <= 1e-5f * NP + 1e-6f * fabsf(o2[i]));
-        CHECK_MSG(bad == 0, "%s wsum_f16 n=%lld", k->isa, (long long)n);
-        free(kv);
+        for (int64_t i = 0; i < NQ * n; i++)
+            qs[i] = rndf();
+        for (int h = 0; h < NQ; h++)
+            for (int p = 0; p < NP; p++)
+                pw[h][p] = rndf();
+        const struct herd_cpu_kernels *avx2 = kernels_get_isa("avx2");
+        for (int nq = 1; nq <= NQ; nq += 2) {
+            k->dots_f16(sk[0], NP + 2, qs, nq, kv + 1, stride, NP, n);
+            ref->dots_f16(sr[0], NP + 2, qs, nq, kv + 1, stride, NP, n);
+            bad = 0;
+            for (int h = 0; h < nq; h++)
+                for (int p = 0; p < NP; p++)
+                    bad += !(fabsf(sk[h][p] - sr[h][p]) <= 1e-5f * (float)n + 1e-5f * fabsf(sr[h][p]));
+            CHECK_MSG(bad == 0, "%s dots_f16 n=%lld nq=%d", k->isa, (long long)n, nq);
+            k->wsum_f16(o3, pw[0], NP + 2, nq, kv + 1, stride, NP, n);
+            ref->wsum_f16(o4, pw[0], NP + 2, nq, kv + 1, stride, NP, n);
+            bad = 0;
+            for (int64_t i = 0; i < nq * n; i++)
+                bad += !(fabsf(o3[i] - o4[i]) <= 1e-5f * NP + 1e-6f * fabsf(o4[i]));
+            CHECK_MSG(bad == 0, "%s wsum_f16 n=%lld nq=%d", k->isa, (long long)n, nq);
+            if (avx2 && k != avx2 && (strcmp(k->isa, "avx512") == 0 || strcmp(k->isa, "amx") == 0)) {
+                avx2->dots_f16(sr[0], NP + 2, qs, nq, kv + 1, stride, NP, n);
+                bad = 0;
+                for (int h = 0; h < nq; h++)
+                    bad += memcmp(sk[h], sr[h], sizeof(float) * NP) != 0;
+                CHECK_MSG(bad == 0, "%s dots_f16 n=%lld nq=%d: not avx2's bits", k->isa,
+                          (long long)n, nq);
+                avx2->wsum_f16(o4, pw[0], NP + 2, nq, kv + 1, stride, NP, n);
+                CHECK_MSG(memcmp(o3, o4, sizeof(float) * (size_t)(nq * n)) == 0,
+                          "%s wsum_f16 n=%lld nq=%d: not avx2's bits", k->isa, (long long)n, nq);
+            }
+        }
+        free(kv), free(qs), free(o3), free(o4);
 
         for (int64_t i = 0; i < n; i++)
             x[i] = 30 * rndf(); /* reaches exp's saturation in both directions */

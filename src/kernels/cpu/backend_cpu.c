@@ -52,7 +52,7 @@ struct cpu_ctx {
     uint8_t *k_cache;     /* (n_layers, n_seq, n_ctx, kv_dim) */
     uint8_t *v_cache;     /* (n_layers, n_seq, n_ctx, kv_dim) */
     float *rope;          /* (n_batch, head_dim) cos/sin pairs per token of the step */
-    float *scores;        /* (n_threads, n_ctx) */
+    float *scores;        /* (n_threads, n_heads / n_kv_heads, n_ctx) */
     void *act;            /* activations in a weight type's partner format */
     /* what act holds: the conversion of x (n rows, stride ldx, cols wide) to type, kept
      * while only products run (q/k/v and gate/up read one input); any other operation
@@ -303,8 +303,8 @@ static herd_status cpu_ctx_new(struct backend *be, const struct bctx_params *p,
     if ((s = herd_alloc_array(&rope, B * (size_t)p->head_dim, sizeof(float), "RoPE table")))
         goto fail;
     c->rope = rope;
-    if ((s = herd_alloc_array(&sc, (size_t)nth * (size_t)p->n_ctx, sizeof(float),
-                              "attention scores")))
+    if ((s = herd_alloc_array(&sc, (size_t)nth * (size_t)(p->n_heads / p->n_kv_heads),
+                              (size_t)p->n_ctx * sizeof(float), "attention scores")))
         goto fail;
     c->scores = sc;
     /* Quantized activations are never larger than the f32 rows they come from. */
@@ -614,32 +614,14 @@ static void kv_axpy(const struct cpu_ctx *c, float *y, float a, const uint8_t *r
         c->k->axpy_f32(y, a, (const float *)row, hd);
 }
 
-/* One (token, head) pair: softmax(q . K / sqrt(head_dim)) . V over positions 0..pos. */
-static void attend(const struct tok_job *j, int64_t t, int h, float *sc)
+/* softmax(s * scale) over positions 0..pos, in place. */
+static void softmax_scaled(float *sc, int32_t pos, float scale)
 {
-    const struct cpu_ctx *c = j->c;
-    int hd = c->p.head_dim, n_h = c->p.n_heads;
-    int kvh = h / (c->p.n_heads / c->p.n_kv_heads);
-    int32_t seq = j->st->seq[t], pos = j->st->pos[t];
-    const float *q = j->b + t * (int64_t)n_h * hd + (int64_t)h * hd;
-    float *out = j->out + t * (int64_t)n_h * hd + (int64_t)h * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    size_t off = (size_t)kvh * c->kv_head_bytes;
-    /* an F16 cache (the default) goes through the kernels that walk all positions at once;
-     * they compute exactly what the per-position dot and axpy below do */
-    const bool f16 = c->p.kv_type == HERD_DTYPE_F16;
-    const int64_t stride = (int64_t)(c->kv_row_bytes / 2);
-    const uint8_t *k0 = kv_row(c, c->k_cache, j->layer, seq, 0) + off;
-    const uint8_t *v0 = kv_row(c, c->v_cache, j->layer, seq, 0) + off;
-    if (f16)
-        c->k->dots_f16(sc, q, (const uint16_t *)k0, stride, pos + 1, hd);
     float mx = -INFINITY;
     for (int32_t p = 0; p <= pos; p++) {
-        float s = (f16 ? sc[p] : kv_dot(c, q, kv_row(c, c->k_cache, j->layer, seq, p) + off, hd)) *
-                  scale;
-        sc[p] = s;
-        if (s > mx)
-            mx = s;
+        sc[p] *= scale;
+        if (sc[p] > mx)
+            mx = sc[p];
     }
     float sum = 0.0f;
     for (int32_t p = 0; p <= pos; p++) {
@@ -649,27 +631,55 @@ static void attend(const struct tok_job *j, int64_t t, int h, float *sc)
     const float inv = 1.0f / sum;
     for (int32_t p = 0; p <= pos; p++)
         sc[p] *= inv;
-    if (f16) {
-        c->k->wsum_f16(out, sc, (const uint16_t *)v0, stride, pos + 1, hd);
+}
+
+/* One token and one KV head: for each query head h of its group, softmax(q_h . K /
+ * sqrt(head_dim)) . V over positions 0..pos. sc holds group x n_ctx scores. */
+static void attend(const struct tok_job *j, int64_t t, int kvh, float *sc)
+{
+    const struct cpu_ctx *c = j->c;
+    const int hd = c->p.head_dim, n_h = c->p.n_heads, group = n_h / c->p.n_kv_heads;
+    const int64_t n_ctx = c->p.n_ctx;
+    const int32_t seq = j->st->seq[t], pos = j->st->pos[t];
+    const int h0 = kvh * group;
+    const float *q = j->b + t * (int64_t)n_h * hd + (int64_t)h0 * hd;
+    float *out = j->out + t * (int64_t)n_h * hd + (int64_t)h0 * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const size_t off = (size_t)kvh * c->kv_head_bytes;
+    if (c->p.kv_type == HERD_DTYPE_F16) {
+        /* the default cache: kernels that take every position and the group's heads at
+         * once, computing exactly what the per-position dot and axpy below do */
+        const int64_t stride = (int64_t)(c->kv_row_bytes / 2);
+        const uint16_t *k0 = (const uint16_t *)(kv_row(c, c->k_cache, j->layer, seq, 0) + off);
+        const uint16_t *v0 = (const uint16_t *)(kv_row(c, c->v_cache, j->layer, seq, 0) + off);
+        c->k->dots_f16(sc, n_ctx, q, group, k0, stride, pos + 1, hd);
+        for (int h = 0; h < group; h++)
+            softmax_scaled(sc + h * n_ctx, pos, scale);
+        c->k->wsum_f16(out, sc, n_ctx, group, v0, stride, pos + 1, hd);
         return;
     }
-    memset(out, 0, (size_t)hd * sizeof(float));
-    for (int32_t p = 0; p <= pos; p++) {
-        const uint8_t *vr = kv_row(c, c->v_cache, j->layer, seq, p) + off;
-        kv_axpy(c, out, sc[p], vr, hd);
+    for (int h = 0; h < group; h++) {
+        float *sh = sc + h * n_ctx, *oh = out + (int64_t)h * hd;
+        for (int32_t p = 0; p <= pos; p++)
+            sh[p] = kv_dot(c, q + (int64_t)h * hd, kv_row(c, c->k_cache, j->layer, seq, p) + off,
+                           hd);
+        softmax_scaled(sh, pos, scale);
+        memset(oh, 0, (size_t)hd * sizeof(float));
+        for (int32_t p = 0; p <= pos; p++)
+            kv_axpy(c, oh, sh[p], kv_row(c, c->v_cache, j->layer, seq, p) + off, hd);
     }
 }
 
 static void attention_rows(void *arg, int ith, int nth)
 {
     struct tok_job *j = arg;
-    int n_heads = j->c->p.n_heads;
-    float *sc = j->c->scores + (int64_t)ith * j->c->p.n_ctx;
-    /* (token, head) pairs dealt round-robin: a token's cost grows with its position, so
+    const int n_kv = j->c->p.n_kv_heads, group = j->c->p.n_heads / n_kv;
+    float *sc = j->c->scores + (int64_t)ith * group * j->c->p.n_ctx;
+    /* (token, KV head) pairs dealt round-robin: a token's cost grows with its position, so
      * contiguous ranges left the thread with the batch's last tokens doing ~3/4 of a
      * causal prefill's attention */
-    for (int64_t u = ith; u < j->n * n_heads; u += nth)
-        attend(j, u / n_heads, (int)(u % n_heads), sc);
+    for (int64_t u = ith; u < j->n * n_kv; u += nth)
+        attend(j, u / n_kv, (int)(u % n_kv), sc);
 }
 
 static void cpu_attention_run(struct bctx *bc, float *out, const float *q, int layer,

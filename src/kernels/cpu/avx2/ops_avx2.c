@@ -115,8 +115,8 @@ static void axpy_f16_avx2(float *y, float a, const uint16_t *x, int64_t n)
 
 /* Four positions at a time so each load of q serves four rows; per row the same two
  * chains and final sum as dot_f32_f16_avx2, so the scores are bit for bit the same. */
-static void dots_f16_avx2(float *s, const float *q, const uint16_t *rows, int64_t stride,
-                          int64_t n, int64_t hd)
+static void dots_f16_one(float *s, const float *q, const uint16_t *rows, int64_t stride,
+                         int64_t n, int64_t hd)
 {
     int64_t p = 0;
     if (hd % 16 == 0)
@@ -142,8 +142,8 @@ static void dots_f16_avx2(float *s, const float *q, const uint16_t *rows, int64_
 /* 64 elements of out at a time in eight registers across all positions (axpy_f16 per
  * position loaded and stored out once per row); the same fused multiply-adds in the same
  * order as axpy_f16_avx2 from a zeroed out, so the result is bit for bit the same. */
-static void wsum_f16_avx2(float *out, const float *w, const uint16_t *rows, int64_t stride,
-                          int64_t n, int64_t hd)
+static void wsum_f16_one(float *out, const float *w, const uint16_t *rows, int64_t stride,
+                         int64_t n, int64_t hd)
 {
     int64_t d = 0;
     for (; d + 64 <= hd; d += 64) {
@@ -164,6 +164,21 @@ static void wsum_f16_avx2(float *out, const float *w, const uint16_t *rows, int6
         for (int64_t p = 0; p < n; p++)
             axpy_f16_avx2(out + d, w[p], rows + p * stride + d, hd - d);
     }
+}
+
+/* A GQA group: each query head on its own (the rows are re-read per head, from L1/L2). */
+static void dots_f16_avx2(float *s, int64_t lds, const float *q, int nq, const uint16_t *rows,
+                          int64_t stride, int64_t n, int64_t hd)
+{
+    for (int h = 0; h < nq; h++)
+        dots_f16_one(s + h * lds, q + h * hd, rows, stride, n, hd);
+}
+
+static void wsum_f16_avx2(float *out, const float *w, int64_t ldw, int nq, const uint16_t *rows,
+                          int64_t stride, int64_t n, int64_t hd)
+{
+    for (int h = 0; h < nq; h++)
+        wsum_f16_one(out + h * hd, w + h * ldw, rows, stride, n, hd);
 }
 
 /* exp(x) for x in [-87, 88]: x = k ln2 + r, |r| <= ln2/2, exp(r) by a degree-6 polynomial

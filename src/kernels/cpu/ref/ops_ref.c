@@ -57,19 +57,22 @@ static void axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n)
         y[i] += a * fp16_to_f32(x[i]);
 }
 
-static void dots_f16_ref(float *s, const float *q, const uint16_t *rows, int64_t stride,
-                         int64_t n, int64_t hd)
+static void dots_f16_ref(float *s, int64_t lds, const float *q, int nq, const uint16_t *rows,
+                         int64_t stride, int64_t n, int64_t hd)
 {
-    for (int64_t p = 0; p < n; p++)
-        s[p] = dot_f32_f16_ref(q, rows + p * stride, hd);
+    for (int h = 0; h < nq; h++)
+        for (int64_t p = 0; p < n; p++)
+            s[h * lds + p] = dot_f32_f16_ref(q + h * hd, rows + p * stride, hd);
 }
 
-static void wsum_f16_ref(float *out, const float *w, const uint16_t *rows, int64_t stride,
-                         int64_t n, int64_t hd)
+static void wsum_f16_ref(float *out, const float *w, int64_t ldw, int nq, const uint16_t *rows,
+                         int64_t stride, int64_t n, int64_t hd)
 {
-    memset(out, 0, sizeof(float) * (size_t)hd);
-    for (int64_t p = 0; p < n; p++)
-        axpy_f16_ref(out, w[p], rows + p * stride, hd);
+    for (int h = 0; h < nq; h++) {
+        memset(out + h * hd, 0, sizeof(float) * (size_t)hd);
+        for (int64_t p = 0; p < n; p++)
+            axpy_f16_ref(out + h * hd, w[h * ldw + p], rows + p * stride, hd);
+    }
 }
 
 /* silu(g) = g / (1 + exp(-g)); exp overflows to inf for very negative g, giving -0. */
