@@ -21,13 +21,13 @@
  *    activation bytes) for up to 8 activation rows at once, so each decoded weight is
  *    reused by every activation row from L1 (a 16 x 8 register tile), and the block's
  *    outputs stay in L2 across the chunks.
- *  - gemm on AMX (the "amx" table, where the CPU has tiles and Linux grants them): the same
- *    panels are already what a tile product wants as its second operand (16 rows x 4
- *    consecutive unsigned codes per 64-byte tile row), the activations' signed codes are
- *    packed 16 rows to a tile, and TDPBSUD (signed x unsigned bytes) gives a 16 token x 16
- *    row block of the same exact int32 group sums vpdpbusd forms. Those go through the same
- *    float steps in the same order, so the AMX products equal the VNNI ones bit for bit;
- *    only the integer multiply-adds moved into the tile unit.
+ *  - gemm on AMX (the "amx" table, where the CPU has tiles and Linux grants them): TDPBUSD
+ *    with 16 decoded weight rows as the first operand (codes as the decoder leaves them)
+ *    and 16 activation rows' signed codes, packed once per call as quads, as the second;
+ *    a product is a 16 weight row x 16 activation row block of the same exact int32 group
+ *    sums vpdpbusd forms. Those go through the same float steps in the same order, so the
+ *    AMX products equal the VNNI ones bit for bit; only the integer multiply-adds moved
+ *    into the tile unit (see tile_amx).
  */
 #include "kernels/kernels.h"
 #include "quant/quant.h"
