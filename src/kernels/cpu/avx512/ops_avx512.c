@@ -40,20 +40,27 @@ static inline __attribute__((always_inline)) void dots_block(float *s, int64_t l
                                                               int NP)
 {
     __m512 a[4][4];
+    #pragma GCC unroll 4
     for (int h = 0; h < NH; h++)
+        #pragma GCC unroll 4
         for (int j = 0; j < NP; j++)
             a[h][j] = _mm512_setzero_ps();
     for (int64_t i = 0; i < hd; i += 16) {
         __m512 k[4];
+        #pragma GCC unroll 4
         for (int j = 0; j < NP; j++)
             k[j] = row16(r + j * stride + i);
+        #pragma GCC unroll 4
         for (int h = 0; h < NH; h++) {
             const __m512 qv = _mm512_loadu_ps(q + h * hd + i);
+            #pragma GCC unroll 4
             for (int j = 0; j < NP; j++)
                 a[h][j] = _mm512_fmadd_ps(qv, k[j], a[h][j]);
         }
     }
+    #pragma GCC unroll 4
     for (int h = 0; h < NH; h++)
+        #pragma GCC unroll 4
         for (int j = 0; j < NP; j++)
             s[h * lds + j] = chains_sum(a[h][j]);
 }
@@ -97,21 +104,28 @@ static inline __attribute__((always_inline)) void wsum_block(float *out, const f
                                                               int64_t hd, int NH)
 {
     __m512 a[4][4];
+    #pragma GCC unroll 4
     for (int h = 0; h < NH; h++)
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++)
             a[h][i] = _mm512_setzero_ps();
     for (int64_t p = 0; p < n; p++) {
         const uint16_t *r = rows + p * stride;
         __m512 v[4];
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++)
             v[i] = row16(r + 16 * i);
+        #pragma GCC unroll 4
         for (int h = 0; h < NH; h++) {
             const __m512 wp = _mm512_set1_ps(w[h * ldw + p]);
+            #pragma GCC unroll 4
             for (int i = 0; i < 4; i++)
                 a[h][i] = _mm512_fmadd_ps(wp, v[i], a[h][i]);
         }
     }
+    #pragma GCC unroll 4
     for (int h = 0; h < NH; h++)
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++)
             _mm512_storeu_ps(out + h * hd + 16 * i, a[h][i]);
 }
