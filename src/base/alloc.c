@@ -8,6 +8,7 @@
 #include <sys/mman.h>  /* huge allocations */
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h> /* sysconf */
 
 static atomic_long fail_after = -1;
 
@@ -63,17 +64,39 @@ void herd_free_aligned(void *p)
     free(p);
 }
 
+/* 2 MB: the transparent huge page of x86-64 (and of arm64 with 4 KB pages) */
+#define HUGE_ALIGN ((size_t)2 << 20)
+
 void *herd_alloc_huge(size_t n)
 {
     if (should_fail() || n == 0)
         return NULL;
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    /* Over-allocated, then trimmed to start on a 2 MB boundary: a huge page backs only a
+     * 2 MB-aligned range, and an unaligned region left its head and tail in 4 KB pages. */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (n + page - 1) / page * page;
+    uint8_t *m = mmap(NULL, len + HUGE_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
+    if (m == MAP_FAILED)
         return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)m + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1));
+    if (p > m)
+        munmap(m, (size_t)(p - m));
+    if (m + len + HUGE_ALIGN > p + len)
+        munmap(p + len, (size_t)(m + len + HUGE_ALIGN - (p + len)));
 #ifdef MADV_HUGEPAGE
-    (void)madvise(p, n, MADV_HUGEPAGE); /* a hint: without THP the pages are 4 KB */
+    (void)madvise(p, len, MADV_HUGEPAGE); /* a hint: without THP the pages are 4 KB */
 #endif
     return p;
+}
+
+void herd_huge_settle(void *p, size_t n)
+{
+#ifdef MADV_COLLAPSE
+    (void)madvise(p, n, MADV_COLLAPSE); /* best effort: kernels before 6.1 say EINVAL */
+#else
+    (void)p;
+    (void)n;
+#endif
 }
 
 void herd_free_huge(void *p, size_t n)

@@ -44,6 +44,10 @@ char *herd_strndup(const char *s, size_t n);
 /* n bytes of anonymous memory, zeroed, asking the kernel for transparent huge pages (2 MB
  * pages: a matrix streamed at decode costs no TLB walks); free with herd_free_huge(p, n). */
 void *herd_alloc_huge(size_t n);
+/* After filling memory from herd_alloc_huge: ask the kernel to back it with huge pages
+ * now (MADV_COLLAPSE), where a fault found none free (the page cache had the memory) and
+ * left 4 KB pages. Best effort; nothing changes where the kernel cannot. */
+void herd_huge_settle(void *p, size_t n);
 void herd_free_huge(void *p, size_t n);
 /* Test hook: the (n+1)th allocation from now fails; n < 0 disables. */
 void herd_alloc_fail_after(long n);

@@ -221,6 +221,7 @@ static void *weight_copy(struct cpu_be *cb, const struct weight *w)
     if (!p)
         return NULL;
     memcpy(p, w->data, n);
+    herd_huge_settle(p, n);
     herd_map_release(w->data, n);
     copies[n_copies++] = (struct cpu_copy){.file = {file[0], file[1]}, .off = off, .n = n,
                                            .p = p, .refs = 1};
