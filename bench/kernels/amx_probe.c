@@ -1,7 +1,7 @@
 /*
  * amx_probe.c - what one group of the exact int8 tile gemm costs, taken apart.
  *
- * The quantized AMX gemm (src/kernels/cpu/avx512/matmul_q_avx512.c, tile_amx) runs, per
+ * The quantized AMX gemm (src/kernels/cpu/avx512/matmul_q_avx512.c, tiles_amx) runs, per
  * 32-weight group, one 16 x 16 x 32 TDPBUSD product (two tile loads), a tile store of its
  * 16 x 16 int32 sums, and 16 vectors of float steps (cvt, two FMAs, a broadcast scale)
  * on them, pipelined over two accumulator tiles. This probe runs that loop on L1/L2-
@@ -71,7 +71,7 @@ __attribute__((target("amx-tile"))) static void configure(void)
         }                                                                                     \
     } while (0)
 
-/* One chunk (16 groups) of one activation tile, as tile_amx schedules it. */
+/* One chunk (16 groups) of one activation tile, as tiles_amx schedules it. */
 __attribute__((target("amx-tile,amx-int8,avx512f"), always_inline)) static inline void
 chunk(int parts, const uint8_t *wq, const float *s, const int8_t *xq, const float *da,
       const float *ds, float *y)

@@ -27,7 +27,7 @@
  *    a product is a 16 weight row x 16 activation row block of the same exact int32 group
  *    sums vpdpbusd forms. Those go through the same float steps in the same order, so the
  *    AMX products equal the VNNI ones bit for bit; only the integer multiply-adds moved
- *    into the tile unit (see tile_amx).
+ *    into the tile unit (see tiles_amx).
  */
 #include "kernels/kernels.h"
 #include "quant/quant.h"
@@ -498,12 +498,13 @@ pack_amx(enum qtype t, uint8_t *xb, float *daT, float *dsT, const uint8_t *xa, s
     }
 }
 
-/* Group g's float steps for the 16 x 16 int32 sums c[weight row][activation row]. */
+/* Group g's float steps for the 16 x 16 int32 sums c[weight row][activation row]; da16 and
+ * ds16 are the 16 activation rows' factors of that group. */
 static inline __attribute__((always_inline)) void
-amx_epilogue(enum qtype t, const struct panel_amx *p, const int32_t (*c)[16], const float *daT,
-             const float *dsT, int g, __m512 *acc)
+amx_epilogue(enum qtype t, const struct panel_amx *p, const int32_t (*c)[16], const float *da16,
+             const float *ds16, int g, __m512 *acc)
 {
-    const __m512 da = _mm512_loadu_ps(daT + g * 16), ds = _mm512_loadu_ps(dsT + g * 16);
+    const __m512 da = _mm512_loadu_ps(da16), ds = _mm512_loadu_ps(ds16);
     #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) {
         __m512 s = _mm512_set1_ps(p->s[i][g]);
@@ -516,25 +517,43 @@ amx_epilogue(enum qtype t, const struct panel_amx *p, const int32_t (*c)[16], co
  * the stores that packed their operands, and the epilogue's loads after the tile stores. */
 #define AMX_FENCE() __asm__ __volatile__("" ::: "memory")
 
-/* yt[16 weight rows][16 activation rows] (+)= one chunk of the panel . one B tile column
- * (xb: this tile's gpc groups). Group g's product goes to tmm2 (g even) or tmm3 (g odd), is
- * stored to c[g % 2], and its float steps run one step later: each tile store then waits on
- * a product issued an epilogue earlier, and each epilogue reads sums stored an epilogue
- * earlier (a tile store does not forward to loads; it commits only once the products
- * issued before it retire), so the tile unit and the vector units overlap. */
-#define AMX_PRODUCT(C, A, B, g)                                                               \
+/* yt[tile][16 weight rows][16 activation rows] (+)= one chunk of the panel . ntile B tile
+ * columns (xb), as one stream of steps: step s is group s % gpc of tile s / gpc, whose B
+ * tile and factors lie at s in xb, daT and dsT. Step s's product goes to tmm2 (s even) or
+ * tmm3 (s odd), is stored to c[s % 2], and its float steps run one step later: each tile
+ * store then waits on a product issued an epilogue earlier, and each epilogue reads sums
+ * stored an epilogue earlier (a tile store does not forward to loads; it commits only once
+ * the products issued before it retire), so the tile unit and the vector units overlap,
+ * across the tiles too (the next tile's first product is issued before this tile's last
+ * float steps). */
+#define AMX_PRODUCT(C, A, B, s)                                                               \
     do {                                                                                      \
-        _tile_loadd(A, p->q[0] + (g) * G, KC);                                                \
-        _tile_loadd(B, xb + (size_t)(g) * G * 16, 64);                                        \
+        _tile_loadd(A, p->q[0] + ((s) % gpc) * G, KC);                                        \
+        _tile_loadd(B, xb + (size_t)(s) * G * 16, 64);                                        \
         _tile_zero(C);                                                                        \
         _tile_dpbusd(C, A, B);                                                                \
     } while (0)
+#define AMX_STEPS(buf, s)                                                                     \
+    amx_epilogue(t, p, (const int32_t(*)[16])(buf), daT + (s) * 16, dsT + (s) * 16,          \
+                 (int)((s) % gpc), acc)
+
+/* A tile's chunk sum into yt, and its accumulators zeroed for the next tile. */
+static inline __attribute__((always_inline)) void amx_finish(float *yt, __m512 *acc, int first)
+{
+    #pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        _mm512_store_ps(yt + 16 * i,
+                        first ? acc[i] : _mm512_add_ps(acc[i], _mm512_load_ps(yt + 16 * i)));
+        acc[i] = _mm512_setzero_ps();
+    }
+}
 
 static inline __attribute__((always_inline)) void
-tile_amx(enum qtype t, const struct panel_amx *p, const uint8_t *xb, const float *daT,
-         const float *dsT, int gpc, float *yt, int first)
+tiles_amx(enum qtype t, const struct panel_amx *p, const uint8_t *xb, const float *daT,
+          const float *dsT, int64_t ntile, float *yt, int first)
 {
-    const int G = group_size(t);
+    const int G = group_size(t), gpc = CHUNK / G; /* gpc is even: 16 or 32 */
+    const int64_t n = ntile * gpc;
     _Alignas(64) int32_t c[2][16][16];
     __m512 acc[16];
     #pragma GCC unroll 16
@@ -542,25 +561,26 @@ tile_amx(enum qtype t, const struct panel_amx *p, const uint8_t *xb, const float
         acc[i] = _mm512_setzero_ps();
     AMX_FENCE();
     AMX_PRODUCT(2, 0, 1, 0);
-    for (int g = 0; g < gpc; g += 2) { /* gpc is even: 16 or 32 */
+    for (int64_t s = 0; s < n; s += 2) {
         _tile_stored(2, c[0], 64);
-        AMX_PRODUCT(3, 4, 5, g + 1);
+        AMX_PRODUCT(3, 4, 5, s + 1);
         AMX_FENCE();
-        if (g > 0)
-            amx_epilogue(t, p, (const int32_t(*)[16])c[1], daT, dsT, g - 1, acc);
+        if (s > 0) {
+            AMX_STEPS(c[1], s - 1);
+            if ((s - 1) % gpc == gpc - 1)
+                amx_finish(yt + (s - 1) / gpc * 256, acc, first);
+        }
         _tile_stored(3, c[1], 64);
-        if (g + 2 < gpc)
-            AMX_PRODUCT(2, 0, 1, g + 2);
+        if (s + 2 < n)
+            AMX_PRODUCT(2, 0, 1, s + 2);
         AMX_FENCE();
-        amx_epilogue(t, p, (const int32_t(*)[16])c[0], daT, dsT, g, acc);
+        AMX_STEPS(c[0], s);
     }
     AMX_FENCE();
-    amx_epilogue(t, p, (const int32_t(*)[16])c[1], daT, dsT, gpc - 1, acc);
-    #pragma GCC unroll 16
-    for (int i = 0; i < 16; i++)
-        _mm512_store_ps(yt + 16 * i,
-                        first ? acc[i] : _mm512_add_ps(acc[i], _mm512_load_ps(yt + 16 * i)));
+    AMX_STEPS(c[1], n - 1);
+    amx_finish(yt + (n - 1) / gpc * 256, acc, first);
 }
+#undef AMX_STEPS
 #undef AMX_PRODUCT
 
 /* y rows b .. b + nb - 1 (nb <= 16), columns r .. r + 16 under rmask, from yt[column][row]. */
@@ -670,14 +690,13 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa,
     herd_free(all);
 }
 
-/* gemm() on AMX tiles (see tile_amx): the same blocks of RB rows, each chunk's activations
+/* gemm() on AMX tiles (see tiles_amx): the same blocks of RB rows, each chunk's activations
  * packed while the first block runs, the block's sums in yt until its last chunk. Without
  * the memory for that, the VNNI gemm. */
 static inline __attribute__((always_inline)) void
 gemm_amx(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa, size_t xrb,
          int64_t n, int64_t n_b, int64_t r0, int64_t r1)
 {
-    const int gpc = CHUNK / group_size(t);
     const int64_t nch = n / KC;
     const size_t rb = row_bytes(t, n), cb = rb / (size_t)nch;
     const size_t xb_bytes = (size_t)NB_MAX * KC, f_bytes = (size_t)NB_MAX * 32 * sizeof(float);
@@ -712,11 +731,8 @@ gemm_amx(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *x
                             _mm_prefetch(
                                 (const char *)(w + (size_t)i * rb + (size_t)pc * cb + l),
                                 _MM_HINT_T0);
-                    float *ytp = yt + (r - rb0) / 16 * (NB_MAX / 16) * 256;
-                    for (int64_t jt = 0; jt < ntile; jt++)
-                        tile_amx(t, &p, xb + (size_t)jt * gpc * group_size(t) * 16,
-                                 daT + jt * gpc * 16, dsT + jt * gpc * 16, gpc, ytp + jt * 256,
-                                 c == 0);
+                    tiles_amx(t, &p, xb, daT, dsT, ntile,
+                              yt + (r - rb0) / 16 * (NB_MAX / 16) * 256, c == 0);
                 }
             }
             for (int64_t r = rb0; r < rb1; r += 16) {
