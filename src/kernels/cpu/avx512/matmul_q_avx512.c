@@ -610,6 +610,24 @@ static void amx_configure(int G)
     _tile_loadconfig(cfg);
 }
 
+/* The next panel's 16 row pieces (cb bytes each, row stride rb), while panel r of chunk c
+ * computes: too many short streams for the hardware prefetcher, and decoding them stalled
+ * on DRAM. Next: the block's (rows rb0 .. rb1) next panel, or its first at chunk c + 1, or
+ * the next block's first at chunk 0. */
+static inline __attribute__((always_inline)) void
+prefetch_next_panel(const uint8_t *w, size_t rb, size_t cb, int64_t r, int64_t c, int64_t rb0,
+                    int64_t rb1, int64_t r1, int64_t nch)
+{
+    int64_t pr = r + 16, pc = c;
+    if (pr >= rb1) {
+        pr = c + 1 < nch ? rb0 : rb1;
+        pc = c + 1 < nch ? c + 1 : 0;
+    }
+    for (int64_t i = pr; i < pr + 16 && i < r1; i++)
+        for (size_t l = 0; l < cb; l += 64)
+            _mm_prefetch((const char *)(w + (size_t)i * rb + (size_t)pc * cb + l), _MM_HINT_T0);
+}
+
 /* Output rows per block. A block's n_b x RB outputs stay in L2 while every chunk of K
  * adds to them; over all of a thread's rows at once (7168 rows x 256 activation rows is
  * 7 MB) each chunk re-read and re-wrote y from L3, a fifth of the Q4_K gemm's time. */
@@ -652,20 +670,7 @@ gemm(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *xa,
                     const int64_t nr = rb1 - r < 16 ? rb1 - r : 16;
                     const __mmask16 rmask = (__mmask16)((1u << nr) - 1);
                     repack(t, &p, w, rb, r, nr, c);
-                    /* the next panel's 16 row pieces, while this one computes: too many
-                     * short streams for the hardware prefetcher, and decoding them stalled
-                     * on DRAM. Next: the block's next panel, or its first at chunk c + 1,
-                     * or the next block's first at chunk 0. */
-                    int64_t pr = r + 16, pc = c;
-                    if (pr >= rb1) {
-                        pr = c + 1 < nch ? rb0 : rb1;
-                        pc = c + 1 < nch ? c + 1 : 0;
-                    }
-                    for (int64_t i = pr; i < pr + 16 && i < r1; i++)
-                        for (size_t l = 0; l < cb; l += 64)
-                            _mm_prefetch(
-                                (const char *)(w + (size_t)i * rb + (size_t)pc * cb + l),
-                                _MM_HINT_T0);
+                    prefetch_next_panel(w, rb, cb, r, c, rb0, rb1, r1, nch);
                     for (int64_t j = 0; j < nbp; j += NR) {
                         float *yb = y + (b0 + j) * ldy + r;
                         const int32_t *xqj = xq + (j / NR) * (KC / 4) * NR;
@@ -720,17 +725,7 @@ gemm_amx(enum qtype t, float *y, int64_t ldy, const uint8_t *w, const uint8_t *x
                     pack_amx(t, xb, daT, dsT, xa + (size_t)b0 * xrb, xrb, nbp, c);
                 for (int64_t r = rb0; r < rb1; r += 16) {
                     repack_amx(t, &p, w, rb, r, rb1 - r < 16 ? rb1 - r : 16, c);
-                    /* the next panel's row pieces, as gemm() prefetches them */
-                    int64_t pr = r + 16, pc = c;
-                    if (pr >= rb1) {
-                        pr = c + 1 < nch ? rb0 : rb1;
-                        pc = c + 1 < nch ? c + 1 : 0;
-                    }
-                    for (int64_t i = pr; i < pr + 16 && i < r1; i++)
-                        for (size_t l = 0; l < cb; l += 64)
-                            _mm_prefetch(
-                                (const char *)(w + (size_t)i * rb + (size_t)pc * cb + l),
-                                _MM_HINT_T0);
+                    prefetch_next_panel(w, rb, cb, r, c, rb0, rb1, r1, nch);
                     tiles_amx(t, &p, xb, daT, dsT, ntile,
                               yt + (r - rb0) / 16 * (NB_MAX / 16) * 256, c == 0);
                 }
