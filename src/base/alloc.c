@@ -81,8 +81,7 @@ void *herd_alloc_huge(size_t n)
     uint8_t *p = (uint8_t *)(((uintptr_t)m + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1));
     if (p > m)
         munmap(m, (size_t)(p - m));
-    if (m + len + HUGE_ALIGN > p + len)
-        munmap(p + len, (size_t)(m + len + HUGE_ALIGN - (p + len)));
+    munmap(p + len, (size_t)(m + HUGE_ALIGN - p)); /* the tail: p - m < HUGE_ALIGN */
 #ifdef MADV_HUGEPAGE
     (void)madvise(p, len, MADV_HUGEPAGE); /* a hint: without THP the pages are 4 KB */
 #endif
