@@ -30,6 +30,8 @@
 
 #include <immintrin.h>
 
+#include "simd512.h"
+
 #define GEMV_MAX_N 65536 /* longest row planned on the stack (Llama 3.1 405B FFN: 53248) */
 #define GEMV_MAX_B 4     /* activation rows handled in one pass over the weights */
 /* Software prefetch distance in bytes. The hardware streamer alone leaves the DRAM queue
@@ -79,22 +81,11 @@ static void plan_q8_0(enum wq t, struct act_plan *p, const uint8_t *xa, int64_t 
             memcpy(dst, x->qs, 16);
             memcpy(dst + 64, x->qs + 16, 16);
         }
-        int s = 0;
-        for (int l = 0; l < 32; l++)
-            s += x->qs[l];
+        const int s = sum_i8x32(x->qs);
         const float d = fp16_to_f32(x->d);
         p->sa[b] = d;
         p->so[b] = off * d * (float)s;
     }
-}
-
-/* 16 fp16 values at p, p + stride, ... (the scales of 16 consecutive blocks) as floats. */
-static inline __m512 gather_f16(const uint8_t *p, int stride)
-{
-    const __m512i idx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(stride));
-    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, p, 1)));
 }
 
 /* 16 bytes at each of p, p + s, p + 2s, p + 3s in one vector. */
@@ -483,9 +474,7 @@ static void plan_r16(struct r16_plan *p, const uint8_t *xa, size_t xrb, int nb, 
     for (int b = 0; b < nb; b++)
         for (int64_t j = 0; j < nj; j++) {
             const struct block_q8_0 *x = (const void *)(xa + (size_t)b * xrb + (j0 + j) * 34);
-            int sum = 0;
-            for (int l = 0; l < 32; l++)
-                sum += x->qs[l];
+            const int sum = sum_i8x32(x->qs);
             memcpy(p->q[j][b], x->qs, 32);
             p->s[j][b][0] = fp16_to_f32(x->d);
             p->s[j][b][1] = -128.0f * p->s[j][b][0] * (float)sum;

@@ -34,6 +34,8 @@
 
 #include <immintrin.h>
 
+#include "simd512.h"
+
 #define CHUNK 512 /* weights per decoder call: eight 64-byte vectors */
 
 /* What the types differ in: block geometry and the activation format they pair with. */
@@ -65,16 +67,6 @@ static inline size_t row_bytes(enum qtype t, int64_t n)
     case QT_Q5_K: return (size_t)(n / 256) * sizeof(struct block_q5_k);
     default: return (size_t)(n / 256) * sizeof(struct block_q6_k);
     }
-}
-
-/* 16 fp16 values at p, p + stride, ... as floats (the scales of 16 consecutive blocks). */
-static inline __m512 gather_f16(const uint8_t *p, int stride)
-{
-    const __m512i idx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(stride));
-    __m512i v = _mm512_i32gather_epi32(idx, (const void *)p, 1);
-    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
 }
 
 /* Nibbles of 16 bytes q0 (block 2i) and q1 (block 2i+1) in weight order: for each block,
@@ -218,8 +210,7 @@ static void act_prepare(enum qtype t, const uint8_t *xa, int64_t g0, int64_t ng,
             uint16_t h;
             memcpy(&h, &b->d, 2);
             d = _cvtsh_ss(h);
-            for (int l = 0; l < 32; l++)
-                s += b->qs[l];
+            s = sum_i8x32(b->qs);
         }
         da[g] = d;
         ds[g] = d * (float)s;
