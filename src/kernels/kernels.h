@@ -60,6 +60,9 @@ struct herd_cpu_kernels {
                      int64_t stride, int64_t n, int64_t hd);
     /* out[i] = silu(gate[i]) * up[i] */
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+    /* in place, attention weights from scores: s[i] = exp(scale * s[i] - m) / sum, m the
+     * largest scale * s[i], sum over i < n (n >= 1) */
+    void (*softmax)(float *s, int64_t n, float scale);
 };
 
 /* The table for this CPU (or for HERD_CPU_ISA); never NULL. */

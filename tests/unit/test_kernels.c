@@ -498,6 +498,23 @@ static void check_ops(const struct herd_cpu_kernels *k)
         for (int64_t i = 0; i < n; i++)
             bad += !(fabsf(out[i] - o2[i]) <= 1e-6f + 1e-5f * fabsf(o2[i]));
         CHECK_MSG(bad == 0, "%s swiglu n=%lld", k->isa, (long long)n);
+
+        /* attention softmax: scores of either sign and wide range (exp's clamp reached),
+         * a scale as 1/sqrt(128); every weight against ref's expf, and their sum is 1 */
+        for (int64_t i = 0; i < n; i++)
+            x[i] = 900 * rndf() * rndf();
+        memcpy(out, x, sizeof(float) * n);
+        memcpy(o2, x, sizeof(float) * n);
+        k->softmax(out, n, 0.0883883f);
+        ref->softmax(o2, n, 0.0883883f);
+        bad = 0;
+        double tot = 0;
+        for (int64_t i = 0; i < n; i++) {
+            bad += !(fabsf(out[i] - o2[i]) <= 1e-30f + 2e-6f * fabsf(o2[i]));
+            tot += out[i];
+        }
+        CHECK_MSG(bad == 0 && fabs(tot - 1.0) < 1e-5, "%s softmax n=%lld: %d off, sum %.9f",
+                  k->isa, (long long)n, bad, tot);
         free(a), free(b), free(o1), free(o2), free(h1), free(h2);
     }
 }

@@ -615,25 +615,6 @@ static void kv_axpy(const struct cpu_ctx *c, float *y, float a, const uint8_t *r
         c->k->axpy_f32(y, a, (const float *)row, hd);
 }
 
-/* softmax(s * scale) over positions 0..pos, in place. */
-static void softmax_scaled(float *sc, int32_t pos, float scale)
-{
-    float mx = -INFINITY;
-    for (int32_t p = 0; p <= pos; p++) {
-        sc[p] *= scale;
-        if (sc[p] > mx)
-            mx = sc[p];
-    }
-    float sum = 0.0f;
-    for (int32_t p = 0; p <= pos; p++) {
-        sc[p] = expf(sc[p] - mx);
-        sum += sc[p];
-    }
-    const float inv = 1.0f / sum;
-    for (int32_t p = 0; p <= pos; p++)
-        sc[p] *= inv;
-}
-
 /* One token and one KV head: for each query head h of its group, softmax(q_h . K /
  * sqrt(head_dim)) . V over positions 0..pos. sc holds group x n_ctx scores. */
 static void attend(const struct tok_job *j, int64_t t, int kvh, float *sc)
@@ -655,7 +636,7 @@ static void attend(const struct tok_job *j, int64_t t, int kvh, float *sc)
         const uint16_t *v0 = (const uint16_t *)(kv_row(c, c->v_cache, j->layer, seq, 0) + off);
         c->k->dots_f16(sc, n_ctx, q, group, k0, stride, pos + 1, hd);
         for (int h = 0; h < group; h++)
-            softmax_scaled(sc + h * n_ctx, pos, scale);
+            c->k->softmax(sc + h * n_ctx, (int64_t)pos + 1, scale);
         c->k->wsum_f16(out, sc, n_ctx, group, v0, stride, pos + 1, hd);
         return;
     }
@@ -664,7 +645,7 @@ static void attend(const struct tok_job *j, int64_t t, int kvh, float *sc)
         for (int32_t p = 0; p <= pos; p++)
             sh[p] = kv_dot(c, q + (int64_t)h * hd, kv_row(c, c->k_cache, j->layer, seq, p) + off,
                            hd);
-        softmax_scaled(sh, pos, scale);
+        c->k->softmax(sh, (int64_t)pos + 1, scale);
         memset(oh, 0, (size_t)hd * sizeof(float));
         for (int32_t p = 0; p <= pos; p++)
             kv_axpy(c, oh, sh[p], kv_row(c, c->v_cache, j->layer, seq, p) + off, hd);

@@ -1,6 +1,6 @@
 /*
  * ops_ref.c - scalar references of the vector kernels: RMSNorm, dot and axpy (attention),
- * f16 KV-row conversions and SwiGLU. Plain left-to-right sums: SIMD variants are tested
+ * f16 KV-row conversions, SwiGLU and the attention softmax. Plain left-to-right sums: SIMD variants are tested
  * against these and differ only by reassociation rounding.
  */
 #include "kernels/kernels.h"
@@ -82,6 +82,25 @@ static void swiglu_ref(float *out, const float *gate, const float *up, int64_t n
         out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+/* libm's expf and one left-to-right sum. */
+static void softmax_ref(float *s, int64_t n, float scale)
+{
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        s[i] *= scale;
+        if (s[i] > mx)
+            mx = s[i];
+    }
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        s[i] = expf(s[i] - mx);
+        sum += s[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; i++)
+        s[i] *= inv;
+}
+
 void kernels_fill_ref(struct herd_cpu_kernels *k)
 {
     k->isa = "ref";
@@ -95,4 +114,5 @@ void kernels_fill_ref(struct herd_cpu_kernels *k)
     k->dots_f16 = dots_f16_ref;
     k->wsum_f16 = wsum_f16_ref;
     k->swiglu = swiglu_ref;
+    k->softmax = softmax_ref;
 }
