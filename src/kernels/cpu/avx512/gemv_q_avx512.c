@@ -34,17 +34,20 @@
 
 #define GEMV_MAX_N 65536 /* longest row planned on the stack (Llama 3.1 405B FFN: 53248) */
 #define GEMV_MAX_B 4     /* activation rows handled in one pass over the weights */
-/* Software prefetch distance in bytes. The hardware streamer alone leaves the DRAM queue
- * half empty. Measured on the 2-vCPU Sapphire Rapids host (bench_matmul 8192 x 4096, one
- * thread, 2026-12-04, alternating builds): Q4_0 9.5-10.0 GB/s at 8 KB ahead, 12-12.8 at 1 KB,
- * 13.3-13.4 at 2 KB; Q4_K 13 at any; Q6_K 10.0 at 8 KB, 11-12 at 2 KB, 13.6-13.7 at 1 KB
- * (the read wall: ~13.5). Two threads gain alike (Q4_0 ~20 -> ~23). An earlier host state
- * had favoured 4-12 KB: the best distance moves with the host, so it is measured, not
- * derived. Prefetching past the end of the matrix is harmless (never faults). */
-#ifndef PREFETCH
-#define PREFETCH 2048
-#endif
-#define PREFETCH_Q6K 1024
+/* Software prefetch of the one-row loops: distance in bytes and target level. The hardware
+ * streamer alone leaves the DRAM queue half empty. The best distance moves with the host
+ * state, so it is measured, not derived: on 2026-12-04 (bench_matmul 8192 x 4096, one
+ * thread, into L1) Q4_0 read 13.3 GB/s at 2 KB ahead, 12-12.8 at 1 KB, 9.5-10 at 8 KB, and
+ * Q6_K best at 1 KB. On 2026-12-05, a busier host (bench_matmul 14336 x 4096, 4 interleaved
+ * runs of each build, mean GB/s at 1 / 2 threads): into L1 at 2 KB (Q6_K 1 KB) Q4_0 10.8 /
+ * 19.5, Q4_K 10.4 / 22.1, Q6_K 9.3 / 18.5; into L2 (prefetcht1) at 4 KB 12.1 / 21.2, 10.9 /
+ * 20.4, 12.6 / 21.1; into L1 at 4 KB 10.9 / 20.7, 10.6 / 20.4, 11.0 / 22.3; into L2 at 2 KB
+ * 10.2 / 18.5, 10.1 / 18.9, 9.0 / 17.7. A line prefetched to L2 holds no L1 fill buffer while
+ * DRAM answers, which leaves those to the demand loads; a bare read loop with 16 vpdpbusd
+ * per 256 bytes agreed (10.7 GB/s into L1 at 2 KB, 11.9 into L2 at 4 KB, medians of 5).
+ * Prefetching past the end of the matrix is harmless (never faults). */
+#define PREFETCH 4096
+#define PREFETCH_HINT _MM_HINT_T1
 /* Q8_0 16-row groups: 16 streams, each 4 KB ahead (1 KB: 10.5 GB/s, 2 KB: 10.4, 4 KB: 12.0,
  * 8 KB: 11.9, 16 KB: 10.7; one thread) */
 #define PREFETCH_R16 4096
@@ -115,7 +118,7 @@ row_q8_0(enum wq t, int nb, const uint8_t *row, const struct act_plan *const *pl
     for (int64_t c = 0; c < n / 512; c++) { /* 16 blocks */
         const uint8_t *blk = row + c * 16 * bb;
         for (int l = 0; l < 16 * bb; l += 64)
-            _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + PREFETCH + l), PREFETCH_HINT);
         const __m512 dw = gather_f16(blk, bb);
         const __m512 ow = t == WQ_Q4_1 ? gather_f16(blk + 2, bb) : dw;
         __m512 s[GEMV_MAX_B];
@@ -233,7 +236,7 @@ row_q4k(int q5, int nb, const uint8_t *row, const struct act_plan *const *pl, in
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *blk = row + i * bb;
         for (int l = 0; l < bb; l += 64)
-            _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + PREFETCH + l), PREFETCH_HINT);
         /* f = [d * sc_j, dmin * m_j]: d and dmin are the block's first two fp16 */
         uint32_t dd;
         memcpy(&dd, blk, 4);
@@ -294,7 +297,7 @@ row_q6k(int nb, const uint8_t *row, const struct act_plan *const *pl, int64_t n,
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *blk = row + i * sizeof(struct block_q6_k);
         for (int l = 0; l < (int)sizeof(struct block_q6_k); l += 64)
-            _mm_prefetch((const char *)(blk + PREFETCH_Q6K + l), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + PREFETCH + l), PREFETCH_HINT);
         uint16_t dh;
         memcpy(&dh, blk + offsetof(struct block_q6_k, d), 2);
         const __m512 f = _mm512_mul_ps(
@@ -365,7 +368,7 @@ row_q4_0_vbmi_nb(int nb, const uint8_t *row, const struct act_plan *const *pl, i
     for (int64_t c = 0; c < n / 512; c++) { /* 16 blocks */
         const uint8_t *blk = row + c * 16 * 18;
         for (int l = 0; l < 16 * 18; l += 64)
-            _mm_prefetch((const char *)(blk + PREFETCH + l), _MM_HINT_T0);
+            _mm_prefetch((const char *)(blk + PREFETCH + l), PREFETCH_HINT);
         /* bytes 0..143 and 144..287 as (0, 64, 80) + 144h: no gather for the scales */
         __m512i v[2][3];
         for (int h = 0; h < 2; h++)
