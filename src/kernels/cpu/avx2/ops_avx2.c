@@ -1,8 +1,9 @@
 /*
  * ops_avx2.c - the vector kernels with AVX2 + FMA + F16C: RMSNorm, dot/axpy on f32 and on
  * f16 KV rows (attention), f16 row conversions (round to nearest even, as fp.c), SwiGLU
- * and the attention softmax with a polynomial exp. The AVX-512 table keeps these: they run over rows of a few
- * thousand elements that sit in L1/L2, where 256-bit loads already keep up.
+ * and the attention softmax with a polynomial exp. The AVX-512 table keeps these: they run
+ * over rows of a few thousand elements that sit in L1/L2, where 256-bit loads already keep
+ * up.
  * Tails (n % 8) use masked loads/stores, so no element is read outside the rows.
  */
 #include "kernels/kernels.h"
