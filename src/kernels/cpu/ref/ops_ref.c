@@ -1,7 +1,8 @@
 /*
  * ops_ref.c - scalar references of the vector kernels: RMSNorm, dot and axpy (attention),
- * f16 KV-row conversions, SwiGLU and the attention softmax. Plain left-to-right sums: SIMD variants are tested
- * against these and differ only by reassociation rounding.
+ * f16 KV-row conversions, SwiGLU and the attention softmax. Plain left-to-right sums and
+ * libm's expf: SIMD variants are tested against these and differ by reassociation rounding
+ * and, for SwiGLU and the softmax, by their polynomial exp's rounding.
  */
 #include "kernels/kernels.h"
 
