@@ -44,7 +44,8 @@
  * 20.4, 12.6 / 21.1; into L1 at 4 KB 10.9 / 20.7, 10.6 / 20.4, 11.0 / 22.3; into L2 at 2 KB
  * 10.2 / 18.5, 10.1 / 18.9, 9.0 / 17.7. A line prefetched to L2 holds no L1 fill buffer while
  * DRAM answers, which leaves those to the demand loads; a bare read loop with 16 vpdpbusd
- * per 256 bytes (a scratch program, not kept) agreed (10.7 GB/s into L1 at 2 KB, 11.9 into L2 at 4 KB, medians of 5).
+ * per 256 bytes (a scratch program, not kept) agreed: 10.7 GB/s into L1 at 2 KB, 11.9 into
+ * L2 at 4 KB, medians of 5.
  * Prefetching past the end of the matrix is harmless (never faults). */
 #define PREFETCH 4096
 #define PREFETCH_HINT _MM_HINT_T1
