@@ -61,6 +61,7 @@ int main(int argc, char **argv)
     int nt = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 2;
     herd_cpu_options opt = herd_cpu_default_options();
     opt.bf16_act = getenv("HERD_BF16_ACT") != NULL; /* BF16 x bf16 activations */
+    opt.no_r16 = getenv("HERD_GEMV_NO_R16") != NULL;  /* Q8_0 decode by the one-row loop */
     herd_cpu_configure(&opt);
     const struct herd_cpu_kernels *k = argc > 2 ? kernels_get_isa(argv[2]) : kernels_get();
     int64_t rows = argc > 3 ? strtol(argv[3], NULL, 10) : 4096;

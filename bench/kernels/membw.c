@@ -94,6 +94,7 @@ __attribute__((target("amx-tile,amx-int8,amx-bf16"))) static double amx_peak(int
         cfg[16 + 2 * i] = 64;
         cfg[48 + i] = 16;
     }
+    __asm__ __volatile__("" ::: "memory"); /* the intrinsic's asm names only 8 bytes of cfg */
     _tile_loadconfig(cfg);
     for (int i = 0; i < 4; i++) {
         _tile_zero(0);

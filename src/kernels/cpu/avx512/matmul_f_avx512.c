@@ -254,6 +254,7 @@ __attribute__((target("amx-tile"))) static void amx_configure_bf16(void)
         cfg[16 + 2 * i] = 64;
         cfg[48 + i] = 16;
     }
+    __asm__ __volatile__("" ::: "memory"); /* the intrinsic's asm names only 8 bytes of cfg */
     _tile_loadconfig(cfg);
 }
 

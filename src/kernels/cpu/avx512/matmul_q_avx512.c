@@ -584,9 +584,10 @@ static void amx_store(float *y, int64_t ldy, const float *yt, int64_t nb, __mmas
         _mm512_mask_storeu_ps(y + j * ldy, rmask, _mm512_i32gather_ps(col, yt + j, 4));
 }
 
-/* The tile shapes for group size G: A (16 tokens x G codes) in tmm0/4, B (G/4 quads x 16
- * rows) in tmm1/5, the int32 sums in tmm2/3. Loaded per call: the configuration is per
- * thread, and released after so the thread's context switches save no tile state. */
+/* The tile shapes for group size G: A (16 weight rows x G codes) in tmm0/4, B (G/4 quads x
+ * 16 activation rows) in tmm1/5, the int32 sums in tmm2/3. Loaded per call: the
+ * configuration is per thread, and released after so the thread's context switches save no
+ * tile state. */
 static void amx_configure(int G)
 {
     _Alignas(64) uint8_t cfg[64] = {0};
@@ -598,6 +599,7 @@ static void amx_configure(int G)
         cfg[16 + 2 * i] = (uint8_t)colsb;
         cfg[48 + i] = (uint8_t)rows;
     }
+    AMX_FENCE(); /* the intrinsic's asm names only 8 bytes of cfg as its operand */
     _tile_loadconfig(cfg);
 }
 
