@@ -22,9 +22,9 @@
 #define GPC 16 /* groups per 512-weight chunk */
 #define NT 16  /* activation tiles (256 rows) per chunk, as a 256-token prefill */
 
-/* REG: the float steps convert registers (the accumulators of the row before) instead of the
- * stored sums, so none waits on a tile store: what is left of a store's cost with it is the
- * core resources the two share, not the dependence. */
+/* REG: the float steps convert 8 vectors kept in registers instead of the stored sums, so
+ * none waits on a tile store: what a store still costs beside them is the core resources
+ * the two share, not the dependence. */
 enum { PRODUCT = 1, STEPS = 2, STORE = 4, REG = 8 };
 
 #define FENCE() __asm__ __volatile__("" ::: "memory")

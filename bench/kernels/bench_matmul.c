@@ -28,25 +28,15 @@ struct job {
     double cpu[MAX_THREADS]; /* CPU seconds each thread spent in the matmuls */
 };
 
-/* Each thread's own CPU clock, read around its share: the process clock lags for threads
- * still running on another CPU (their time is added at their next tick), which had made
- * the 2-thread "cpu" rates up to twice the wall ones. */
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void run(void *arg, int ith, int nth)
 {
     struct job *j = arg;
     int64_t lo, hi;
     herd_split(j->rows / 16, ith, nth, &lo, &hi); /* 16-row panels, as the model should */
     hi = ith == nth - 1 ? j->rows : hi * 16;
-    const double c0 = thread_cpu_s();
+    const double c0 = herd_thread_cpu_s();
     j->k->matmul(j->y, j->rows, j->w, j->xa, j->xrb, j->cols, j->n_b, lo * 16, hi);
-    j->cpu[ith] += thread_cpu_s() - c0;
+    j->cpu[ith] += herd_thread_cpu_s() - c0;
 }
 
 static size_t wrow_bytes(herd_dtype t, int64_t n)

@@ -125,19 +125,10 @@ __attribute__((target("amx-tile,amx-int8,amx-bf16"))) static double amx_peak(int
     return data[0];
 }
 
-/* Each thread's own CPU clock, read around its share: the process clock lags for a thread
- * still running on another CPU (its time is added at its next tick). */
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void run(void *arg, int ith, int nth)
 {
     struct job *j = arg;
-    const double c0 = thread_cpu_s();
+    const double c0 = herd_thread_cpu_s();
     if (j->kind == 0 || j->kind == 4) {
         int64_t lo, hi;
         herd_split((int64_t)(j->n / 64), ith, nth, &lo, &hi);
@@ -147,7 +138,7 @@ static void run(void *arg, int ith, int nth)
     } else {
         j->sink[ith] = peak(j->kind);
     }
-    j->cpu[ith] += thread_cpu_s() - c0;
+    j->cpu[ith] += herd_thread_cpu_s() - c0;
 }
 
 static double job_cpu_s(const struct job *j, int nt)

@@ -160,5 +160,6 @@ double herd_rng_uniform(uint64_t s[4]); /* in [0, 1), 53 random bits */
 
 /* ---- time */
 double herd_time_s(void); /* monotonic seconds */
+double herd_thread_cpu_s(void); /* CPU seconds of the calling thread */
 
 #endif /* HERD_BASE_H */
