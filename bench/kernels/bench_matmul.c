@@ -16,6 +16,8 @@
 #include <time.h> /* clock_gettime: CPU time, so a busy shared host still gives per-core rates */
 #include <stdlib.h>
 
+#include "bench_cpu.h"
+
 #define MAX_THREADS 256
 
 struct job {
@@ -52,14 +54,6 @@ static size_t wrow_bytes(herd_dtype t, int64_t n)
     case HERD_DTYPE_Q5_K: return (size_t)n / 256 * 176;
     default: return (size_t)n / 256 * 210;
     }
-}
-
-static double job_cpu_s(const struct job *j, int nt)
-{
-    double c = 0.0;
-    for (int i = 0; i < nt; i++)
-        c += j->cpu[i];
-    return c;
 }
 
 int main(int argc, char **argv)
@@ -126,9 +120,9 @@ int main(int argc, char **argv)
         double best = 1e30, bestc = 1e30;
         for (int rep = 0; rep < 3 * copies; rep++) {
             j.w = w + wb * (size_t)(rep % copies);
-            double t0 = herd_time_s(), c0 = job_cpu_s(&j, nt);
+            double t0 = herd_time_s(), c0 = bench_cpu_total(j.cpu, nt);
             herd_pool_run(pool, run, &j);
-            double dt = herd_time_s() - t0, dc = (job_cpu_s(&j, nt) - c0) / nt;
+            double dt = herd_time_s() - t0, dc = (bench_cpu_total(j.cpu, nt) - c0) / nt;
             best = dt < best ? dt : best;
             bestc = dc < bestc ? dc : bestc;
         }
@@ -138,10 +132,10 @@ int main(int argc, char **argv)
         jh.rows = jh.rows < 16 ? 16 : jh.rows > rows ? rows : jh.rows;
         double hotc = 1e30;
         for (int rep = 0; rep < 5; rep++) {
-            double c0 = job_cpu_s(&jh, nt);
+            double c0 = bench_cpu_total(jh.cpu, nt);
             for (int it = 0; it < 20; it++)
                 herd_pool_run(pool, run, &jh);
-            double dc = (job_cpu_s(&jh, nt) - c0) / nt;
+            double dc = (bench_cpu_total(jh.cpu, nt) - c0) / nt;
             hotc = dc < hotc ? dc : hotc;
         }
         double hotb = 20.0 * (double)wrow_bytes(types[ti].t, cols) * (double)jh.rows;
@@ -149,9 +143,9 @@ int main(int argc, char **argv)
         j.w = w;
         double bestp = 1e30, bestpc = 1e30;
         for (int rep = 0; rep < (nb_pp > 0 ? 2 : 0); rep++) {
-            double t0 = herd_time_s(), c0 = job_cpu_s(&j, nt);
+            double t0 = herd_time_s(), c0 = bench_cpu_total(j.cpu, nt);
             herd_pool_run(pool, run, &j);
-            double dt = herd_time_s() - t0, dc = (job_cpu_s(&j, nt) - c0) / nt;
+            double dt = herd_time_s() - t0, dc = (bench_cpu_total(j.cpu, nt) - c0) / nt;
             bestp = dt < bestp ? dt : bestp;
             bestpc = dc < bestpc ? dc : bestpc;
         }

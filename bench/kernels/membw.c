@@ -14,6 +14,8 @@
 #include <time.h> /* clock_gettime: CPU time, so a busy shared host still gives per-core rates */
 #include <stdlib.h>
 
+#include "bench_cpu.h"
+
 struct job {
     const float *buf;
     size_t n;
@@ -141,14 +143,6 @@ static void run(void *arg, int ith, int nth)
     j->cpu[ith] += herd_thread_cpu_s() - c0;
 }
 
-static double job_cpu_s(const struct job *j, int nt)
-{
-    double c = 0.0;
-    for (int i = 0; i < nt; i++)
-        c += j->cpu[i];
-    return c;
-}
-
 int main(int argc, char **argv)
 {
     size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 1024;
@@ -176,9 +170,9 @@ int main(int argc, char **argv)
             struct job j = {buf, n, kind, {0}, {0}};
             double best = 1e30, bestc = 1e30;
             for (int rep = 0; rep < 5; rep++) {
-                double t0 = herd_time_s(), c0 = job_cpu_s(&j, t);
+                double t0 = herd_time_s(), c0 = bench_cpu_total(j.cpu, t);
                 herd_pool_run(pool, run, &j);
-                double dt = herd_time_s() - t0, dc = (job_cpu_s(&j, t) - c0) / t;
+                double dt = herd_time_s() - t0, dc = (bench_cpu_total(j.cpu, t) - c0) / t;
                 best = dt < best ? dt : best;
                 bestc = dc < bestc ? dc : bestc;
             }
